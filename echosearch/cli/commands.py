@@ -1,0 +1,6 @@
+"""Imports every command module so that its commands register on the group.
+
+Keep one import per command module; each module decorates its functions with ``@cli.command``.
+"""
+
+from echosearch.cli import demo  # noqa: F401
