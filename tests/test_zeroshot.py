@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -415,3 +416,16 @@ def test_thresholds_errors(tmp_path):
         zs.load_thresholds(path)
     with pytest.raises(EchosearchError, match="'tavr'"):
         zs.save_thresholds(tmp_path / "x.json", {"tavr": float("nan")})
+
+
+def test_documented_example_loads(tmp_path):
+    """The task-file example in configs/tasks/README.md stays valid."""
+    readme = (Path(__file__).resolve().parents[1] / "configs" / "tasks" / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.yaml"
+    path.write_text(example)
+    assert [(t.name, t.kind) for t in zs.load_tasks(path)] == [
+        ("pacemaker", "binary"),
+        ("ejection_fraction", "regression"),
+        ("lv_size", "categorical"),
+    ]
