@@ -1,0 +1,127 @@
+"""AVI / MP4 (any container and codec FFmpeg reads) through PyAV.
+
+Frames are decoded in order (inter-frame codecs need their references) but only the sampled ones
+are converted to RGB, which is most of the cost, and decoding stops after the last one needed.
+The frame count comes from the stream header, or from counting packets (demuxing without
+decoding) when the container does not say.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import numpy as np
+
+from echosearch.video.errors import CorruptFile, NotAnImage, TooFewFrames
+from echosearch.video.meta import ClipMeta, uid_from_hash
+from echosearch.video.sampling import Sampling
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"}
+
+
+def _open(source: str | BinaryIO, name: str) -> av.container.InputContainer:
+    try:
+        container = av.open(source, mode="r", timeout=30.0)
+    except (av.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
+        raise NotAnImage(f"{name}: not a video FFmpeg can read ({e})") from None
+    if not container.streams.video:
+        container.close()
+        raise NotAnImage(f"{name}: no video stream")
+    return container
+
+
+def _count_packets(source: str | BinaryIO, name: str) -> int:
+    """Frames in the first video stream, by demuxing (no decoding); for containers that don't say."""
+    container = _open(source, name)
+    try:
+        stream = container.streams.video[0]
+        return sum(1 for packet in container.demux(stream) if packet.size)
+    except av.FFmpegError as e:
+        raise CorruptFile(f"{name}: damaged video container ({e})") from None
+    finally:
+        container.close()
+        if hasattr(source, "seek"):
+            source.seek(0)
+
+
+def _decode(container, stream, wanted: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """RGB frames at ``wanted`` positions (sorted); returns (frames, indices actually found)."""
+    stream.thread_type = "AUTO"
+    wanted_set = set(int(i) for i in wanted)
+    last = int(wanted[-1]) if len(wanted) else -1
+    frames, found = [], []
+    try:
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted_set:
+                frames.append(frame.to_ndarray(format="rgb24"))
+                found.append(i)
+            if i >= last:
+                break
+    except av.FFmpegError as e:
+        if not frames:
+            raise CorruptFile(f"{name}: video stream cannot be decoded ({e})") from None
+        log.warning("%s: decoding stopped early at frame %d: %s", name, len(found), e)
+    if not frames:
+        raise TooFewFrames(f"{name}: the video has no decodable frames")
+    return np.stack(frames), np.asarray(found, dtype=np.int64)
+
+
+def decode_stream(
+    source: str | BinaryIO, name: str, indices: np.ndarray | None = None, sampling: Sampling | None = None
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Decode a video (path or file object): frames ``[F,H,W,3]`` uint8, their indices, stream info.
+
+    Give either explicit ``indices`` or a ``sampling`` policy (resolved against the frame count).
+    """
+    container = _open(source, name)
+    stream = container.streams.video[0]
+    n_frames = int(stream.frames or 0)
+    if n_frames <= 0:
+        container.close()
+        n_frames = _count_packets(source, name)
+        container = _open(source, name)
+        stream = container.streams.video[0]
+    try:
+        if n_frames == 0:
+            raise TooFewFrames(f"{name}: the video has no frames")
+        if indices is None:
+            indices = (sampling or Sampling("all")).indices(n_frames)
+        rate = stream.average_rate or stream.guessed_rate
+        info = {
+            "frame_count": n_frames,
+            "fps": float(rate) if rate else None,
+            "codec": stream.codec_context.name,
+            "width": stream.codec_context.width,
+            "height": stream.codec_context.height,
+        }
+        frames, found = _decode(container, stream, np.asarray(indices), name)
+        if len(found) < len(indices):
+            log.info("%s: header said %d frames; decoded fewer", name, n_frames)
+        return frames, found, info
+    finally:
+        container.close()
+
+
+def read_video(path: Path, sampling: Sampling, sha: str) -> tuple[np.ndarray, np.ndarray, ClipMeta]:
+    """Sampled RGB frames of a video file and its :class:`ClipMeta` (UIDs derived from ``sha``)."""
+    frames, indices, info = decode_stream(str(path), path.name, sampling=sampling)
+    meta = ClipMeta(
+        path=str(path),
+        format="video",
+        sha256=sha,
+        sop_instance_uid=uid_from_hash(sha, "instance"),
+        series_instance_uid=uid_from_hash(sha, "series"),
+        study_instance_uid=uid_from_hash(sha, "study"),
+        frame_count=info["frame_count"],
+        rows=int(frames.shape[1]),
+        columns=int(frames.shape[2]),
+        fps=info["fps"],
+        codec=info["codec"],
+        photometric_interpretation="RGB",
+    )
+    return frames, indices, meta
