@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -322,19 +321,24 @@ class TemplateTokenizer:
         return cleaned, variables, slotted
 
     def _parse(self, cleaned: str, variables: list[str], slotted: str, encoding: Any) -> _Parsed:
-        """Pair each phrase with its own values; values inside unmatched text are dropped with it."""
-        owned: list[bool] = []  # one flag per slot, in text order: does a matched phrase own it?
+        """Pair each phrase with its own values; values inside unmatched text are dropped with it.
+
+        Slots and values line up by position in the text (a literal ``<#>`` typed by a user has no
+        value, so phrases after it may get fewer values; the reference fails on such text).
+        """
+        pieces: list[tuple[int, list[str]]] = []
         unmatched: list[str] = []
+        k = 0  # index of the next slot's value
         for token_id, (start, end) in zip(encoding.ids, encoding.offsets, strict=True):
             if token_id == self._unk_id:
                 fragment = slotted[start:end]
-                owned.extend([False] * fragment.count(SLOT))
+                n = fragment.count(SLOT)
                 if fragment.strip():
-                    unmatched.append(fragment.strip())
+                    unmatched.append(_fill(fragment, variables[k : k + n]))
             else:
-                owned.extend([True] * self._slots[token_id])
-        values = iter([v for v, own in zip(variables, owned, strict=False) if own])
-        pieces = [(i, list(islice(values, self._slots[i]))) for i in encoding.ids if i != self._unk_id]
+                n = self._slots[token_id]
+                pieces.append((token_id, variables[k : k + n]))
+            k += n
         return _Parsed(cleaned, variables, pieces, unmatched)
 
     def _variable_ids(self, values: list[str]) -> list[int]:

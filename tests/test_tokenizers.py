@@ -115,8 +115,12 @@ def test_tiny_values_in_unmatched_text_are_dropped(tiny: TemplateTokenizer) -> N
     assert ids == padded([BOS, 6, number(40), EOS])
     ex = tiny.explain("Heart rate 72 bpm. LV ejection fraction is 40%. Another 9 things")
     assert ex.phrases == ["LV EJECTION FRACTION IS 40%."]
-    assert ex.unmatched == ["HEART RATE <#> BPM.", "ANOTHER <#> THINGS"]
+    assert ex.unmatched == ["HEART RATE 72 BPM.", "ANOTHER 9 THINGS"]
     assert ex.variables == ["72", "40", "9"]
+
+
+def test_tiny_literal_slot_typed_by_a_user_has_no_value(tiny: TemplateTokenizer) -> None:
+    assert tiny.encode("LV ejection fraction is <#>%.") == padded([BOS, 6, EOS])
 
 
 def test_tiny_longest_phrase_wins(tiny: TemplateTokenizer) -> None:
