@@ -269,8 +269,8 @@ class TemplateTokenizer:
         self._template_size = len(template_vocab)
         self._token_text = {i: t for t, i in template_vocab.items()}
         self._slots = {i: t.count(SLOT) for t, i in template_vocab.items()}
-        base_size = len(HFTokenizer.from_str(wordpiece_json).get_vocab())
-        self._phrase_ids = sorted(i for i in self._token_text if i >= base_size)
+        self._base_size = len(HFTokenizer.from_str(wordpiece_json).get_vocab())
+        self._phrase_ids = sorted(i for i in self._token_text if i >= self._base_size)
 
         variable_vocab = self._variable.get_vocab()
         self._variable_text = {i + self._template_size: t for t, i in variable_vocab.items()}
@@ -309,7 +309,7 @@ class TemplateTokenizer:
     def phrase_id(self, phrase: str) -> int | None:
         """The id of a vocabulary phrase, or ``None`` when it is not one."""
         i = self._template.token_to_id(phrase)
-        return i if i is not None and i in self._slots and i != self._unk_id else None
+        return i if i is not None and i >= self._base_size else None
 
     # -- encoding
 

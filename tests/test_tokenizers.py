@@ -129,7 +129,7 @@ def test_tiny_longest_phrase_wins(tiny: TemplateTokenizer) -> None:
 
 
 def test_tiny_nothing_matched(tiny: TemplateTokenizer) -> None:
-    for text in ["", "a", "pacemaker", "   "]:
+    for text in ["", "a", "pacemaker", "   ", "\ud800 lone surrogate"]:
         assert tiny.encode(text) == padded([BOS, EOS])
         assert tiny.explain(text).matched_nothing
 
@@ -158,6 +158,7 @@ def test_tiny_decode_and_phrases(tiny: TemplateTokenizer) -> None:
     ]
     assert tiny.phrases == TINY_PHRASES
     assert tiny.phrase_id("LEFT VENTRICLE. ") == 8 and tiny.phrase_id("nope") is None
+    assert tiny.phrase_id("[CLS]") is None
     with pytest.raises(EchosearchError):
         tiny.decode([EOS + 1])
 
