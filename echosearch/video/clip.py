@@ -15,7 +15,7 @@ import numpy as np
 
 from echosearch.video.container import VIDEO_SUFFIXES, read_video
 from echosearch.video.dicom import read_dicom
-from echosearch.video.errors import ClipReadError, CorruptFile, TooFewFrames
+from echosearch.video.errors import ClipReadError, CorruptFile, NotAnImage, TooFewFrames
 from echosearch.video.meta import ClipMeta, file_sha256
 from echosearch.video.sampling import DEFAULT_SAMPLING, Sampling, parse_sampling
 from echosearch.video.sector import apply_mask, estimate_sector
@@ -72,8 +72,9 @@ def read_clip(
         dicom = read_dicom(path, policy, sha, site_key)
         frames, indices, meta, region_mask = dicom.frames, dicom.indices, dicom.meta, dicom.region_mask
     else:
-        if path.suffix.lower() not in VIDEO_SUFFIXES:
-            log.debug("%s: unknown suffix, trying it as a video", path.name)
+        suffix = path.suffix.lower()
+        if suffix and suffix not in VIDEO_SUFFIXES:
+            raise NotAnImage(f"{path.name}: not a DICOM and not a video type we read ({suffix})")
         frames, indices, meta = read_video(path, policy, sha)
     if len(frames) == 0:
         raise TooFewFrames(f"{path.name}: no frames")

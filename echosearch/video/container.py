@@ -21,6 +21,8 @@ from echosearch.video.sampling import Sampling
 
 log = logging.getLogger(__name__)
 
+# FFmpeg demuxers that will "read" almost anything (text as ANSI art, raw bytes, subtitles)
+_NOT_VIDEO_FORMATS = {"tty", "data", "bin", "srt", "ass", "webvtt", "lrc", "mpl2", "microdvd", "sami"}
 VIDEO_SUFFIXES = {".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"}
 
 
@@ -29,9 +31,14 @@ def _open(source: str | BinaryIO, name: str) -> av.container.InputContainer:
         container = av.open(source, mode="r", timeout=30.0)
     except (av.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
         raise NotAnImage(f"{name}: not a video FFmpeg can read ({e})") from None
+    fmt = container.format.name
+    if fmt in _NOT_VIDEO_FORMATS:
+        container.close()
+        raise NotAnImage(f"{name}: not a video (FFmpeg reads it as {fmt!r})")
     if not container.streams.video:
         container.close()
-        raise NotAnImage(f"{name}: no video stream")
+        # a real container with no video track: typically a video written without any frames
+        raise TooFewFrames(f"{name}: the {fmt.split(',')[0]} file has no video frames")
     return container
 
 

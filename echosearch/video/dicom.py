@@ -82,6 +82,8 @@ def read_header(path: Path) -> pydicom.Dataset:
         raise NotAnImage(f"{path.name}: not a DICOM file (no DICM header)") from None
     except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as e:
         raise CorruptFile(f"{path.name}: damaged DICOM header ({type(e).__name__}: {e})") from None
+    if "SOPClassUID" not in ds and "Rows" not in ds:
+        raise CorruptFile(f"{path.name}: the DICOM header ends early (truncated file?)")
     if "Rows" not in ds or "Columns" not in ds:
         what = getattr(ds.get("SOPClassUID"), "name", None) or "this DICOM"
         raise NotAnImage(f"{path.name}: {what} has no pixel data")

@@ -6,7 +6,7 @@ sampled frame in an encapsulated DICOM, RGB conversion only of kept frames in a 
 Policies (strings, as in configs and on the command line):
 
 - ``uniform:K`` — K frames evenly spaced over the whole clip, first and last included (all frames
-  when the clip is shorter than K). The default is ``uniform:16``.
+  when the clip is shorter than K; the middle frame for K=1). The default is ``uniform:16``.
 - ``all`` — every frame.
 - ``stride:S`` or ``stride:S,limit:L`` — every S-th frame of the first L frames (EchoCLIP's zero-shot
   example used ``stride:2,limit:40``).
@@ -41,6 +41,8 @@ class Sampling:
         if self.kind == "uniform":
             if n_frames <= self.count:
                 return np.arange(n_frames, dtype=np.int64)
+            if self.count == 1:
+                return np.array([n_frames // 2], dtype=np.int64)  # one frame: the middle one
             return np.unique(np.round(np.linspace(0, n_frames - 1, self.count)).astype(np.int64))
         end = n_frames if self.limit is None else min(n_frames, self.limit)
         return np.arange(0, end, self.stride, dtype=np.int64)
