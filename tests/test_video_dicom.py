@@ -247,3 +247,36 @@ def test_patient_name_never_in_metadata_and_ids_are_keyed(tmp_path):
     assert read_clip(p).meta.patient_key is None  # no key: no identifier at all
     assert clip.meta.study_date == "20240102" and clip.fps == pytest.approx(50.0)
     assert len(clip.meta.sha256) == 64
+
+
+def test_h264_encapsulated_dicom_goes_through_pyav(tmp_path):
+    import io
+
+    import av
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import MPEG4HP41
+
+    if "libx264" not in av.codecs_available:
+        pytest.skip("FFmpeg in this PyAV has no libx264 encoder")
+    n, h, w = 20, 96, 128
+    arr = np.full((n, h, w, 3), 60, np.uint8)
+    for i in range(n):
+        arr[i, 30:50, 2 + i * 5 : 18 + i * 5] = (230, 120, 40)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for frame in arr:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    ds = _dataset(arr[:, :, :, 0], "MONOCHROME2", 8)  # UIDs etc.; pixel module replaced below
+    ds.file_meta.TransferSyntaxUID = MPEG4HP41
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_PARTIAL_420", 0
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    clip = read_clip(_save(ds, tmp_path / "h264.dcm"), sampling="uniform:4", mask_sector=False)
+    assert clip.frames.shape == (4, h, w, 3)
+    assert clip.frame_indices.tolist() == [0, 6, 13, 19]
+    for frame, i in zip(clip.frames, clip.frame_indices, strict=True):
+        assert np.abs(frame[40, 10 + i * 5].astype(int) - (230, 120, 40)).max() < 25
+    assert clip.meta.codec.startswith("MPEG-4 AVC/H.264")

@@ -109,7 +109,7 @@ def test_missing_file():
 
 
 def test_unsupported_transfer_syntax_names_it(tmp_path):
-    """An MPEG-2 DICOM whose bit stream is garbage, and an unknown private syntax."""
+    """A private transfer syntax no library knows."""
     ds = pydicom.dcmread(SONOSITE)
     ds.file_meta.TransferSyntaxUID = UID("1.2.3.4.5.6.7")
     ds.save_as(tmp_path / "private.dcm")
@@ -121,3 +121,38 @@ def test_bad_sampling_spec_is_a_clip_read_error():
     for spec in ("uniform:0", "uniform:x", "every:3", "stride:2,max:4", "stride:"):
         with pytest.raises(BadSamplingSpec):
             read_clip(SONOSITE, sampling=spec)
+
+
+def test_only_sampled_frames_are_decoded(tmp_path):
+    """Break the JPEG of frame 1 of the SonoSite cine: sampling that skips it still reads."""
+    from pydicom.encaps import generate_frames
+
+    raw = bytearray(SONOSITE.read_bytes())
+    frame1 = list(generate_frames(pydicom.dcmread(SONOSITE).PixelData, number_of_frames=120))[1]
+    pos = raw.find(frame1)
+    raw[pos : pos + 16] = bytes(16)  # no SOI marker: undecodable
+    path = tmp_path / "frame1_broken.dcm"
+    path.write_bytes(raw)
+    clip = read_clip(path, sampling="uniform:2")
+    assert clip.frame_indices.tolist() == [0, 119]
+    with pytest.raises(CorruptFile) as info:
+        read_clip(path, sampling="stride:1,limit:3")
+    assert "\n" not in str(info.value)
+
+
+def test_missing_codec_plugin_is_named(tmp_path):
+    """With the JPEG-LS plugin unavailable (as on a site without pylibjpeg), the error says what
+    to install. The plugin is taken out of pydicom's registry for this test and put back after."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGLSNearLossless
+
+    decoder = get_decoder(JPEGLSNearLossless)
+    saved = dict(decoder._available)
+    decoder._available.clear()
+    try:
+        with pytest.raises(UnsupportedTransferSyntax, match="pyjpegls") as info:
+            read_clip(pydicom.data.get_testdata_file("SC_rgb_jls_lossy_sample.dcm"))
+        assert "JPEG-LS" in str(info.value)
+    finally:
+        decoder._available.update(saved)
+    assert read_clip(pydicom.data.get_testdata_file("SC_rgb_jls_lossy_sample.dcm")).frames.ndim == 4

@@ -15,7 +15,7 @@ from typing import BinaryIO
 import av
 import numpy as np
 
-from echosearch.video.errors import CorruptFile, NotAnImage, TooFewFrames
+from echosearch.video.errors import CorruptFile, NotAnImage, TooFewFrames, one_line
 from echosearch.video.meta import ClipMeta, uid_from_hash
 from echosearch.video.sampling import Sampling
 
@@ -30,7 +30,7 @@ def _open(source: str | BinaryIO, name: str) -> av.container.InputContainer:
     try:
         container = av.open(source, mode="r", timeout=30.0)
     except (av.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
-        raise NotAnImage(f"{name}: not a video FFmpeg can read ({e})") from None
+        raise NotAnImage(f"{name}: not a video FFmpeg can read ({one_line(e)})") from None
     fmt = container.format.name
     if fmt in _NOT_VIDEO_FORMATS:
         container.close()
@@ -49,7 +49,7 @@ def _count_packets(source: str | BinaryIO, name: str) -> int:
         stream = container.streams.video[0]
         return sum(1 for packet in container.demux(stream) if packet.size)
     except av.FFmpegError as e:
-        raise CorruptFile(f"{name}: damaged video container ({e})") from None
+        raise CorruptFile(f"{name}: damaged video container ({one_line(e)})") from None
     finally:
         container.close()
         if hasattr(source, "seek"):
@@ -71,7 +71,7 @@ def _decode(container, stream, wanted: np.ndarray, name: str) -> tuple[np.ndarra
                 break
     except av.FFmpegError as e:
         if not frames:
-            raise CorruptFile(f"{name}: video stream cannot be decoded ({e})") from None
+            raise CorruptFile(f"{name}: video stream cannot be decoded ({one_line(e)})") from None
         log.warning("%s: decoding stopped early at frame %d: %s", name, len(found), e)
     if not frames:
         raise TooFewFrames(f"{name}: the video has no decodable frames")
@@ -90,6 +90,8 @@ def decode_stream(
     n_frames = int(stream.frames or 0)
     if n_frames <= 0:
         container.close()
+        if hasattr(source, "seek"):
+            source.seek(0)
         n_frames = _count_packets(source, name)
         container = _open(source, name)
         stream = container.streams.video[0]

@@ -27,7 +27,13 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder, iter_pixels
 from pydicom.uid import UID
 
-from echosearch.video.errors import ClipReadError, CorruptFile, NotAnImage, UnsupportedTransferSyntax
+from echosearch.video.errors import (
+    ClipReadError,
+    CorruptFile,
+    NotAnImage,
+    UnsupportedTransferSyntax,
+    one_line,
+)
 from echosearch.video.meta import ClipMeta, pseudonym
 from echosearch.video.sampling import Sampling
 from echosearch.video.sector import sector_from_regions
@@ -81,7 +87,7 @@ def read_header(path: Path) -> pydicom.Dataset:
     except InvalidDicomError:
         raise NotAnImage(f"{path.name}: not a DICOM file (no DICM header)") from None
     except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, OverflowError) as e:
-        raise CorruptFile(f"{path.name}: damaged DICOM header ({type(e).__name__}: {e})") from None
+        raise CorruptFile(f"{path.name}: damaged DICOM header ({one_line(e)})") from None
     if "SOPClassUID" not in ds and "Rows" not in ds:
         raise CorruptFile(f"{path.name}: the DICOM header ends early (truncated file?)")
     if "Rows" not in ds or "Columns" not in ds:
@@ -221,11 +227,11 @@ def _decode_native_or_plugin(path: Path, indices: np.ndarray) -> np.ndarray:
     try:
         frames = list(iter_pixels(path, indices=indices.tolist()))
     except AttributeError as e:  # pydicom: "has no 'Pixel Data' ... element"
-        raise NotAnImage(f"{path.name}: no pixel data ({e})") from None
+        raise NotAnImage(f"{path.name}: no pixel data ({one_line(e)})") from None
     except MemoryError:
         raise
     except Exception as e:  # the codecs raise many types for a damaged stream
-        raise CorruptFile(f"{path.name}: pixel data cannot be decoded ({type(e).__name__}: {e})") from None
+        raise CorruptFile(f"{path.name}: pixel data cannot be decoded ({one_line(e)})") from None
     return np.stack(frames)
 
 
@@ -259,7 +265,7 @@ def read_dicom(path: Path, sampling: Sampling, sha: str, site_key: bytes | None)
             frames = to_rgb8(raw, ds)
         except (ValueError, KeyError, AttributeError, IndexError) as e:
             raise CorruptFile(
-                f"{path.name}: cannot convert {meta.photometric_interpretation} to RGB: {e}"
+                f"{path.name}: cannot convert {meta.photometric_interpretation} to RGB: {one_line(e)}"
             ) from None
     if frames.shape[1:3] != (meta.rows, meta.columns):
         raise ClipReadError(f"{path.name}: decoded frames {frames.shape[1:3]} do not match Rows x Columns")

@@ -28,3 +28,9 @@ class TooFewFrames(ClipReadError):
 
 class BadSamplingSpec(ClipReadError):
     """A frame sampling policy string could not be parsed."""
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """A library's exception as one short line (pydicom's plugin errors span several)."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
