@@ -1,0 +1,151 @@
+"""Opening the metadata database: engine, sessions, pragmas and schema upgrade.
+
+Any SQLAlchemy URL works (``postgresql+psycopg://...`` for large sites); a data dir's default is
+``sqlite:///<data_dir>/echosearch.db``. For SQLite we set WAL (readers never block the writer and
+always see a committed state), foreign keys (off by default in SQLite) and a busy timeout, and we
+make SQLAlchemy's transactions real SQLite transactions (``BEGIN`` on first statement, reads
+included) so that a session's SELECTs all see one snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from echosearch.errors import EchosearchError
+
+log = logging.getLogger(__name__)
+
+DB_FILENAME = "echosearch.db"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class StoreError(EchosearchError):
+    """The metadata database cannot be opened or upgraded."""
+
+
+def url_for_data_dir(data_dir: str | Path) -> str:
+    """The default SQLite URL of a data dir (``<data_dir>/echosearch.db``)."""
+    return f"sqlite:///{Path(data_dir).expanduser().resolve() / DB_FILENAME}"
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see module doc)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        if engine.url.database not in (None, "", ":memory:"):
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str, **kwargs) -> Engine:
+    """An Engine for ``url``; SQLite gets WAL + foreign keys + busy timeout (see module doc)."""
+    try:
+        sa_url = make_url(url)
+    except Exception as exc:  # sqlalchemy.exc.ArgumentError
+        raise StoreError(f"not a database URL: {url!r}") from exc
+    if sa_url.get_backend_name() == "sqlite" and sa_url.database not in (None, "", ":memory:"):
+        Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(sa_url, **kwargs)
+    if sa_url.get_backend_name() == "sqlite":
+        _sqlite_pragmas(engine)
+    return engine
+
+
+def alembic_config(url: str):  # -> alembic.config.Config
+    """An Alembic Config pointing at our migrations (no alembic.ini needed)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade_to_head(url_or_engine: str | Engine) -> None:
+    """Bring the database schema to the newest Alembic revision (creates it when empty)."""
+    from alembic import command
+
+    engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    if isinstance(url_or_engine, str):
+        engine.dispose()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at (None for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest revision shipped with this version of echosearch."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+@dataclass
+class Database:
+    """An open metadata database: ``engine`` plus a ``session()`` context manager.
+
+    >>> db = open_db(url_for_data_dir("echosearch-data"))
+    >>> with db.session() as s:   # commits on success, rolls back on error
+    ...     s.add(...)
+    """
+
+    engine: Engine
+    sessionmaker: sessionmaker[Session]
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: commit at the end, rollback on an exception."""
+        with self.sessionmaker.begin() as s:
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_db(url: str | Path, *, migrate: bool = True, **engine_kwargs) -> Database:
+    """Open (and by default create/upgrade) the database at ``url``.
+
+    ``url`` is a SQLAlchemy URL, or a data dir path (then its ``echosearch.db`` is used).
+    With ``migrate=True`` an older data dir is upgraded to the current schema on open.
+    """
+    url = str(url)
+    if "://" not in url:
+        url = url_for_data_dir(url)
+    engine = make_engine(url, **engine_kwargs)
+    if migrate:
+        try:
+            upgrade_to_head(engine)
+        except EchosearchError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cannot open or upgrade the database {engine.url!r}: {exc}") from exc
+    return Database(engine=engine, sessionmaker=sessionmaker(engine, expire_on_commit=False))

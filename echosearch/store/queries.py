@@ -1,0 +1,449 @@
+"""The store's queries: upserts for the indexer, lookups for the engine, and filters -> video ids.
+
+All functions take an open :class:`sqlalchemy.orm.Session` (``with db.session() as s:``) and leave
+commit to the caller, so that the indexer can write one batch in one transaction. Upserts are plain
+select-then-insert/update (portable: no dialect-specific ON CONFLICT), which is safe because the
+data dir has a single writer (the indexer).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import operator
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from echosearch.errors import UsageError
+from echosearch.store.schema import (
+    STATUS_INDEXED,
+    STATUS_REMOVED,
+    AuditLog,
+    Base,
+    EmbeddingSpace,
+    Failure,
+    IndexRun,
+    Label,
+    Patient,
+    Report,
+    Study,
+    Video,
+    utcnow,
+)
+
+# ---------------------------------------------------------------- patients, studies, reports
+
+
+def get_or_create_patient(s: Session, key: str) -> Patient:
+    """The patient with keyed hash ``key`` (created if new)."""
+    p = s.scalar(select(Patient).where(Patient.key == key))
+    if p is None:
+        p = Patient(key=key)
+        s.add(p)
+        s.flush()
+    return p
+
+
+def upsert_study(
+    s: Session,
+    study_uid: str,
+    *,
+    accession_key: str | None = None,
+    study_date: dt.date | None = None,
+    patient_key: str | None = None,
+    description: str | None = None,
+) -> Study:
+    """Insert or update a study by its Study Instance UID; None arguments leave fields unchanged."""
+    st = s.scalar(select(Study).where(Study.study_uid == study_uid))
+    if st is None:
+        st = Study(study_uid=study_uid)
+        s.add(st)
+    if accession_key is not None:
+        st.accession_key = accession_key
+    if study_date is not None:
+        st.study_date = study_date
+    if description is not None:
+        st.description = description
+    if patient_key is not None:
+        st.patient = get_or_create_patient(s, patient_key)
+    s.flush()
+    return st
+
+
+def find_study(s: Session, uid_or_accession_key: str) -> Study | None:
+    """A study by its Study UID, or else by its (already hashed) accession key."""
+    st = s.scalar(select(Study).where(Study.study_uid == uid_or_accession_key))
+    if st is None:
+        st = s.scalars(select(Study).where(Study.accession_key == uid_or_accession_key)).first()
+    return st
+
+
+def studies_of_patient(s: Session, patient_id: int) -> list[Study]:
+    """All studies of one patient, oldest first."""
+    q = select(Study).where(Study.patient_id == patient_id).order_by(Study.study_date, Study.id)
+    return list(s.scalars(q))
+
+
+def set_report(s: Session, study_id: int, text: str, cleaned_text: str | None = None) -> Report:
+    """Set a study's report (one per study: an existing one is replaced in place)."""
+    r = s.scalars(select(Report).where(Report.study_id == study_id).order_by(Report.id)).first()
+    if r is None:
+        r = Report(study_id=study_id, text=text)
+        s.add(r)
+    r.text, r.cleaned_text = text, cleaned_text
+    s.flush()
+    return r
+
+
+def reports_by_ids(s: Session, report_ids: Iterable[int]) -> dict[int, Report]:
+    """Reports by id (the report space's FAISS ids are report ids)."""
+    ids = [int(i) for i in report_ids]
+    return {r.id: r for r in s.scalars(select(Report).where(Report.id.in_(ids)))} if ids else {}
+
+
+# ---------------------------------------------------------------- videos
+
+VIDEO_FIELDS = frozenset(c.key for c in Video.__table__.columns) - {"id", "path"}
+
+
+def upsert_video(s: Session, path: str, **fields: Any) -> Video:
+    """Insert or update a video by its path. ``fields`` are Video columns (``study_id``, ``view``...).
+
+    Returns the (flushed) Video, so ``video.id`` is its FAISS id.
+    """
+    unknown = set(fields) - VIDEO_FIELDS
+    if unknown:
+        raise UsageError(f"unknown video fields: {', '.join(sorted(unknown))}")
+    v = s.scalar(select(Video).where(Video.path == path))
+    if v is None:
+        v = Video(path=path)
+        s.add(v)
+    for k, val in fields.items():
+        setattr(v, k, val)
+    s.flush()
+    return v
+
+
+def video_by_path(s: Session, path: str) -> Video | None:
+    return s.scalar(select(Video).where(Video.path == path))
+
+
+def video_by_sop_uid(s: Session, sop_uid: str) -> Video | None:
+    return s.scalars(select(Video).where(Video.sop_uid == sop_uid).order_by(Video.id)).first()
+
+
+def videos_by_ids(s: Session, video_ids: Iterable[int]) -> dict[int, Video]:
+    """Videos by id, in one query per 10,000 ids (for decorating search results)."""
+    ids = [int(i) for i in video_ids]
+    out: dict[int, Video] = {}
+    for i in range(0, len(ids), 10_000):
+        out.update({v.id: v for v in s.scalars(select(Video).where(Video.id.in_(ids[i : i + 10_000])))})
+    return out
+
+
+def videos_of_study(s: Session, study_id: int, *, indexed_only: bool = True) -> list[Video]:
+    q = select(Video).where(Video.study_id == study_id)
+    if indexed_only:
+        q = q.where(Video.status == STATUS_INDEXED)
+    return list(s.scalars(q.order_by(Video.id)))
+
+
+def is_unchanged(s: Session, path: str, size: int, mtime: float) -> bool:
+    """True when ``path`` is already indexed with this size and mtime (the incremental-index test)."""
+    v = video_by_path(s, path)
+    return v is not None and v.status == STATUS_INDEXED and v.size == size and v.mtime == mtime
+
+
+def mark_indexed(s: Session, video_ids: Iterable[int], when: dt.datetime | None = None) -> None:
+    ids = [int(i) for i in video_ids]
+    if ids:
+        s.execute(
+            update(Video).where(Video.id.in_(ids)).values(status=STATUS_INDEXED, indexed_at=when or utcnow())
+        )
+
+
+def mark_removed(s: Session, video_ids: Iterable[int]) -> None:
+    """Mark videos removed (the row stays so ids are never reused; drop the vectors separately)."""
+    ids = [int(i) for i in video_ids]
+    if ids:
+        s.execute(update(Video).where(Video.id.in_(ids)).values(status=STATUS_REMOVED))
+
+
+def indexed_video_ids(s: Session) -> np.ndarray:
+    """Ids of all videos with status 'indexed' (int64, sorted) — what ``verify`` compares to FAISS."""
+    ids = s.scalars(select(Video.id).where(Video.status == STATUS_INDEXED).order_by(Video.id)).all()
+    return np.asarray(ids, dtype=np.int64)
+
+
+# ---------------------------------------------------------------- spaces and labels
+
+
+def upsert_space(
+    s: Session,
+    name: str,
+    *,
+    model_name: str,
+    dim: int,
+    model_version: str | None = None,
+    preprocessing: dict | None = None,
+    kind: str = "video",
+) -> EmbeddingSpace:
+    """Register an embedding space, or return it when it exists with the same model and dim.
+
+    Raises UsageError when a space of that name exists for another model or dimension (its vectors
+    would not be comparable: make a new space instead).
+    """
+    sp = s.scalar(select(EmbeddingSpace).where(EmbeddingSpace.name == name))
+    if sp is None:
+        sp = EmbeddingSpace(
+            name=name,
+            kind=kind,
+            model_name=model_name,
+            model_version=model_version,
+            preprocessing=preprocessing,
+            dim=dim,
+        )
+        s.add(sp)
+        s.flush()
+        return sp
+    if (sp.model_name, sp.model_version, sp.dim) != (model_name, model_version, dim):
+        raise UsageError(
+            f"space {name!r} holds {sp.model_name} {sp.model_version} (dim {sp.dim}), "
+            f"not {model_name} {model_version} (dim {dim})"
+        )
+    return sp
+
+
+def get_space(s: Session, name: str) -> EmbeddingSpace | None:
+    return s.scalar(select(EmbeddingSpace).where(EmbeddingSpace.name == name))
+
+
+def list_spaces(s: Session) -> list[EmbeddingSpace]:
+    return list(s.scalars(select(EmbeddingSpace).order_by(EmbeddingSpace.id)))
+
+
+def upsert_labels(
+    s: Session, space_id: int, rows: Iterable[tuple[int, str, float | None, str | None]]
+) -> int:
+    """Write zero-shot labels: rows of ``(video_id, task, value, category)``; returns the count.
+
+    Existing (video, space, task) labels are overwritten.
+    """
+    rows = list(rows)
+    if not rows:
+        return 0
+    vids = sorted({int(r[0]) for r in rows})
+    existing: dict[tuple[int, str], Label] = {}
+    for i in range(0, len(vids), 10_000):
+        q = select(Label).where(Label.space_id == space_id, Label.video_id.in_(vids[i : i + 10_000]))
+        existing.update({(lb.video_id, lb.task): lb for lb in s.scalars(q)})
+    for vid, task, value, category in rows:
+        lb = existing.get((int(vid), task))
+        val = None if value is None else float(value)
+        if lb is None:
+            lb = Label(video_id=int(vid), space_id=space_id, task=task, value=val, category=category)
+            s.add(lb)
+            existing[(int(vid), task)] = lb
+        else:
+            lb.value, lb.category = val, category
+    s.flush()
+    return len(rows)
+
+
+def labels_for(
+    s: Session, video_ids: Iterable[int], space_id: int | None = None
+) -> dict[int, dict[str, float | str | None]]:
+    """``{video_id: {task: value}}`` (categorical tasks give their class name)."""
+    ids = [int(i) for i in video_ids]
+    out: dict[int, dict[str, float | str | None]] = {i: {} for i in ids}
+    for i in range(0, len(ids), 10_000):
+        q = select(Label).where(Label.video_id.in_(ids[i : i + 10_000]))
+        if space_id is not None:
+            q = q.where(Label.space_id == space_id)
+        for lb in s.scalars(q.order_by(Label.space_id)):
+            out[lb.video_id][lb.task] = lb.category if lb.category is not None else lb.value
+    return out
+
+
+# ---------------------------------------------------------------- runs, failures, audit
+
+
+def start_run(s: Session, args: Mapping[str, Any] | None = None) -> IndexRun:
+    run = IndexRun(args=dict(args or {}))
+    s.add(run)
+    s.flush()
+    return run
+
+
+def finish_run(s: Session, run_id: int, counts: Mapping[str, Any], status: str = "ok") -> IndexRun:
+    run = s.get(IndexRun, run_id)
+    if run is None:
+        raise UsageError(f"no index run {run_id}")
+    run.finished_at, run.counts, run.status = utcnow(), dict(counts), status
+    s.flush()
+    return run
+
+
+def record_failure(
+    s: Session, path: str, sha256: str | None, reason: str, kind: str | None = None
+) -> Failure:
+    """Remember that ``path`` (with this content) failed; repeated failures bump count and last_seen."""
+    f = s.scalar(select(Failure).where(Failure.path == path, _eq_or_null(Failure.sha256, sha256)))
+    now = utcnow()
+    if f is None:
+        f = Failure(path=path, sha256=sha256, reason=reason, kind=kind, first_seen=now, last_seen=now)
+        s.add(f)
+    else:
+        f.reason, f.kind, f.last_seen, f.count = reason, kind, now, f.count + 1
+    s.flush()
+    return f
+
+
+def known_failure(s: Session, path: str, sha256: str | None) -> Failure | None:
+    """The failure recorded for this path and content, if any (the indexer skips those)."""
+    return s.scalar(select(Failure).where(Failure.path == path, _eq_or_null(Failure.sha256, sha256)))
+
+
+def clear_failures(s: Session, path: str) -> None:
+    for f in s.scalars(select(Failure).where(Failure.path == path)):
+        s.delete(f)
+
+
+def audit(
+    s: Session, action: str, query: Mapping[str, Any] | None = None, who: str | None = None
+) -> AuditLog:
+    """Append to the audit log (who ran which query when)."""
+    entry = AuditLog(action=action, query=dict(query) if query is not None else None, who=who)
+    s.add(entry)
+    s.flush()
+    return entry
+
+
+def _eq_or_null(col, value):  # noqa: ANN001, ANN202
+    return col.is_(None) if value is None else col == value
+
+
+def table_counts(s: Session) -> dict[str, int]:
+    """Rows per table (for ``echosearch stats``)."""
+    return {
+        name: int(s.scalar(select(func.count()).select_from(table)) or 0)
+        for name, table in Base.metadata.tables.items()
+    }
+
+
+# ---------------------------------------------------------------- filters
+
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "=": operator.eq}
+_COND_RE = re.compile(r"^\s*([A-Za-z_][\w\- ]*?)\s*(<=|>=|<|>|==|=)\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class LabelCondition:
+    """A condition on one zero-shot label: ``task op value``, e.g. ``ef < 40``, ``pacemaker > 0.5``.
+
+    Task names match case-insensitively. A video without that label does not match.
+    """
+
+    task: str
+    op: str
+    value: float
+
+    def __post_init__(self) -> None:
+        if self.op not in _OPS:
+            raise UsageError(f"unknown comparison {self.op!r} (use <, <=, >, >=, =)")
+
+    @classmethod
+    def parse(cls, text: str) -> LabelCondition:
+        """Parse ``"EF < 40"`` / ``"pacemaker>0.5"``; raises UsageError on anything else."""
+        m = _COND_RE.match(text)
+        if not m:
+            raise UsageError(f"cannot read label condition {text!r} (expected e.g. 'ef < 40')")
+        op = "=" if m.group(2) == "==" else m.group(2)
+        return cls(task=m.group(1).strip(), op=op, value=float(m.group(3)))
+
+
+@dataclass
+class VideoFilter:
+    """What a search may return. Every field is optional; set fields are ANDed.
+
+    ``date_from``/``date_to`` are inclusive study dates; ``views``/``manufacturers`` match any of the
+    given values (manufacturer case-insensitively, as a prefix: "GE" matches "GE Healthcare");
+    ``labels`` are label conditions (in ``label_space_id`` when given, else any space);
+    ``patient_key`` is a keyed hash; ``study_uids`` restrict to studies; ``exclude_study_uids`` and
+    ``exclude_video_ids`` remove items (video->video search excludes the query's own study).
+    Only videos with status 'indexed' are ever returned.
+    """
+
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    views: Sequence[str] = ()
+    manufacturers: Sequence[str] = ()
+    labels: Sequence[LabelCondition] = ()
+    label_space_id: int | None = None
+    patient_key: str | None = None
+    study_uids: Sequence[str] = ()
+    exclude_study_uids: Sequence[str] = ()
+    exclude_video_ids: Sequence[int] = field(default_factory=tuple)
+
+    def is_empty(self) -> bool:
+        """True when the filter lets every indexed video through (search can skip the id set)."""
+        return not any(
+            (
+                self.date_from,
+                self.date_to,
+                self.views,
+                self.manufacturers,
+                self.labels,
+                self.patient_key,
+                self.study_uids,
+                self.exclude_study_uids,
+                self.exclude_video_ids,
+            )
+        )
+
+
+def filter_select(f: VideoFilter) -> Select:
+    """``SELECT videos.id`` for a filter (compose it or run it with :func:`filter_video_ids`)."""
+    q = select(Video.id).where(Video.status == STATUS_INDEXED)
+    needs_study = f.date_from or f.date_to or f.patient_key or f.study_uids or f.exclude_study_uids
+    if needs_study:
+        q = q.join(Study, Video.study_id == Study.id)
+    if f.date_from:
+        q = q.where(Study.study_date >= f.date_from)
+    if f.date_to:
+        q = q.where(Study.study_date <= f.date_to)
+    if f.patient_key:
+        q = q.join(Patient, Study.patient_id == Patient.id).where(Patient.key == f.patient_key)
+    if f.study_uids:
+        q = q.where(Study.study_uid.in_(list(f.study_uids)))
+    if f.exclude_study_uids:
+        q = q.where(Study.study_uid.not_in(list(f.exclude_study_uids)))
+    if f.views:
+        q = q.where(func.lower(Video.view).in_([v.lower() for v in f.views]))
+    if f.manufacturers:
+        q = q.where(or_(*[func.lower(Video.manufacturer).like(m.lower() + "%") for m in f.manufacturers]))
+    for cond in f.labels:
+        sub = select(Label.video_id).where(
+            func.lower(Label.task) == cond.task.lower(), _OPS[cond.op](Label.value, cond.value)
+        )
+        if f.label_space_id is not None:
+            sub = sub.where(Label.space_id == f.label_space_id)
+        q = q.where(Video.id.in_(sub))
+    if f.exclude_video_ids:
+        q = q.where(Video.id.not_in([int(i) for i in f.exclude_video_ids]))
+    return q
+
+
+def filter_video_ids(s: Session, f: VideoFilter | None) -> np.ndarray | None:
+    """The sorted int64 ids of the indexed videos that pass ``f``; None when ``f`` filters nothing.
+
+    Hand the result to ``VectorIndex.search(..., ids=...)`` (None means search everything).
+    """
+    if f is None or f.is_empty():
+        return None
+    return np.asarray(s.scalars(filter_select(f).order_by(Video.id)).all(), dtype=np.int64)
