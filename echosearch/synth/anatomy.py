@@ -68,7 +68,7 @@ def draw_anatomy(rng: np.random.Generator) -> Anatomy:
         lv_sphericity=float(rng.uniform(0.85, 1.15)),
         rv_shape=float(rng.uniform(0.85, 1.15)),
         atria_shape=float(rng.uniform(0.88, 1.12)),
-        wall_brightness=float(rng.uniform(0.62, 0.85)),
+        wall_brightness=float(rng.uniform(0.42, 0.62)),
         tissue_gain=float(rng.uniform(0.85, 1.1)),
         texture_seed=int(rng.integers(0, 2**31 - 1)),
     )

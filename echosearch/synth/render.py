@@ -88,7 +88,7 @@ class _Canvas:
         """Squared normalised radius of each pixel for an ellipse tilted by ``tilt`` radians."""
         dx, dy = self.x - cx, self.y - cy
         if tilt:
-            c, s = np.cos(tilt), np.sin(tilt)
+            c, s = float(np.cos(tilt)), float(np.sin(tilt))
             dx, dy = c * dx + s * dy, -s * dx + c * dy
         return (dx / a) ** 2 + (dy / b) ** 2
 
@@ -96,6 +96,7 @@ class _Canvas:
         """Pixels within ``width`` of the segment p0-p1."""
         (x0, y0), (x1, y1) = p0, p1
         vx, vy = x1 - x0, y1 - y0
+        x0, y0, vx, vy = float(x0), float(y0), float(vx), float(vy)
         t = np.clip(((self.x - x0) * vx + (self.y - y0) * vy) / max(vx * vx + vy * vy, 1e-6), 0, 1)
         return (self.x - x0 - t * vx) ** 2 + (self.y - y0 - t * vy) ** 2 < width * width
 
@@ -114,8 +115,9 @@ def _to_pixels(anat: Anatomy, view: str) -> tuple[np.ndarray, np.ndarray]:
     rot = np.deg2rad(anat.rotation_deg + (0.0 if view == "A4C" else -8.0))
     dx = GEOM.cols.astype(np.float32) - crux[0]
     dy = GEOM.rows.astype(np.float32) - crux[1]
-    c, s = np.cos(rot), np.sin(rot)
-    return (c * dx + s * dy) / anat.scale, (-s * dx + c * dy) / anat.scale
+    c, s = float(np.cos(rot)), float(np.sin(rot))
+    hx, hy = (c * dx + s * dy) / anat.scale, (-s * dx + c * dy) / anat.scale
+    return hx.astype(np.float32), hy.astype(np.float32)
 
 
 def _heart_to_pixel(anat: Anatomy, view: str, x: float, y: float) -> tuple[float, float]:

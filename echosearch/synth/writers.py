@@ -104,7 +104,7 @@ def write_dicom(path: Path, frames: np.ndarray, fps: float, hdr: DicomHeader, fm
     ds.SeriesNumber = hdr.series_number
     ds.InstanceNumber = hdr.instance_number
     ds.HeartRate = hdr.heart_rate
-    ds.FrameTime = f"{1000.0 / fps:.4f}"
+    ds.FrameTime = f"{1000.0 / fps:.10f}"[:16]
     ds.CineRate = round(fps)
     ds.RecommendedDisplayFrameRate = round(fps)
     ds.FrameIncrementPointer = (0x0018, 0x1063)
