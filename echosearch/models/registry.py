@@ -6,6 +6,7 @@ A site can point ``$ECHOSEARCH_MODELS_REGISTRY`` (or the ``registry=`` argument)
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ class RegistryEntry:
     weights: str | None = None
     bundle: str | None = None
     revision: str | None = None
-    tokenizer: dict[str, Any] = field(default_factory=lambda: {"kind": "clip-bpe"})
+    tokenizer: dict[str, Any] | None = None  # hub entries: required; shipped bundles carry their own
     files: list[RawFile] = field(default_factory=list)
     tasks: dict[str, str] | None = None
     license: str = "unknown"
@@ -84,7 +85,7 @@ class RegistryEntry:
         return Manifest(
             name=self.name,
             version=self.version,
-            tokenizer=dict(self.tokenizer),
+            tokenizer=dict(self.tokenizer or {"kind": "clip-bpe"}),
             source=source,
             license=self.license,
             intended_use=self.intended_use,
@@ -155,10 +156,21 @@ def list_models(registry: str | os.PathLike | None = None) -> list[dict[str, Any
             "status": e.status(),
             "path": str(e.bundle_dir),
             "clinical": e.clinical,
-            "tokenizer": e.tokenizer.get("kind"),
+            "tokenizer": _tokenizer_kind(e),
         }
         for e in load_registry(registry).values()
     ]
+
+
+def _tokenizer_kind(entry: RegistryEntry) -> str:
+    """The tokenizer kind: from the bundle's manifest when present, else from the registry entry."""
+    manifest = entry.bundle_dir / "manifest.json"
+    if manifest.is_file():
+        try:
+            return str(json.loads(manifest.read_text())["tokenizer"]["kind"])
+        except (ValueError, KeyError, TypeError):
+            return "?"
+    return str((entry.tokenizer or {}).get("kind", "-"))
 
 
 def arch_bundle(name: str) -> ModelBundle:
