@@ -1,0 +1,479 @@
+"""One FAISS index per embedding space; FAISS ids are video ids (or report ids in a report space).
+
+Index kinds, chosen by size (thresholds in :class:`IndexConfig`):
+
+* ``flat`` — ``IndexIDMap2(IndexFlatIP)``: exact inner product. Used up to ``flat_max`` vectors,
+  where exact search is already fast (a few ms) and needs no training.
+* ``ivf`` (default ANN) — ``IndexIVFFlat`` with its own ids and a hash-table direct map. It is the
+  ANN kind that supports remove/replace natively (``remove_ids``, ``reconstruct(id)``) and trains in
+  about a minute at 1M vectors on 2 cores, where HNSW takes tens of minutes. ``IndexIDMap2`` is not
+  put over IVF because IDMap's removal assumes the sub-index renumbers its rows, which IVF does not.
+* ``hnsw`` (opt-in, ``ann="hnsw"``) — ``IndexIDMap2(IndexHNSWFlat)``. HNSW cannot remove vectors,
+  so removed ids go into an in-memory tombstone set that every search excludes through an
+  ``IDSelectorNot``; re-adding an id or more than ``hnsw_max_tombstones`` of dead vectors, and
+  every ``save()``, rebuilds the graph from the live vectors, so the file on disk never has
+  tombstones.
+
+Vectors are L2-normalised on the way in (scores are cosine similarities).
+
+Filtered search (``ids=`` the allowed ids, e.g. from ``echosearch.store.queries.filter_video_ids``):
+the filter is applied *inside* the search through ``faiss.IDSelectorBatch`` in ``SearchParameters``,
+never as a post-filter, so it cannot drop good results. Exact indexes stay exact. For ANN indexes a
+subset of at most ``exact_subset_max`` ids is searched exactly by gathering its vectors (an ANN
+graph or a few IVF lists may hold none of a tiny subset: HNSW with a 3-id selector returns nothing);
+a larger subset is searched with ``nprobe``/``efSearch`` scaled up by 1/selectivity, with an exact
+fallback when that still returns fewer than ``k`` hits.
+
+Saving is atomic (write a temp file in the same folder, fsync, ``os.replace``): a reader that opens
+the index while the indexer saves sees the old or the new file, never half of one.
+``load(path, mmap=True)`` memory-maps the vectors (``IO_FLAG_MMAP_IFC``) for fast, low-memory
+read-only opening (query servers); such an index refuses writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from echosearch.errors import EchosearchError, UsageError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("flat", "ivf", "hnsw")
+
+
+class IndexError_(EchosearchError):  # noqa: N801 - avoid shadowing the builtin IndexError
+    """A vector index file is missing, corrupt, or of the wrong dimension."""
+
+
+@dataclass
+class IndexConfig:
+    """When to switch from exact to ANN search, and the ANN parameters. Stored in space.json."""
+
+    flat_max: int = 50_000  # exact IndexFlatIP up to this many vectors
+    ann: str = "ivf"  # ANN kind above flat_max: "ivf" or "hnsw"
+    nlist: int | None = None  # IVF lists; None = 2*sqrt(n) rounded, 16..65536
+    nprobe: int | None = None  # IVF lists probed per query; None = auto (3% of nlist, >= 16)
+    train_per_list: int = 40  # IVF training vectors per list (sampled)
+    rebuild_growth: float = 4.0  # rebuild an IVF once it has grown this many times past its training size
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 96
+    hnsw_max_tombstones: float = 0.1  # rebuild HNSW when this fraction of its vectors is removed
+    exact_subset_max: int = 20_000  # filtered ANN search with at most this many ids is exact
+    normalize: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> IndexConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (d or {}).items() if k in names})
+
+    def kind_for(self, n: int) -> str:
+        if self.ann not in ("ivf", "hnsw"):
+            raise UsageError(f"unknown ANN kind {self.ann!r} (use 'ivf' or 'hnsw')")
+        return "flat" if n <= self.flat_max else self.ann
+
+    def nlist_for(self, n: int) -> int:
+        if self.nlist:
+            return int(self.nlist)
+        return int(min(65536, max(16, round(2 * math.sqrt(max(n, 1))))))
+
+    def nprobe_for(self, nlist: int) -> int:
+        return int(min(nlist, self.nprobe or max(16, round(0.03 * nlist))))
+
+
+@dataclass
+class Hits:
+    """The results of one query: ``ids`` (int64) and ``scores`` (float32, cosine), best first."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def pairs(self) -> list[tuple[int, float]]:
+        return [(int(i), float(s)) for i, s in zip(self.ids, self.scores, strict=True)]
+
+
+def _as_matrix(x: np.ndarray, dim: int, normalize: bool) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise UsageError(f"expected vectors of dimension {dim}, got shape {tuple(x.shape)}")
+    x = np.ascontiguousarray(x)
+    if normalize:
+        x = x.copy()
+        faiss.normalize_L2(x)
+    return x
+
+
+def _as_ids(ids: Any) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
+
+
+class VectorIndex:
+    """A FAISS index of unit vectors keyed by int64 ids (video ids). See the module doc.
+
+    Create with ``VectorIndex(dim)`` (empty, exact) or ``VectorIndex.build(ids, vectors, dim)``,
+    open with ``VectorIndex.load(path)``; mutate with ``add`` / ``remove`` / ``replace``; query with
+    ``search``; persist with ``save(path)``.
+    """
+
+    def __init__(self, dim: int, config: IndexConfig | None = None) -> None:
+        self.dim = int(dim)
+        self.config = config or IndexConfig()
+        self.read_only = False
+        self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        self._kind = "flat"
+        self._ids = np.empty(0, dtype=np.int64)  # sorted live ids
+        self._tombstones = np.empty(0, dtype=np.int64)  # hnsw only: sorted removed ids still in the graph
+        self._trained_n = 0
+
+    # ------------------------------------------------------------ introspection
+
+    @property
+    def kind(self) -> str:
+        """ "flat", "ivf" or "hnsw"."""
+        return self._kind
+
+    @property
+    def ntotal(self) -> int:
+        """The number of live vectors (removed ones excluded)."""
+        return int(self._ids.size)
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    def __contains__(self, id_: int) -> bool:
+        i = np.searchsorted(self._ids, id_)
+        return bool(i < self._ids.size and self._ids[i] == id_)
+
+    def ids(self) -> np.ndarray:
+        """All live ids, sorted (a copy)."""
+        return self._ids.copy()
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary for ``stats``: kind, ntotal, dim and the ANN parameters in use."""
+        d: dict[str, Any] = {"kind": self._kind, "ntotal": self.ntotal, "dim": self.dim}
+        if self._kind == "ivf":
+            d.update(nlist=int(self._index.nlist), nprobe=int(self._index.nprobe))
+        if self._kind == "hnsw":
+            d.update(tombstones=int(self._tombstones.size))
+        return d
+
+    # ------------------------------------------------------------ building
+
+    @classmethod
+    def build(
+        cls, ids: Any, vectors: np.ndarray, dim: int | None = None, config: IndexConfig | None = None
+    ) -> VectorIndex:
+        """A new index over ``vectors`` [N, D] with ``ids`` [N], of the kind that suits N."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        self = cls(dim or vectors.shape[1], config)
+        ids = _as_ids(ids)
+        x = _as_matrix(vectors, self.dim, self.config.normalize)
+        self._check_new_ids(ids)
+        self._rebuild_from(ids, x, self.config.kind_for(len(ids)))
+        return self
+
+    def _new_faiss_index(self, kind: str, train: np.ndarray) -> faiss.Index:
+        if kind == "flat":
+            return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        if kind == "hnsw":
+            h = faiss.IndexHNSWFlat(self.dim, self.config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            h.hnsw.efConstruction = self.config.ef_construction
+            h.hnsw.efSearch = self.config.ef_search
+            return faiss.IndexIDMap2(h)
+        nlist = min(self.config.nlist_for(len(train)), max(1, len(train) // 39))
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.cp.niter = 10
+        sample = train
+        n_train = min(len(train), nlist * self.config.train_per_list)
+        if n_train < len(train):
+            rng = np.random.default_rng(0)
+            sample = train[np.sort(rng.choice(len(train), n_train, replace=False))]
+        ivf.train(sample)
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        ivf.nprobe = self.config.nprobe_for(nlist)
+        return ivf
+
+    def _rebuild_from(self, ids: np.ndarray, x: np.ndarray, kind: str) -> None:
+        log.info("building %s index over %d vectors (dim %d)", kind, len(ids), self.dim)
+        index = self._new_faiss_index(kind, x)
+        if len(ids):
+            index.add_with_ids(x, ids)
+        self._index, self._kind = index, kind
+        self._ids = np.sort(ids)
+        self._tombstones = np.empty(0, dtype=np.int64)
+        self._trained_n = len(ids)
+
+    def _all_live(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._ids.copy(), self.reconstruct(self._ids)
+
+    def rebuild(self, kind: str | None = None) -> None:
+        """Rebuild from the live vectors (as ``kind``, default: the kind that suits the size)."""
+        self._check_writable()
+        ids, x = self._all_live()
+        self._rebuild_from(ids, x, kind or self.config.kind_for(len(ids)))
+
+    def _maybe_grow(self) -> None:
+        want = self.config.kind_for(self.ntotal)
+        if self._kind == "flat" and want != "flat":
+            self.rebuild(want)
+        elif self._kind == "ivf" and self.ntotal > self.config.rebuild_growth * max(self._trained_n, 1):
+            self.rebuild("ivf")
+        elif self._kind == "hnsw" and self._tombstones.size > self.config.hnsw_max_tombstones * max(
+            self.ntotal, 1
+        ):
+            self.rebuild("hnsw")
+
+    # ------------------------------------------------------------ mutation
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise UsageError(
+                "this vector index was opened memory-mapped (read-only); load it with mmap=False"
+            )
+
+    def _check_new_ids(self, ids: np.ndarray) -> None:
+        if np.unique(ids).size != ids.size:
+            raise UsageError("duplicate ids in one add")
+        if np.isin(ids, self._ids).any():
+            raise UsageError("some ids are already in the index (use replace)")
+
+    def add(self, ids: Any, vectors: np.ndarray) -> None:
+        """Add vectors under new ids (ids already present raise UsageError: use ``replace``)."""
+        self._check_writable()
+        ids = _as_ids(ids)
+        x = _as_matrix(vectors, self.dim, self.config.normalize)
+        if len(ids) != len(x):
+            raise UsageError(f"{len(ids)} ids for {len(x)} vectors")
+        if not len(ids):
+            return
+        self._check_new_ids(ids)
+        if self._kind == "hnsw" and np.isin(ids, self._tombstones).any():
+            # The dead copy of the id is still in the graph: compact first so ids stay unique.
+            self.rebuild("hnsw")
+        if self._kind == "flat" and self.config.kind_for(self.ntotal + len(ids)) != "flat":
+            old_ids, old_x = self._all_live()
+            self._rebuild_from(
+                np.concatenate([old_ids, ids]),
+                np.vstack([old_x, x]),
+                self.config.kind_for(self.ntotal + len(ids)),
+            )
+            return
+        self._index.add_with_ids(x, ids)
+        self._ids = np.union1d(self._ids, ids)
+        self._maybe_grow()
+
+    def remove(self, ids: Any) -> int:
+        """Remove ids (absent ones are ignored); returns how many were removed."""
+        self._check_writable()
+        ids = np.intersect1d(_as_ids(ids), self._ids)
+        if not ids.size:
+            return 0
+        if self._kind == "hnsw":
+            self._tombstones = np.union1d(self._tombstones, ids)
+        else:
+            # IVF with a hash-table direct map only accepts IDSelectorArray here.
+            removed = self._index.remove_ids(faiss.IDSelectorArray(ids))
+            if removed != ids.size:
+                raise IndexError_(f"FAISS removed {removed} of {ids.size} vectors: the index is inconsistent")
+        self._ids = np.setdiff1d(self._ids, ids, assume_unique=True)
+        self._maybe_grow()
+        return int(ids.size)
+
+    def replace(self, ids: Any, vectors: np.ndarray) -> None:
+        """Set the vectors of ``ids`` (added if absent, overwritten if present)."""
+        ids = _as_ids(ids)
+        self.remove(ids)
+        self.add(ids, vectors)
+
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """The stored (normalised) vectors of ``ids`` [N, D]; unknown ids raise UsageError."""
+        ids = _as_ids(ids)
+        missing = np.setdiff1d(ids, self._ids)
+        if missing.size:
+            raise UsageError(f"{missing.size} ids are not in the index (e.g. {int(missing[0])})")
+        if not ids.size:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return self._index.reconstruct_batch(ids)
+
+    # ------------------------------------------------------------ search
+
+    def search(self, queries: np.ndarray, k: int, *, ids: Any | None = None) -> list[Hits]:
+        """The ``k`` best ids for each query [Q, D] (or one [D] vector); one :class:`Hits` per query.
+
+        ``ids``: only these ids may be returned (a filter; None = all). Fewer than ``k`` hits come
+        back when fewer candidates exist; no -1 padding.
+        """
+        q = _as_matrix(queries, self.dim, self.config.normalize)
+        k = int(k)
+        if k <= 0:
+            raise UsageError("k must be positive")
+        if ids is None:
+            return self._search_all(q, k)
+        subset = np.intersect1d(_as_ids(ids), self._ids)
+        if not subset.size:
+            return [Hits(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in range(len(q))]
+        if subset.size == self._ids.size:
+            return self._search_all(q, k)
+        if self._kind != "flat" and subset.size <= self.config.exact_subset_max:
+            return self.search_exact(q, k, ids=subset)
+        return self._search_selected(q, k, subset)
+
+    def search_exact(self, queries: np.ndarray, k: int, *, ids: Any | None = None) -> list[Hits]:
+        """Exact search by brute force over ``ids`` (all ids when None); the reference for recall."""
+        q = _as_matrix(queries, self.dim, self.config.normalize)
+        subset = self._ids if ids is None else np.intersect1d(_as_ids(ids), self._ids)
+        if self._kind == "flat" and ids is None:
+            return self._search_all(q, k)
+        out: list[Hits] = []
+        kk = min(int(k), subset.size)
+        if not kk:
+            return [Hits(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in range(len(q))]
+        # Gather in chunks so a large subset never needs its whole matrix in memory at once.
+        chunk = 65536
+        best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
+        best_i = np.empty((len(q), 0), dtype=np.int64)
+        for start in range(0, subset.size, chunk):
+            sub = subset[start : start + chunk]
+            scores = q @ self._index.reconstruct_batch(sub).T
+            best_s = np.hstack([best_s, scores])
+            best_i = np.hstack([best_i, np.broadcast_to(sub, scores.shape)])
+            if best_s.shape[1] > kk:
+                top = np.argpartition(-best_s, kk - 1, axis=1)[:, :kk]
+                best_s = np.take_along_axis(best_s, top, 1)
+                best_i = np.take_along_axis(best_i, top, 1)
+        order = np.argsort(-best_s, axis=1, kind="stable")
+        for r in range(len(q)):
+            out.append(Hits(best_i[r, order[r]].copy(), best_s[r, order[r]].astype(np.float32)))
+        return out
+
+    def _params(self, selector: faiss.IDSelector | None, fraction: float) -> faiss.SearchParameters | None:
+        if self._kind == "ivf":
+            nprobe = min(self._index.nlist, math.ceil(self._index.nprobe / max(fraction, 1e-9)))
+            return faiss.SearchParametersIVF(sel=selector, nprobe=int(nprobe))
+        if self._kind == "hnsw":
+            ef = int(min(4096, math.ceil(self.config.ef_search / max(fraction, 1e-9))))
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
+        return faiss.SearchParameters(sel=selector) if selector is not None else None
+
+    def _run(self, q: np.ndarray, k: int, params: faiss.SearchParameters | None) -> list[Hits]:
+        k_eff = max(1, min(k, self.ntotal + int(self._tombstones.size)))
+        scores, labels = self._index.search(q, k_eff, params=params)
+        out = []
+        for s, i in zip(scores, labels, strict=True):
+            keep = i >= 0
+            out.append(Hits(i[keep][:k].astype(np.int64), s[keep][:k].astype(np.float32)))
+        return out
+
+    def _search_all(self, q: np.ndarray, k: int) -> list[Hits]:
+        if not self.ntotal:
+            return [Hits(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in range(len(q))]
+        if self._kind == "hnsw" and self._tombstones.size:
+            sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(self._tombstones))
+            hits = self._run(q, k, self._params(sel, self.ntotal / (self.ntotal + self._tombstones.size)))
+        else:
+            hits = self._run(q, k, None)
+        return self._fill_short(q, k, hits, None)
+
+    def _search_selected(self, q: np.ndarray, k: int, subset: np.ndarray) -> list[Hits]:
+        sel = faiss.IDSelectorBatch(subset)
+        hits = self._run(q, k, self._params(sel, subset.size / max(self.ntotal, 1)))
+        return self._fill_short(q, k, hits, subset)
+
+    def _fill_short(self, q: np.ndarray, k: int, hits: list[Hits], subset: np.ndarray | None) -> list[Hits]:
+        """ANN can return fewer than k hits (few lists probed, dead graph regions): redo those exactly."""
+        want = min(k, self.ntotal if subset is None else subset.size)
+        short = [r for r, h in enumerate(hits) if len(h) < want]
+        if short and self._kind != "flat":
+            for r, h in zip(short, self.search_exact(q[short], k, ids=subset), strict=True):
+                hits[r] = h
+        return hits
+
+    def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Trade recall for speed at query time (IVF ``nprobe``, HNSW ``efSearch``)."""
+        if nprobe is not None:
+            self.config.nprobe = int(nprobe)
+            if self._kind == "ivf":
+                self._index.nprobe = min(int(nprobe), self._index.nlist)
+        if ef_search is not None:
+            self.config.ef_search = int(ef_search)
+            if self._kind == "hnsw":
+                faiss.downcast_index(self._index.index).hnsw.efSearch = int(ef_search)
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically: temp file in the same folder, fsync, ``os.replace``."""
+        path = Path(path)
+        if self._kind == "hnsw" and self._tombstones.size:
+            self.rebuild("hnsw")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            faiss.write_index(self._index, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, config: IndexConfig | None = None, *, mmap: bool = False
+    ) -> VectorIndex:
+        """Open a saved index. ``mmap=True``: memory-map the vectors, read-only (fast open, shared pages)."""
+        path = Path(path)
+        if not path.is_file():
+            raise IndexError_(f"no vector index at {path}")
+        flags = (faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY) if mmap else 0
+        try:
+            index = faiss.read_index(str(path), flags)
+        except RuntimeError as exc:
+            raise IndexError_(f"cannot read vector index {path}: {str(exc).splitlines()[0]}") from exc
+        self = cls(index.d, config)
+        self.read_only = mmap
+        self._index = index
+        if isinstance(index, faiss.IndexIVFFlat):
+            self._kind = "ivf"
+            ids = cls._ivf_ids(index)
+            if self.config.nprobe:
+                index.nprobe = min(int(self.config.nprobe), index.nlist)
+        elif isinstance(index, faiss.IndexIDMap2):
+            sub = faiss.downcast_index(index.index)
+            self._kind = "hnsw" if isinstance(sub, faiss.IndexHNSW) else "flat"
+            if self._kind == "hnsw":
+                sub.hnsw.efSearch = self.config.ef_search
+            ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+        else:
+            raise IndexError_(f"{path} holds a {type(index).__name__}, not an echosearch index")
+        self._ids = np.sort(ids)
+        self._trained_n = self.ntotal
+        return self
+
+    @staticmethod
+    def _ivf_ids(index: faiss.IndexIVF) -> np.ndarray:
+        inv = index.invlists
+        parts = []
+        for lst in range(index.nlist):
+            n = inv.list_size(lst)
+            if n:
+                parts.append(faiss.rev_swig_ptr(inv.get_ids(lst), n).copy())
+        return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
