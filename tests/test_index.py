@@ -87,6 +87,22 @@ def test_filtered_equals_exact_over_subset(small, n_subset):
         assert recall(hits, ref_ids) >= 0.95
 
 
+def test_exclude_and_unknown_ids_in_filter(small):
+    idx, ids, x, q = small
+    own = [h.ids[:3] for h in idx.search(q[:5], 3)]
+    for qq, ex in zip(q[:5], own, strict=True):
+        ref_ids, _ = brute_force(ids, x, qq[None], 10, np.setdiff1d(ids, ex))
+        got = idx.search(qq, 10, exclude=ex)[0]
+        assert not np.isin(got.ids, ex).any() and len(got) == 10
+        assert recall([got], ref_ids) >= 0.9
+    # a broad filter mixed with ids the index does not hold (e.g. videos that failed to embed)
+    allowed = np.concatenate([ids[::2], np.arange(1, 5000, 7) * 7 + 6])
+    for h in idx.search(q, 10, ids=allowed):
+        assert np.isin(h.ids, ids[::2]).all() and len(h) == 10
+    both = idx.search(q[0], 5, ids=ids[:100], exclude=ids[:98])[0]
+    assert sorted(both.ids) == sorted(ids[98:100])
+
+
 def test_remove_and_replace(small):
     idx, ids, x, q = small
     assert idx.remove(ids[:10]) == 10

@@ -314,19 +314,34 @@ class VectorIndex:
 
     # ------------------------------------------------------------ search
 
-    def search(self, queries: np.ndarray, k: int, *, ids: Any | None = None) -> list[Hits]:
+    def search(
+        self, queries: np.ndarray, k: int, *, ids: Any | None = None, exclude: Any | None = None
+    ) -> list[Hits]:
         """The ``k`` best ids for each query [Q, D] (or one [D] vector); one :class:`Hits` per query.
 
-        ``ids``: only these ids may be returned (a filter; None = all). Fewer than ``k`` hits come
-        back when fewer candidates exist; no -1 padding.
+        ``ids``: only these ids may be returned (a filter; None = all), e.g. the result of
+        ``store.queries.filter_video_ids``. ``exclude``: ids that must not be returned (the query
+        video's own study, say): cheaper than an ``ids`` list of everything else. Fewer than ``k``
+        hits come back when fewer candidates exist; never -1 padding.
         """
         q = _as_matrix(queries, self.dim, self.config.normalize)
         k = int(k)
         if k <= 0:
             raise UsageError("k must be positive")
+        if exclude is not None:
+            exclude = np.unique(_as_ids(exclude))
+            if ids is None and exclude.size <= 1024:
+                return self._search_excluding(q, k, exclude)
+            ids = np.setdiff1d(self._ids if ids is None else _as_ids(ids), exclude)
         if ids is None:
             return self._search_all(q, k)
-        subset = np.intersect1d(_as_ids(ids), self._ids)
+        cand = _as_ids(ids)
+        if cand.size > 1 and not np.all(cand[1:] > cand[:-1]):
+            cand = np.unique(cand)
+        if cand.size > 4 * self.config.exact_subset_max:
+            # Broad filter: skip the O(n log n) intersection; the selector ignores unknown ids.
+            return self._search_selected(q, k, cand)
+        subset = np.intersect1d(cand, self._ids, assume_unique=True)
         if not subset.size:
             return [Hits(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in range(len(q))]
         if subset.size == self._ids.size:
@@ -334,6 +349,14 @@ class VectorIndex:
         if self._kind != "flat" and subset.size <= self.config.exact_subset_max:
             return self.search_exact(q, k, ids=subset)
         return self._search_selected(q, k, subset)
+
+    def _search_excluding(self, q: np.ndarray, k: int, exclude: np.ndarray) -> list[Hits]:
+        """Top k+len(exclude), then drop the excluded: the same top-k as filtering them out."""
+        out = []
+        for h in self._search_all(q, k + int(exclude.size)):
+            keep = ~np.isin(h.ids, exclude)
+            out.append(Hits(h.ids[keep][:k], h.scores[keep][:k]))
+        return out
 
     def search_exact(self, queries: np.ndarray, k: int, *, ids: Any | None = None) -> list[Hits]:
         """Exact search by brute force over ``ids`` (all ids when None); the reference for recall."""
@@ -393,14 +416,20 @@ class VectorIndex:
 
     def _search_selected(self, q: np.ndarray, k: int, subset: np.ndarray) -> list[Hits]:
         sel = faiss.IDSelectorBatch(subset)
-        hits = self._run(q, k, self._params(sel, subset.size / max(self.ntotal, 1)))
+        hits = self._run(q, k, self._params(sel, min(1.0, subset.size / max(self.ntotal, 1))))
         return self._fill_short(q, k, hits, subset)
 
     def _fill_short(self, q: np.ndarray, k: int, hits: list[Hits], subset: np.ndarray | None) -> list[Hits]:
         """ANN can return fewer than k hits (few lists probed, dead graph regions): redo those exactly."""
+        if self._kind == "flat":
+            return hits
         want = min(k, self.ntotal if subset is None else subset.size)
         short = [r for r, h in enumerate(hits) if len(h) < want]
-        if short and self._kind != "flat":
+        if short and subset is not None:
+            subset = np.intersect1d(subset, self._ids, assume_unique=True)
+            want = min(k, subset.size)
+            short = [r for r in short if len(hits[r]) < want]
+        if short:
             for r, h in zip(short, self.search_exact(q[short], k, ids=subset), strict=True):
                 hits[r] = h
         return hits
