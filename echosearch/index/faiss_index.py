@@ -161,6 +161,22 @@ class VectorIndex:
         i = np.searchsorted(self._ids, id_)
         return bool(i < self._ids.size and self._ids[i] == id_)
 
+    def _mask(self, ids: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` are live: binary search in the sorted id array, O(m log n).
+
+        (np.intersect1d / np.isin re-sort or hash all n live ids on every call: 20 ms at 30k ids.)
+        """
+        pos = np.searchsorted(self._ids, ids)
+        pos[pos >= self._ids.size] = 0
+        return (self._ids[pos] == ids) if self._ids.size else np.zeros(ids.shape, bool)
+
+    def _live(self, ids: Any) -> np.ndarray:
+        """The live ids among ``ids``, sorted and unique."""
+        ids = _as_ids(ids)
+        if ids.size > 1 and not np.all(ids[1:] > ids[:-1]):
+            ids = np.unique(ids)
+        return ids[self._mask(ids)]
+
     def ids(self) -> np.ndarray:
         """All live ids, sorted (a copy)."""
         return self._ids.copy()
@@ -251,7 +267,7 @@ class VectorIndex:
     def _check_new_ids(self, ids: np.ndarray) -> None:
         if np.unique(ids).size != ids.size:
             raise UsageError("duplicate ids in one add")
-        if np.isin(ids, self._ids).any():
+        if self._mask(ids).any():
             raise UsageError("some ids are already in the index (use replace)")
 
     def add(self, ids: Any, vectors: np.ndarray) -> None:
@@ -282,7 +298,7 @@ class VectorIndex:
     def remove(self, ids: Any) -> int:
         """Remove ids (absent ones are ignored); returns how many were removed."""
         self._check_writable()
-        ids = np.intersect1d(_as_ids(ids), self._ids)
+        ids = self._live(ids)
         if not ids.size:
             return 0
         if self._kind == "hnsw":
@@ -292,7 +308,7 @@ class VectorIndex:
             removed = self._index.remove_ids(faiss.IDSelectorArray(ids))
             if removed != ids.size:
                 raise IndexError_(f"FAISS removed {removed} of {ids.size} vectors: the index is inconsistent")
-        self._ids = np.setdiff1d(self._ids, ids, assume_unique=True)
+        self._ids = np.delete(self._ids, np.searchsorted(self._ids, ids))
         self._maybe_grow()
         return int(ids.size)
 
@@ -305,7 +321,7 @@ class VectorIndex:
     def reconstruct(self, ids: Any) -> np.ndarray:
         """The stored (normalised) vectors of ``ids`` [N, D]; unknown ids raise UsageError."""
         ids = _as_ids(ids)
-        missing = np.setdiff1d(ids, self._ids)
+        missing = ids[~self._mask(ids)]
         if missing.size:
             raise UsageError(f"{missing.size} ids are not in the index (e.g. {int(missing[0])})")
         if not ids.size:
@@ -336,12 +352,12 @@ class VectorIndex:
         if ids is None:
             return self._search_all(q, k)
         cand = _as_ids(ids)
-        if cand.size > 1 and not np.all(cand[1:] > cand[:-1]):
-            cand = np.unique(cand)
         if cand.size > 4 * self.config.exact_subset_max:
-            # Broad filter: skip the O(n log n) intersection; the selector ignores unknown ids.
+            # Broad filter: skip the intersection; the selector ignores unknown ids.
+            if not np.all(cand[1:] > cand[:-1]):
+                cand = np.unique(cand)
             return self._search_selected(q, k, cand)
-        subset = np.intersect1d(cand, self._ids, assume_unique=True)
+        subset = self._live(cand)
         if not subset.size:
             return [Hits(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in range(len(q))]
         if subset.size == self._ids.size:
@@ -361,7 +377,7 @@ class VectorIndex:
     def search_exact(self, queries: np.ndarray, k: int, *, ids: Any | None = None) -> list[Hits]:
         """Exact search by brute force over ``ids`` (all ids when None); the reference for recall."""
         q = _as_matrix(queries, self.dim, self.config.normalize)
-        subset = self._ids if ids is None else np.intersect1d(_as_ids(ids), self._ids)
+        subset = self._ids if ids is None else self._live(ids)
         if self._kind == "flat" and ids is None:
             return self._search_all(q, k)
         out: list[Hits] = []
@@ -426,7 +442,7 @@ class VectorIndex:
         want = min(k, self.ntotal if subset is None else subset.size)
         short = [r for r, h in enumerate(hits) if len(h) < want]
         if short and subset is not None:
-            subset = np.intersect1d(subset, self._ids, assume_unique=True)
+            subset = self._live(subset)
             want = min(k, subset.size)
             short = [r for r in short if len(hits[r]) < want]
         if short:
