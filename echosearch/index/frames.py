@@ -190,7 +190,8 @@ class FrameStore:
         return 1.0 - self.n_frames / stored if stored else 0.0
 
     def compact(self) -> None:
-        """Rewrite the shards with live frames only, then swap the map in atomically."""
+        """Rewrite the shards with live frames only. Run it offline (no other reader or writer):
+        the shard swap is not crash-atomic, unlike add/remove."""
         tmp = self.root / "compact.tmp"
         tmp.mkdir(exist_ok=True)
         new = FrameStore(tmp, dim=self.dim, shard_rows=self.shard_rows)
