@@ -575,6 +575,41 @@ class Engine:
                 stmt = stmt.where(Label.space_id == self.space_id)
             return sorted(s.scalars(stmt).all())
 
+    def filter_options(self) -> dict[str, Any]:
+        """What a filter form can offer: the archive's views, manufacturers, study-date range and
+        label tasks, plus the binary tasks usable as yes/no flags (see :meth:`flag_condition`)."""
+        with self.db.session() as s:
+            indexed = Video.status == STATUS_INDEXED
+            views = sorted(v for v in s.scalars(select(Video.view).where(indexed).distinct()) if v)
+            makers = sorted(m for m in s.scalars(select(Video.manufacturer).where(indexed).distinct()) if m)
+            lo, hi = s.execute(select(func.min(Study.study_date), func.max(Study.study_date))).one()
+        tasks = self.label_tasks()
+        return {
+            "views": views,
+            "manufacturers": makers,
+            "date_min": lo,
+            "date_max": hi,
+            "tasks": tasks,
+            "flags": [t for t in self._binary_tasks() if t in tasks],
+        }
+
+    def _binary_tasks(self) -> list[str]:
+        try:
+            return [t.name for t in self.encoder.bundle.load_tasks() if t.kind == "binary"]
+        except Exception:  # no model on this machine: no flags to offer, the rest still works
+            return []
+
+    def flag_condition(self, task: str) -> q.LabelCondition:
+        """The label condition for "has <task>": the stored yes/no decision when the index has one,
+        else the score at the model's calibrated threshold (0.5 when it has none)."""
+        if f"{task}.positive" in self.label_tasks():
+            return q.LabelCondition(f"{task}.positive", ">=", 0.5)
+        try:
+            threshold = float(self.encoder.bundle.thresholds.get(task, 0.5))
+        except Exception:
+            threshold = 0.5
+        return q.LabelCondition(task, ">=", threshold)
+
     def stats(self) -> dict[str, Any]:
         """Counts per table, spaces with their index type and size on disk."""
         from echosearch.store.schema import Failure, IndexRun

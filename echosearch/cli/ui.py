@@ -1,0 +1,95 @@
+"""``echosearch ui``: start the browser UI (Streamlit) on a data dir; ``ui set-password`` gates it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from echosearch.cli.common import data_option
+from echosearch.cli.main import cli
+from echosearch.errors import UsageError
+
+APP = Path(__file__).resolve().parents[2] / "ui" / "app.py"
+DATA_ENV = "ECHOSEARCH_HOME"
+
+
+def streamlit_command(port: int, host: str) -> list[str]:
+    """The Streamlit command line: headless, no usage statistics, no file watcher."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.headless=true",
+        f"--server.port={port}",
+        f"--server.address={host}",
+        "--browser.gatherUsageStats=false",
+        "--server.fileWatcherType=none",
+        "--server.maxUploadSize=200",
+        "--client.toolbarMode=minimal",
+        "--global.developmentMode=false",
+        "--theme.base=light",
+    ]
+
+
+@cli.group(invoke_without_command=True)
+@data_option
+@click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (127.0.0.1: this machine only; 0.0.0.0 exposes it to the network).",
+)
+@click.pass_context
+def ui(ctx: click.Context, data: str | None, port: int, host: str) -> None:
+    """Start the browser UI on the data dir (search, query by clip, study lookup, labels, status)."""
+    from echosearch.paths import data_dir
+
+    root = data_dir(data)
+    ctx.obj = {"data": root}
+    if ctx.invoked_subcommand is not None:
+        return
+    if not (root / "echosearch.db").is_file():
+        raise UsageError(f"no echosearch index in {root} (run `echosearch index PATH --data {root}` first)")
+    if not APP.is_file():
+        raise UsageError(f"the UI files are missing ({APP}); reinstall echosearch from its repository")
+    env = dict(os.environ, **{DATA_ENV: str(root.resolve())}, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    click.echo(f"echosearch UI on http://{host}:{port}  (data: {root}; Ctrl+C to stop)", err=True)
+    try:
+        code = subprocess.call(streamlit_command(port, host), env=env)
+    except KeyboardInterrupt:
+        code = 0
+    sys.exit(code)
+
+
+@ui.command("set-password")
+@data_option
+@click.password_option("--password", prompt="New UI password", help="Prompted for when not given.")
+@click.pass_context
+def set_password_cmd(ctx: click.Context, data: str | None, password: str) -> None:
+    """Require a password for the UI (only an scrypt hash is stored, in <data>/site.yaml)."""
+    from echosearch.paths import data_dir
+    from ui.auth import set_password
+
+    root = data_dir(data) if data else ctx.obj["data"]
+    path = set_password(root, password)
+    click.echo(f"UI password set (hash stored in {path})", err=True)
+
+
+@ui.command("clear-password")
+@data_option
+@click.pass_context
+def clear_password_cmd(ctx: click.Context, data: str | None) -> None:
+    """Remove the UI password gate."""
+    from echosearch.paths import data_dir
+    from ui.auth import clear_password
+
+    root = data_dir(data) if data else ctx.obj["data"]
+    had = clear_password(root)
+    click.echo("UI password removed" if had else "the UI had no password", err=True)

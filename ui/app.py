@@ -1,0 +1,68 @@
+"""echosearch's browser UI (Streamlit): ``echosearch ui --data DIR`` starts it.
+
+Pages: Search, Query by clip, Study lookup, Labels, Index status. The Engine and the model are
+opened once per process (``st.cache_resource``); pages only call the Engine.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:  # `streamlit run ui/app.py` puts ui/, not the repo, on the path
+    sys.path.insert(0, str(_ROOT))
+
+import streamlit as st  # noqa: E402
+
+from echosearch.errors import EchosearchError  # noqa: E402
+from ui import auth, common  # noqa: E402
+from ui.views import clip, labels, search, status, study  # noqa: E402
+
+RENDER = {
+    "Search": search.render,
+    "Query by clip": clip.render,
+    "Study lookup": study.render,
+    "Labels": labels.render,
+    "Index status": status.render,
+}
+
+
+def _login_gate(root: Path) -> bool:
+    """True when this session may use the UI (no password set, or it logged in)."""
+    if st.session_state.get("authed") or auth.password_hash(root) is None:
+        return True
+    st.title("echosearch")
+    with st.form("login"):
+        name = st.text_input("Your name (for the audit log)", key="login_name")
+        password = st.text_input("Password", type="password", key="login_password")
+        if st.form_submit_button("Log in"):
+            if auth.check_login(root, password):
+                st.session_state.authed = True
+                st.session_state.who = f"ui:{name.strip() or 'anonymous'}"
+                st.rerun()
+            st.error("Wrong password.")
+    return False
+
+
+def main() -> None:
+    st.set_page_config(page_title="echosearch", layout="wide")
+    root = common.data_dir()
+    if not _login_gate(root):
+        return
+    try:
+        eng = common.engine()
+    except EchosearchError as exc:
+        st.error(str(exc))
+        return
+    st.sidebar.title("echosearch")
+    if "page" not in st.session_state:
+        st.session_state.page = common.PAGES[0]
+    page = st.sidebar.radio("Page", common.PAGES, key="page")
+    if eng.clinical is False:
+        st.sidebar.error(common.DEMO_WARNING)
+    st.sidebar.caption(f"Model: {eng.model_name}")
+    RENDER[page](eng)
+
+
+main()

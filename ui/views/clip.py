@@ -1,0 +1,182 @@
+"""Query by clip: an uploaded DICOM/AVI/MP4, or an indexed clip ("similar clips") -> its labels and
+nearest clips, studies and reports."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from echosearch.errors import EchosearchError, UsageError
+from echosearch.search import Engine
+from ui import common
+
+MAX_UPLOAD_MB = 200
+UPLOAD_DIR = Path(tempfile.gettempdir()) / "echosearch-ui-uploads"
+
+
+class BadUpload(UsageError):
+    """An uploaded file that is not a clip we can read."""
+
+
+@dataclass
+class Upload:
+    """A checked upload saved to a private temp file, with a de-identified preview."""
+
+    name: str
+    path: Path
+    sha256: str
+    kind: str  # dicom | avi | mp4
+    preview: Path | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def sniff(name: str, data: bytes) -> str:
+    """The clip type from the file's own bytes (its name can lie): dicom, avi or mp4."""
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return "dicom"
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "avi"
+    if data[4:8] == b"ftyp":
+        return "mp4"
+    if name.lower().endswith((".dcm", ".dicom")) and len(data) > 256:
+        return "dicom"  # DICOM without the 128-byte preamble; the reader decides
+    raise BadUpload(f"{name} is not a DICOM, AVI or MP4 file")
+
+
+def save_upload(name: str, data: bytes) -> Upload:
+    """Check an upload (size, type), save it privately and make a preview from the masked frames.
+
+    The preview is built from the frames the reader returns (masked to the ultrasound sector), not
+    the raw file, so burned-in patient names outside the sector never reach the screen.
+    """
+    from echosearch.thumbnails import write_thumbnails
+    from echosearch.video import read_clip
+
+    if not data:
+        raise BadUpload(f"{name} is empty")
+    if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
+        raise BadUpload(f"{name} is larger than {MAX_UPLOAD_MB} MB")
+    kind = sniff(name, data)
+    sha = hashlib.sha256(data).hexdigest()
+    UPLOAD_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    suffix = {"dicom": ".dcm", "avi": ".avi", "mp4": ".mp4"}[kind]
+    path = UPLOAD_DIR / f"{sha[:16]}{suffix}"
+    path.write_bytes(data)
+    path.chmod(0o600)
+    clip = read_clip(path)  # raises a one-line ClipReadError for anything unreadable
+    thumbs = write_thumbnails(UPLOAD_DIR, sha, clip.frames, clip.fps or 30.0)
+    return Upload(name=name, path=path, sha256=sha, kind=kind, preview=UPLOAD_DIR / thumbs.preview)
+
+
+def _query_results(eng: Engine, target: Any, filters, k: int) -> dict[str, Any]:
+    """Labels and nearest clips, studies and reports of a clip (an id or a file path)."""
+    out: dict[str, Any] = {}
+    for name, call in (
+        ("labels", lambda: eng.clip_labels(target)),
+        ("clips", lambda: eng.search_clip(target, k=k, filters=filters)),
+        ("studies", lambda: eng.patient_candidates(target, k=5)),
+        ("reports", lambda: eng.nearest_reports(target, k=3)),
+    ):
+        try:
+            out[name] = call()
+        except EchosearchError as exc:
+            out[name] = exc
+    return out
+
+
+def render(eng: Engine) -> None:
+    st.header("Query by clip")
+    filters, k = common.sidebar_filters(eng)
+    uploaded = st.file_uploader(
+        "Drop a clip (DICOM, AVI or MP4)",
+        type=None,
+        key="uploader",
+        help=f"Up to {MAX_UPLOAD_MB} MB. The file stays on this server, in a private temp folder.",
+    )
+    if uploaded is not None:
+        current: Upload | None = st.session_state.get("clip_upload")
+        data = uploaded.getvalue()
+        if current is None or current.sha256 != hashlib.sha256(data).hexdigest():
+            try:
+                st.session_state.clip_upload = save_upload(uploaded.name, data)
+                st.session_state.clip_video = None
+            except EchosearchError as exc:
+                st.session_state.clip_upload = None
+                st.error(str(exc))
+                return
+    upload: Upload | None = st.session_state.get("clip_upload")
+    video_id = st.session_state.get("clip_video")
+    if upload is not None and video_id is None:
+        target: Any = str(upload.path)
+        title, preview = f"Uploaded clip: {upload.name}", upload.preview
+    elif video_id is not None:
+        hit = common.guarded(lambda: eng.video(int(video_id)))
+        if hit is None:
+            return
+        target = int(video_id)
+        title, preview = (
+            f"Clip {video_id} ({hit.view or 'view ?'}, {hit.study_date or 'no date'})",
+            hit.preview,
+        )
+    else:
+        st.info("Upload a clip, or press 'Similar clips' on a search result.")
+        return
+
+    sig = (str(target), common.filter_signature(filters, k))
+    if st.session_state.get("clip_sig") != sig:
+        with st.spinner("Reading and embedding the clip…"):
+            st.session_state.clip_results = _query_results(eng, target, filters, k)
+        st.session_state.clip_sig = sig
+    res = st.session_state.clip_results
+
+    st.subheader(title)
+    left, right = st.columns([1, 2])
+    with left:
+        common.animated(str(preview) if preview else None, alt="query clip")
+        st.caption("Sector only (burned-in text outside the ultrasound sector is masked).")
+    with right:
+        st.markdown("**Zero-shot labels**")
+        if isinstance(res["labels"], Exception):
+            st.error(str(res["labels"]))
+        else:
+            common.labels_table(res["labels"])
+    clips = res["clips"]
+    st.subheader("Nearest clips")
+    if isinstance(clips, Exception):
+        st.error(str(clips))
+    else:
+        st.caption(f"{len(clips.results)} clips in {clips.elapsed_ms:.0f} ms · " + " · ".join(clips.notes))
+        common.card_grid(eng, clips.results, "clipres")
+    st.subheader("Nearest studies")
+    studies = res["studies"]
+    if isinstance(studies, Exception):
+        st.error(str(studies))
+    else:
+        _study_buttons(studies.results, "clipstudy")
+    st.subheader("Nearest reports")
+    reports = res["reports"]
+    if isinstance(reports, Exception):
+        st.info(str(reports))
+    else:
+        for r in reports.results:
+            with st.container(border=True):
+                st.markdown(f"**{r.score:.3f}** · study {r.study_uid or '?'}")
+                st.caption(r.text)
+
+
+def _study_buttons(hits: list[Any], prefix: str) -> None:
+    st.dataframe(common.study_rows(hits), hide_index=True, width="stretch")
+    cols = st.columns(min(len(hits), 5) or 1)
+    for i, h in enumerate(hits[:5]):
+        cols[i].button(
+            f"Open study {i + 1}",
+            key=f"{prefix}-{i}",
+            help=h.study_uid,
+            on_click=common.go("Study lookup", study_q=h.study_uid, study_focus=None),
+            width="stretch",
+        )

@@ -1,0 +1,61 @@
+"""Index status: what is indexed, with which model (and whether it is fit for clinical use), the
+last indexing runs and the files that failed, by reason."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from echosearch.search import Engine
+from ui import common
+
+
+def render(eng: Engine) -> None:
+    st.header("Index status")
+    stats = eng.stats()
+    clinical = eng.clinical
+    st.markdown(f"Model in use: **{stats['model']}** · data dir `{stats['data_dir']}`")
+    if clinical is False:
+        st.error(common.DEMO_WARNING)
+    elif clinical is None:
+        st.warning("The model could not be loaded on this machine: text and new-clip queries are off.")
+    counts = stats["counts"]
+    shown = ["patients", "studies", "videos", "reports", "labels", "failures"]
+    cols = st.columns(len(shown))
+    for col, name in zip(cols, shown, strict=True):
+        col.metric(name, counts.get(name, 0))
+    st.subheader("Embedding spaces")
+    st.dataframe(
+        [
+            {
+                "space": sp["name"],
+                "kind": sp["kind"],
+                "model": sp["model"],
+                "version": sp["model_version"],
+                "dim": sp["dim"],
+                "vectors": sp["index"].get("ntotal"),
+                "index": sp["index"].get("kind"),
+                "disk MB": round(sp["disk_bytes"] / 1e6, 2),
+            }
+            for sp in stats["spaces"]
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+    st.subheader("Last indexing runs")
+    if stats["last_runs"]:
+        st.dataframe(
+            [{**r, "counts": str(r["counts"] or {})} for r in stats["last_runs"]],
+            hide_index=True,
+            width="stretch",
+        )
+    else:
+        st.caption("No indexing runs recorded.")
+    st.subheader("Failures by reason")
+    failures = stats["failures_by_kind"]
+    if failures:
+        rows = [{"reason": str(k or "unknown"), "files": v} for k, v in failures.items()]
+        st.dataframe(rows, hide_index=True, width="stretch")
+        st.bar_chart(rows, x="reason", y="files", height=200)
+    else:
+        st.caption("No failed files.")
+    st.caption(f"Every query is written to the audit log as '{common.who()}'.")
