@@ -1,0 +1,113 @@
+"""``echosearch index PATH...`` (the bulk indexer) and ``echosearch verify [--repair]``."""
+
+from __future__ import annotations
+
+import click
+
+from echosearch.cli.common import data_option, emit_json, json_option
+from echosearch.cli.main import cli
+from echosearch.errors import EchosearchError
+from echosearch.paths import data_dir as resolve_data_dir
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@data_option
+@click.option(
+    "--model", default=None, help="Registry name, bundle folder or arch:NAME (default: the registry's)."
+)
+@click.option("--workers", type=click.IntRange(min=0), default=None, help="Reader processes (0: in-process).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Frames per model forward pass.")
+@click.option("--frames", default="uniform:16", show_default=True, help="Frame sampling policy per clip.")
+@click.option(
+    "--reports", type=click.Path(dir_okay=False, exists=True), help="CSV: study_uid/accession, report."
+)
+@click.option("--include", multiple=True, help="Only files matching this glob (repeatable).")
+@click.option("--exclude", multiple=True, help="Skip files matching this glob (repeatable).")
+@click.option("--prune", is_flag=True, help="Remove indexed clips whose files are gone.")
+@click.option(
+    "--retry-failed", is_flag=True, help="Read again files that failed before with the same content."
+)
+@click.option("--no-mask", is_flag=True, help="Do not blank the image outside the ultrasound sector.")
+@click.option(
+    "--commit-every", type=click.IntRange(min=1), default=32, show_default=True, help="Clips per commit."
+)
+@click.option(
+    "--tasks",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Zero-shot task file (default: the model's).",
+)
+@json_option
+def index(
+    paths, data, model, workers, batch_size, frames, reports, include, exclude, prune, retry_failed, no_mask,
+    commit_every, tasks, as_json,
+) -> None:  # fmt: skip
+    """Index clip files and folders (DICOM, AVI, MP4, DICOMDIR) into the data dir."""
+    from echosearch.models.registry import default_model
+    from indexer.runner import IndexOptions, run_index
+
+    opts = IndexOptions(
+        paths=list(paths),
+        data_dir=str(resolve_data_dir(data)),
+        model=model or default_model(),
+        workers=workers,
+        batch_size=batch_size,
+        frames=frames,
+        reports=reports,
+        include=list(include),
+        exclude=list(exclude),
+        prune=prune,
+        retry_failed=retry_failed,
+        mask=not no_mask,
+        commit_every=commit_every,
+        tasks=tasks,
+        progress=None,
+    )
+    summary = run_index(opts)
+    if as_json:
+        emit_json(summary.to_dict())
+    else:
+        for line in summary.lines():
+            click.echo(line)
+
+
+@cli.command()
+@data_option
+@click.option("--repair", is_flag=True, help="Fix what is wrong (rebuild vectors from the frame store).")
+@json_option
+def verify(data, repair, as_json) -> None:
+    """Check that the database, FAISS indexes and frame stores agree."""
+    from echosearch.store.db import open_db
+    from indexer.reconcile import verify_data_dir
+
+    root = resolve_data_dir(data)
+    if not (root / "echosearch.db").is_file():
+        raise EchosearchError(f"{root} has no echosearch.db (run `echosearch index` first)")
+    db = open_db(root)
+    try:
+        checks = verify_data_dir(root, db, repair=repair)
+    finally:
+        db.close()
+    problems = sum(c.problems for c in checks)
+    if as_json:
+        emit_json(
+            {
+                "data_dir": str(root),
+                "ok": problems == 0,
+                "repaired": repair,
+                "spaces": [c.to_dict() for c in checks],
+            }
+        )
+    else:
+        for c in checks:
+            state = "ok" if c.ok else f"{c.problems} problems"
+            frames = "" if c.frames_count is None else f", frames {c.frames_count}"
+            click.echo(f"{c.space} ({c.kind}): db {c.db_count}, index {c.index_count}{frames}: {state}")
+            for key in ("missing_in_index", "extra_in_index", "missing_frames", "extra_frames"):
+                ids = getattr(c, key)
+                if ids:
+                    click.echo(f"  {key.replace('_', ' ')}: {len(ids)} (e.g. {', '.join(map(str, ids[:5]))})")
+            if c.repaired:
+                click.echo("  repaired: " + ", ".join(f"{k} {v}" for k, v in c.repaired.items()))
+    if problems and not repair:
+        raise EchosearchError(f"verify found {problems} problems; run `echosearch verify --repair`")

@@ -1,0 +1,116 @@
+"""Distributor: where the readers run. The seam a distributed engine (Ray, Dask, Slurm) implements later.
+
+The runner only ever calls ``distributor.map_unordered(fn, jobs, cfg)`` and consumes results as they
+arrive; ``fn(job, cfg)`` is a plain picklable function and ``cfg`` a picklable dataclass, so a
+distributor that ships them to other machines needs nothing else from the other parts.
+
+``LocalDistributor`` runs ``fn`` in a process pool with a bounded number of jobs in flight: results
+that the model has not consumed yet are at most ``max_in_flight`` clips, so memory stays flat on any
+archive size, and the workers keep reading while the main process runs the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Distributor(Protocol):
+    """Runs ``fn(job, cfg)`` for every job and yields the results in completion order."""
+
+    def map_unordered(
+        self, fn: Callable[[Any, Any], Any], jobs: Iterable[Any], cfg: Any
+    ) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class InlineDistributor:
+    """Everything in this process, one job at a time (``--workers 0``: debugging, tiny archives)."""
+
+    def map_unordered(self, fn: Callable[[Any, Any], Any], jobs: Iterable[Any], cfg: Any) -> Iterator[Any]:
+        for job in jobs:
+            yield fn(job, cfg)
+
+    def close(self) -> None:
+        pass
+
+
+def _init_worker() -> None:
+    """Readers are single-threaded: the cores belong to the model in the main process."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+class LocalDistributor:
+    """A pool of ``workers`` processes with at most ``max_in_flight`` jobs submitted and unconsumed.
+
+    Processes are started with ``spawn`` (not ``fork``): the parent holds a threaded torch runtime
+    and open database connections, neither of which survives a fork safely.
+    """
+
+    def __init__(self, workers: int, max_in_flight: int | None = None) -> None:
+        if workers < 1:
+            raise ValueError("LocalDistributor needs at least one worker (use InlineDistributor for 0)")
+        self.workers = workers
+        self.max_in_flight = max_in_flight or 4 * workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+            )
+        return self._pool
+
+    def map_unordered(self, fn: Callable[[Any, Any], Any], jobs: Iterable[Any], cfg: Any) -> Iterator[Any]:
+        pool = self._executor()
+        pending: set[Future] = set()
+        ready: deque[Any] = deque()
+        it = iter(jobs)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) + len(ready) < self.max_in_flight:
+                try:
+                    job = next(it)
+                except StopIteration:
+                    exhausted = True
+                    break
+                pending.add(pool.submit(fn, job, cfg))
+            if ready:
+                yield ready.popleft()
+                continue
+            if not pending:
+                return
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            ready.extend(f.result() for f in done)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def make_distributor(workers: int, max_in_flight: int | None = None) -> Distributor:
+    """``workers == 0``: inline; otherwise a local process pool."""
+    return InlineDistributor() if workers <= 0 else LocalDistributor(workers, max_in_flight)
+
+
+def default_workers() -> int:
+    """Readers for this machine: one core is left to the model (which uses the rest through torch)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores - 1))

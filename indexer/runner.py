@@ -1,0 +1,314 @@
+"""Runner: one ``echosearch index`` run, start to finish.
+
+discover -> classify (unchanged / known failure / to read) -> readers (distributor) -> mapper (model,
+batched across clips) -> writer (transactions every N clips); then reports; then the summary.
+Before any of that it reconciles the data dir (:mod:`indexer.reconcile`), so a run that follows a
+kill -9 first repairs what the killed run left half-done and then simply carries on.
+
+The model is loaded only when there is something to embed: a rerun over an unchanged archive does
+no model work at all (not even loading it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from echosearch.errors import UsageError
+from echosearch.index import Space, SpaceInfo, list_spaces, report_space_name
+from echosearch.models import Encoder, load_model, resolve_bundle
+from echosearch.models.arch import is_arch
+from echosearch.privacy import load_or_create_site_key
+from echosearch.store import queries as q
+from echosearch.store.db import Database, open_db
+from echosearch.store.schema import STATUS_INDEXED, Failure, IndexRun, Video
+from echosearch.video import parse_sampling
+from echosearch.video.meta import file_sha256
+from echosearch.zeroshot import load_tasks
+from indexer.discover import discover
+from indexer.distributor import Distributor, default_workers, make_distributor
+from indexer.mapper import Mapper
+from indexer.reader import ReaderConfig, ReadJob, ReadResult, read_one
+from indexer.reconcile import check_report_space, check_video_space
+from indexer.reports_csv import index_reports, missing_report_ids, read_reports_csv
+from indexer.summary import IndexSummary, Progress
+from indexer.writer import Writer, mtime_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexOptions:
+    """The arguments of ``echosearch index`` (see the CLI help for each)."""
+
+    paths: list[str]
+    data_dir: str
+    model: str = "echosearch-demo"
+    workers: int | None = None  # None: default_workers(); 0: read in this process
+    batch_size: int | None = None  # frames per model forward pass (None: the encoder's default)
+    frames: str = "uniform:16"
+    reports: str | None = None
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    prune: bool = False
+    retry_failed: bool = False
+    mask: bool = True
+    commit_every: int = 32
+    progress: bool | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    tasks: str | None = None  # a task file overriding the bundle's own zero-shot tasks
+
+
+def space_name_for(bundle_name: str) -> str:
+    """A bundle name as a space folder name (``arch:tiny`` -> ``arch-tiny``)."""
+    return re.sub(r"[^A-Za-z0-9_.\-]", "-", bundle_name).strip("-.") or "model"
+
+
+def model_ref(model: str, bundle_name: str) -> str:
+    """What the space records as its model, so the Engine can load it again: the registry name, an
+    ``arch:`` name, or the absolute folder of a bundle given by path."""
+    if is_arch(model):
+        return model
+    p = Path(model).expanduser()
+    return str(p.resolve()) if p.is_dir() else bundle_name
+
+
+class Runner:
+    """Holds the open data dir, the model (lazily) and the writer for one run."""
+
+    def __init__(self, opts: IndexOptions, distributor: Distributor | None = None) -> None:
+        parse_sampling(opts.frames)  # a bad --frames is a usage error before any work
+        self.opts = opts
+        self.data_dir = Path(opts.data_dir).expanduser()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.site_key = load_or_create_site_key(self.data_dir)
+        self.db: Database = open_db(self.data_dir)
+        self.bundle = resolve_bundle(opts.model)
+        self.model_ref = model_ref(opts.model, self.bundle.name)
+        self.summary = IndexSummary(model=self.model_ref, space=space_name_for(self.bundle.name))
+        workers = default_workers() if opts.workers is None else opts.workers
+        self.distributor = distributor or make_distributor(workers)
+        self._encoder: Encoder | None = None
+
+    # ------------------------------------------------------------ model and spaces
+
+    @property
+    def model_loaded(self) -> bool:
+        """Whether this run needed the model at all (an unchanged archive does not)."""
+        return self._encoder is not None
+
+    @property
+    def batch_frames(self) -> int:
+        """Frames gathered (across clips) before one model call."""
+        from echosearch.models.encoder import CPU_BATCH
+
+        return self.opts.batch_size or (self._encoder.batch_size if self._encoder else CPU_BATCH)
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = load_model(
+                self.opts.model,
+                device=self.opts.device,
+                precision=self.opts.precision,
+                batch_size=self.opts.batch_size,
+            )
+        return self._encoder
+
+    def _open_space(self, name: str, kind: str) -> tuple[Space, int]:
+        dim = int(self.bundle.model_cfg["embed_dim"])
+        prep = dict(self.bundle.preprocess_cfg)
+        prep = {k: prep[k] for k in ("size", "mean", "std") if k in prep}
+        if kind == "video":
+            prep.update(sampling=self.opts.frames, mask_sector=self.opts.mask)
+        info = SpaceInfo(
+            name=name,
+            model_name=self.model_ref,
+            dim=dim,
+            model_version=self.bundle.version,
+            kind=kind,
+            preprocessing=prep,
+        )
+        space = Space.create(self.data_dir, info)
+        with self.db.session() as s:
+            row = q.upsert_space(
+                s,
+                name,
+                model_name=self.model_ref,
+                dim=dim,
+                model_version=self.bundle.version,
+                preprocessing=prep,
+                kind=kind,
+            )
+            return space, row.id
+
+    # ------------------------------------------------------------ the run
+
+    def run(self) -> IndexSummary:
+        start = time.perf_counter()
+        opts, summary = self.opts, self.summary
+        space, space_id = self._open_space(summary.space, "video")
+        n_video_spaces = sum(sp.info.kind == "video" for sp in list_spaces(self.data_dir))
+        with self.db.session() as s:
+            s.execute(update(IndexRun).where(IndexRun.status == "running").values(status="interrupted"))
+            run_id = q.start_run(s, {k: v for k, v in asdict(opts).items() if k != "progress"}).id
+        check = check_video_space(self.db, space, multi=n_video_spaces > 1, repair=True)
+        summary.reconciled = {k: v for k, v in check.repaired.items() if v}
+        writer = Writer(self.db, space, space_id, commit_every=opts.commit_every)
+        status = "ok"
+        try:
+            jobs = self._plan(writer)
+            self._index(jobs, writer)
+            writer.close()
+            self._reports()
+        except BaseException:
+            status = "interrupted"
+            raise
+        finally:
+            self.distributor.close()
+            summary.seconds = time.perf_counter() - start
+            with self.db.session() as s:
+                q.finish_run(s, run_id, summary.to_dict(), status=status)
+            self.db.close()
+        return summary
+
+    def _plan(self, writer: Writer) -> list[ReadJob]:
+        """Discover, prune, and decide per candidate: unchanged, known failure, or to be read."""
+        opts, summary = self.opts, self.summary
+        found = discover(opts.paths, include=opts.include, exclude=opts.exclude)
+        summary.found = len(found.candidates)
+        summary.unreadable_paths = len(found.unreadable)
+        for path, why in found.unreadable:
+            log.warning("cannot look into %s: %s", path, why)
+        with self.db.session() as s:
+            cols = select(Video.path, Video.id, Video.status, Video.size, Video.mtime, Video.sha256)
+            known = {p: (vid, st, size, mtime, sha) for p, vid, st, size, mtime, sha in s.execute(cols).all()}
+            failed: dict[str, set[str | None]] = {}
+            for path, sha in s.execute(select(Failure.path, Failure.sha256)).all():
+                failed.setdefault(path, set()).add(sha)
+        in_space = writer.frames
+        gone = [
+            vid
+            for path, (vid, status, *_rest) in known.items()
+            if status == STATUS_INDEXED and not os.path.exists(path)
+        ]
+        summary.missing = len(gone)
+        if opts.prune and gone:
+            summary.pruned = writer.prune(gone)
+        jobs = []
+        for c in found.candidates:
+            path = str(c.path)
+            row = known.get(path)
+            indexed_here = row is not None and row[1] == STATUS_INDEXED and row[0] in in_space
+            if indexed_here and row[2] == c.size and row[3] == mtime_of(c.mtime_ns):
+                summary.unchanged += 1
+                continue
+            if path in failed and not opts.retry_failed:
+                try:
+                    sha = file_sha256(c.path)
+                except OSError:
+                    sha = None
+                if sha in failed[path]:
+                    summary.skipped_failed += 1
+                    continue
+            jobs.append(ReadJob(path, c.size, c.mtime_ns, known_sha256=row[4] if indexed_here else None))
+        self._known, self._failed = known, failed
+        return jobs
+
+    def _index(self, jobs: list[ReadJob], writer: Writer) -> None:
+        if not jobs:
+            return
+        opts, summary = self.opts, self.summary
+        cfg = ReaderConfig(
+            data_dir=str(self.data_dir.resolve()),
+            sampling=opts.frames,
+            size=int(self.bundle.preprocess_cfg["size"]),
+            mask_sector=opts.mask,
+            site_key=self.site_key,
+        )
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Video.sha256, Video.sop_uid, Video.path).where(Video.status == STATUS_INDEXED)
+            )
+            seen_sha = {sha: p for sha, _sop, p in rows if sha}
+            rows = s.execute(select(Video.sop_uid, Video.path).where(Video.status == STATUS_INDEXED))
+            seen_sop = {sop: p for sop, p in rows if sop}
+        mapper: Mapper | None = None  # the model loads when the first clip needs it
+        pending: list[ReadResult] = []
+        progress = Progress(len(jobs), opts.progress)
+
+        def flush() -> None:
+            nonlocal mapper
+            mapper = mapper or self._mapper()
+            items = mapper.embed(pending)
+            summary.embedded += len(items)
+            summary.frames += sum(it.frame_embs.shape[0] for it in items)
+            writer.add(items)
+            pending.clear()
+
+        try:
+            for result in self.distributor.map_unordered(read_one, jobs, cfg):
+                path = result.job.path
+                if result.error_kind:
+                    writer.record_failure(result)
+                    summary.failed += 1
+                    reasons = summary.failed_by_reason
+                    reasons[result.error_kind] = reasons.get(result.error_kind, 0) + 1
+                    progress.update(failure=result.error_kind)
+                    continue
+                if result.unchanged_content:
+                    writer.touch(result)
+                    summary.touched += 1
+                    progress.update()
+                    continue
+                sop = result.meta.sop_instance_uid
+                if seen_sha.get(result.sha256, path) != path or seen_sop.get(sop, path) != path:
+                    summary.duplicates += 1
+                    log.info("%s duplicates %s", path, seen_sha.get(result.sha256) or seen_sop.get(sop))
+                    progress.update()
+                    continue
+                seen_sha[result.sha256], seen_sop[sop] = path, path
+                row = self._known.get(path)
+                if row is not None and row[1] == STATUS_INDEXED:
+                    summary.updated += 1
+                else:
+                    summary.new += 1
+                if path in self._failed:
+                    with self.db.session() as s:
+                        q.clear_failures(s, path)
+                pending.append(result)
+                if sum(r.num_frames for r in pending) >= self.batch_frames:
+                    flush()
+                progress.update(frames=result.num_frames)
+            if pending:
+                flush()
+        finally:
+            progress.close()
+
+    def _mapper(self) -> Mapper:
+        tasks = load_tasks(self.opts.tasks) if self.opts.tasks else self.bundle.load_tasks()
+        return Mapper(self.encoder, tasks, self.bundle.thresholds)
+
+    def _reports(self) -> None:
+        """Reports from ``--reports``, plus any report that lost its vector in an interrupted run."""
+        space, _ = self._open_space(report_space_name(self.summary.space), "report")
+        check_report_space(self.db, space, repair=True)
+        rows = read_reports_csv(Path(self.opts.reports)) if self.opts.reports else []
+        if not rows and not missing_report_ids(self.db, space):
+            return
+        counts = index_reports(rows, self.db, self.site_key, space, lambda t: self.encoder.encode_text(t))
+        self.summary.reports = asdict(counts)
+
+
+def run_index(opts: IndexOptions, distributor: Distributor | None = None) -> IndexSummary:
+    """Index ``opts.paths`` into ``opts.data_dir`` (see :class:`IndexOptions`); returns the summary."""
+    if not opts.paths:
+        raise UsageError("give at least one file or folder to index")
+    return Runner(opts, distributor).run()

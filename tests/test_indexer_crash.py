@@ -1,0 +1,78 @@
+"""Crash safety: kill -9 the indexer mid-run, rerun the same command: counts exact, verify clean."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from echosearch.index import Space
+from echosearch.store.db import open_db
+from echosearch.store.schema import STATUS_INDEXED, Label, Video
+from echosearch.synth import synthesize_archive
+from echosearch.synth.archive import read_manifest
+from indexer.reconcile import verify_data_dir
+from indexer.runner import IndexOptions, run_index
+
+
+def _indexed_so_far(db_path: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("SELECT count(*) FROM videos WHERE status = 'indexed'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_rerun_is_exact(tmp_path, tiny_task_bundle):
+    src, data = tmp_path / "archive", tmp_path / "data"
+    synthesize_archive(src, patients=3, seed=11, frames=(6, 8))
+    clips = len(read_manifest(src))
+    cmd = [sys.executable, "-m", "echosearch", "index", str(src), "--data", str(data), "--model",
+           str(tiny_task_bundle), "--frames", "uniform:4", "--commit-every", "1", "--workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    try:
+        while _indexed_so_far(data / "echosearch.db") < 2 and proc.poll() is None:
+            assert time.monotonic() < deadline, "indexer made no progress"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the indexer and its reader processes, no clean-up
+        proc.wait()
+    killed_at = _indexed_so_far(data / "echosearch.db")
+    assert 0 < killed_at < clips, f"the kill should land mid-run ({killed_at}/{clips} indexed)"
+
+    summary = run_index(
+        IndexOptions(
+            paths=[str(src)],
+            data_dir=str(data),
+            model=str(tiny_task_bundle),
+            workers=0,
+            frames="uniform:4",
+            progress=False,
+        )  # fmt: skip
+    )
+    assert summary.unchanged + summary.new + summary.updated == clips
+    assert summary.new + summary.updated == clips - summary.unchanged
+    db = open_db(data)
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Video)) == clips  # nothing indexed twice
+        assert (
+            s.scalar(select(func.count()).select_from(Video).where(Video.status == STATUS_INDEXED)) == clips
+        )
+        assert s.scalar(select(func.count()).select_from(Label)) == clips * 4  # 3 tasks + pacemaker.positive
+    db.close()
+    space = Space.open(data, summary.space)
+    index, frames = space.load_index(), space.frames()
+    assert index.ntotal == clips == len(frames)
+    assert set(index.ids().tolist()) == set(frames.ids().tolist())
+
+    checks = verify_data_dir(data, open_db(data))
+    assert checks and all(c.ok for c in checks)
