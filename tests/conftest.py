@@ -79,3 +79,39 @@ def tiny_task_bundle(tmp_path_factory) -> Path:
         thresholds={"pacemaker": 0.0},
     )
     return root / "tiny-test"
+
+
+def _ui_model() -> str:
+    """The demo model when its bundle is built (labels mean something), else the tiny test model."""
+    from echosearch.models.registry import get_entry
+
+    try:
+        bundle = get_entry("echosearch-demo").bundle_dir
+        if bundle is not None and (Path(bundle) / "manifest.json").is_file():
+            return "echosearch-demo"
+    except Exception:  # no registry entry or no bundle: fall back
+        pass
+    return "arch:tiny"
+
+
+@pytest.fixture(scope="session")
+def ui_archive(tmp_path_factory) -> dict:
+    """A tiny synthetic archive indexed with the CLI (for the UI tests): its data dir, archive and model.
+
+    3 patients, short clips and 8 frames per clip keep it to seconds of synthesis and indexing.
+    """
+    from echosearch.synth import synthesize_archive
+
+    root = tmp_path_factory.mktemp("ui-archive")
+    archive, data = root / "archive", root / "data"
+    summary = synthesize_archive(
+        archive, patients=3, seed=1, studies=(1, 2), clips_per_study=(2, 2), frames=(16, 20)
+    )
+    model = _ui_model()
+    done = run_cli(
+        "index", str(archive), "--data", str(data), "--model", model,
+        "--reports", str(summary.reports), "--workers", "0", "--frames", "uniform:8",
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.fail(f"indexing the UI test archive failed: {done.stderr.strip()[-500:]}")
+    return {"data": data, "archive": archive, "model": model, "summary": summary}

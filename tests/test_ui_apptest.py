@@ -1,0 +1,193 @@
+"""Each page's main flow, run headless with Streamlit's AppTest against a tiny indexed archive."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from echosearch.search import Engine
+from echosearch.store.schema import AuditLog
+
+streamlit_testing = pytest.importorskip("streamlit.testing.v1")
+AppTest = streamlit_testing.AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "ui" / "app.py")
+QUERY = "SEVERE DILATED LEFT VENTRICLE."
+
+
+@pytest.fixture
+def app(ui_archive, monkeypatch):
+    monkeypatch.setenv("ECHOSEARCH_HOME", str(ui_archive["data"]))
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture(scope="module")
+def manifest(ui_archive) -> list[dict[str, str]]:
+    with open(ui_archive["archive"] / "manifest.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _ok(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _buttons(at, suffix: str) -> list:
+    return [b for b in at.button if b.key and b.key.endswith(suffix)]
+
+
+def _search(at, text: str = QUERY):
+    at.text_input(key="q").input(text).run()
+    _ok(at)
+    return at
+
+
+def _audit_rows(data: Path) -> list[AuditLog]:
+    engine = Engine.open(data)
+    try:
+        with engine.db.session() as s:
+            return list(s.scalars(select(AuditLog).order_by(AuditLog.id)))
+    finally:
+        engine.close()
+
+
+def test_search_shows_cards_latency_and_is_audited(app, ui_archive):
+    before = len(_audit_rows(ui_archive["data"]))
+    _search(app)
+    captions = [c.value for c in app.caption]
+    assert any("results in" in c and " ms" in c for c in captions), captions
+    n_cards = len(_buttons(app, "-sim"))
+    assert n_cards == min(12, 8)  # default k=12; the archive has 8 clips
+    previews = [m.value for m in app.markdown if "data:image/webp;base64," in m.value]
+    assert len(previews) == n_cards
+    rows = _audit_rows(ui_archive["data"])
+    assert len(rows) == before + 1
+    assert rows[-1].action == "search_text" and rows[-1].who.startswith("ui:session-")
+    # a rerun (e.g. a click elsewhere) does not search again
+    app.sidebar.slider(key="f_k").set_value(3).run()
+    _ok(app)
+    assert len(_buttons(app, "-sim")) == 3
+    assert len(_audit_rows(ui_archive["data"])) == before + 2
+
+
+def test_filters_restrict_results(app, manifest):
+    import datetime as dt
+
+    _search(app)
+    dates = sorted({dt.datetime.strptime(r["study_date"], "%Y%m%d").date() for r in manifest})
+    app.sidebar.date_input(key="f_dates").set_value((dates[0], dates[0])).run()
+    _ok(app)
+    expected = sum(1 for r in manifest if r["study_date"] == dates[0].strftime("%Y%m%d"))
+    assert 0 < expected < len(manifest)
+    assert len(_buttons(app, "-sim")) == expected
+
+
+def test_example_query_button_fills_the_box(app):
+    app.button(key="ex-0").click().run()
+    _ok(app)
+    assert app.text_input(key="q").value == "SEVERE DILATED LEFT VENTRICLE."
+    assert _buttons(app, "-sim")
+
+
+def test_similar_clips_opens_query_by_clip(app):
+    _search(app)
+    first = _buttons(app, "-sim")[0]
+    first.click().run()
+    _ok(app)
+    assert app.session_state.page == "Query by clip"
+    heads = [h.value for h in app.subheader]
+    assert any(h.startswith("Clip ") for h in heads)
+    assert {"Nearest clips", "Nearest studies", "Nearest reports"} <= set(heads)
+    # the query clip's own study is left out of its nearest clips
+    assert _buttons(app, "-sim"), "no nearest clips"
+
+
+def test_this_study_and_same_patient(app):
+    _search(app)
+    _buttons(app, "-study")[0].click().run()
+    _ok(app)
+    assert app.session_state.page == "Study lookup"
+    heads = [h.value for h in app.subheader]
+    assert any(h.startswith("Study 2.25.") for h in heads), heads
+    assert "Nearest studies" in heads and "This patient's studies" in heads
+    app.button(key="show-patient").click().run()
+    _ok(app)
+    assert "Same patient?" in [h.value for h in app.subheader]
+
+
+def test_study_lookup_by_accession_and_mrn(app, manifest):
+    app.sidebar.radio(key="page").set_value("Study lookup").run()
+    row = manifest[0]
+    app.text_input(key="study_q").input(row["accession"]).run()
+    _ok(app)
+    assert f"Study {row['study_uid']}" in [h.value for h in app.subheader]
+    patient_studies = {r["study_uid"] for r in manifest if r["patient_id"] == row["patient_id"]}
+    app.text_input(key="study_q").input(row["patient_id"]).run()
+    _ok(app)
+    heads = [h.value for h in app.subheader]
+    assert any(h.removeprefix("Study ") in patient_studies for h in heads), heads
+    app.text_input(key="study_q").input("no-such-thing").run()
+    _ok(app)
+    assert any("no study with that" in e.value for e in app.error)
+
+
+def test_gradcam_for_a_result(app):
+    _search(app)
+    _buttons(app, "-cam")[0].click().run()
+    _ok(app)
+    assert any(h.value.startswith("Where the model looks") for h in app.subheader)
+    assert len(app.image) == 2
+
+
+def test_labels_page_custom_prompt(app):
+    app.sidebar.radio(key="page").set_value("Labels").run()
+    _ok(app)
+    app.text_input(key="prompt").input(
+        "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE."
+    ).run()
+    _ok(app)
+    assert any(c.value.startswith("Scored the archive in") for c in app.caption)
+    assert len(_buttons(app, "-sim")) == 8  # default top 8; the archive has 8 clips
+
+
+def test_index_status_counts_and_demo_warning(app, ui_archive):
+    app.sidebar.radio(key="page").set_value("Index status").run()
+    _ok(app)
+    metrics = {m.label: m.value for m in app.metric}
+    engine = Engine.open(ui_archive["data"])
+    try:
+        counts = engine.stats()["counts"]
+        clinical = engine.clinical
+    finally:
+        engine.close()
+    assert metrics["videos"] == str(counts["videos"]) == "8"
+    assert metrics["studies"] == str(counts["studies"])
+    if clinical is False:
+        assert any("not for clinical use" in e.value for e in app.error)
+
+
+def test_password_gate(ui_archive, monkeypatch):
+    from ui.auth import clear_password, set_password
+
+    monkeypatch.setenv("ECHOSEARCH_HOME", str(ui_archive["data"]))
+    set_password(ui_archive["data"], "correct horse battery")
+    try:
+        at = AppTest.from_file(APP, default_timeout=90).run()
+        _ok(at)
+        assert not at.sidebar.radio, "pages are visible before login"
+        at.text_input(key="login_password").input("wrong password")
+        at.button[0].click().run()
+        assert any("Wrong password" in e.value for e in at.error)
+        at.text_input(key="login_name").input("dr-test")
+        at.text_input(key="login_password").input("correct horse battery")
+        at.button[0].click().run()
+        _ok(at)
+        assert at.sidebar.radio(key="page").value == "Search"
+        assert at.session_state.who == "ui:dr-test"
+    finally:
+        clear_password(ui_archive["data"])
