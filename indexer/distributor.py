@@ -29,11 +29,16 @@ class Distributor(Protocol):
         self, fn: Callable[[Any, Any], Any], jobs: Iterable[Any], cfg: Any
     ) -> Iterator[Any]: ...
 
+    def start(self) -> None: ...
+
     def close(self) -> None: ...
 
 
 class InlineDistributor:
     """Everything in this process, one job at a time (``--workers 0``: debugging, tiny archives)."""
+
+    def start(self) -> None:
+        pass
 
     def map_unordered(self, fn: Callable[[Any, Any], Any], jobs: Iterable[Any], cfg: Any) -> Iterator[Any]:
         for job in jobs:
@@ -52,6 +57,11 @@ def _init_worker() -> None:
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
+
+
+def _warm() -> None:
+    """Import the reader's dependencies (numpy, pydicom, PyAV, torch) ahead of the first real job."""
+    import indexer.reader  # noqa: F401
 
 
 class LocalDistributor:
@@ -76,6 +86,12 @@ class LocalDistributor:
                 initializer=_init_worker,
             )
         return self._pool
+
+    def start(self) -> None:
+        """Start the workers now (they import their libraries while the caller plans the run)."""
+        pool = self._executor()
+        for _ in range(self.workers):
+            pool.submit(_warm)
 
     def map_unordered(self, fn: Callable[[Any, Any], Any], jobs: Iterable[Any], cfg: Any) -> Iterator[Any]:
         pool = self._executor()

@@ -83,7 +83,11 @@ def model_ref(model: str, bundle_name: str) -> str:
 class Runner:
     """Holds the open data dir, the model (lazily) and the writer for one run."""
 
-    def __init__(self, opts: IndexOptions, distributor: Distributor | None = None) -> None:
+    def __init__(
+        self, opts: IndexOptions, distributor: Distributor | None = None, encoder: Encoder | None = None
+    ) -> None:
+        """``encoder``: an already loaded model of ``opts.model`` (a long-lived service or a benchmark
+        reuses its own instead of loading it again)."""
         parse_sampling(opts.frames)  # a bad --frames is a usage error before any work
         self.opts = opts
         self.data_dir = Path(opts.data_dir).expanduser()
@@ -95,7 +99,7 @@ class Runner:
         self.summary = IndexSummary(model=self.model_ref, space=space_name_for(self.bundle.name))
         workers = default_workers() if opts.workers is None else opts.workers
         self.distributor = distributor or make_distributor(workers)
-        self._encoder: Encoder | None = None
+        self._encoder: Encoder | None = encoder
 
     # ------------------------------------------------------------ model and spaces
 
@@ -154,6 +158,7 @@ class Runner:
     def run(self) -> IndexSummary:
         start = time.perf_counter()
         opts, summary = self.opts, self.summary
+        self.distributor.start()  # readers import their libraries while we reconcile and plan
         space, space_id = self._open_space(summary.space, "video")
         n_video_spaces = sum(sp.info.kind == "video" for sp in list_spaces(self.data_dir))
         with self.db.session() as s:
