@@ -81,24 +81,22 @@ def tiny_task_bundle(tmp_path_factory) -> Path:
     return root / "tiny-test"
 
 
-def _ui_model() -> str:
-    """The demo model when its bundle is built (labels mean something), else the tiny test model."""
+def _demo_model_built() -> bool:
+    """True when the echosearch-demo bundle is built (then the UI tests use it: labels mean something)."""
     from echosearch.models.registry import get_entry
 
     try:
-        bundle = get_entry("echosearch-demo").bundle_dir
-        if bundle is not None and (Path(bundle) / "manifest.json").is_file():
-            return "echosearch-demo"
-    except Exception:  # no registry entry or no bundle: fall back
-        pass
-    return "arch:tiny"
+        return (get_entry("echosearch-demo").bundle_dir / "manifest.json").is_file()
+    except Exception:  # no registry entry: fall back to the tiny bundle
+        return False
 
 
 @pytest.fixture(scope="session")
-def ui_archive(tmp_path_factory) -> dict:
+def ui_archive(tmp_path_factory, tiny_task_bundle) -> dict:
     """A tiny synthetic archive indexed with the CLI (for the UI tests): its data dir, archive and model.
 
-    3 patients, short clips and 8 frames per clip keep it to seconds of synthesis and indexing.
+    3 patients, short clips and 8 frames per clip keep it to seconds of synthesis and indexing. The
+    model is the demo model when built, else the tiny task bundle (random weights, real zero-shot tasks).
     """
     from echosearch.synth import synthesize_archive
 
@@ -107,7 +105,7 @@ def ui_archive(tmp_path_factory) -> dict:
     summary = synthesize_archive(
         archive, patients=3, seed=1, studies=(1, 2), clips_per_study=(2, 2), frames=(16, 20)
     )
-    model = _ui_model()
+    model = "echosearch-demo" if _demo_model_built() else str(tiny_task_bundle)
     done = run_cli(
         "index", str(archive), "--data", str(data), "--model", model,
         "--reports", str(summary.reports), "--workers", "0", "--frames", "uniform:8",

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 PAGES = ("Search", "Query by clip", "Study lookup", "Labels", "Index status")
 EF_TASKS = ("ejection_fraction", "ef")
-CARDS_PER_ROW = 4
+CARDS_PER_ROW = 3
 DEMO_WARNING = "Demo model, not for clinical use: its results mean nothing about real patients."
 
 
@@ -193,7 +193,7 @@ def video_card(eng: Engine, hit: VideoHit, key: str, *, query_text: str | None =
         ef = ef_of(hit.labels)
         flags = devices_of(hit.labels, _filter_options(eng)["flag_conditions"])
         st.markdown(
-            f"**{hit.score:.3f}** · clip {hit.video_id} · {hit.view or '?'}  \n"
+            f"**{hit.score:.3f}** · clip {hit.video_id}" + (f" · {hit.view}" if hit.view else "") + "  \n"
             f"{hit.study_date or 'no date'} · {hit.manufacturer or ''}  \n"
             f"EF {f'{ef:.0f}%' if ef is not None else 'n/a'}" + (f" · {', '.join(flags)}" if flags else "")
         )
