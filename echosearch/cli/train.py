@@ -1,0 +1,125 @@
+"""``echosearch train | eval | calibrate``: make a model, measure it, calibrate its zero-shot thresholds."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from echosearch.cli.common import emit_json, json_option
+from echosearch.cli.main import cli
+
+archive_option = click.option(
+    "--archive",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Labelled archive: clips + manifest.csv + reports.csv (what `echosearch synth` writes).",
+)
+model_option = click.option(
+    "--model",
+    "model_name",
+    default=None,
+    help="Registry name or bundle folder (default: the registry default).",
+)
+
+
+@cli.command()
+@archive_option
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+@click.option("--init", default="arch:echosearch-demo", show_default=True,
+              help="Start from: arch:echosearch-demo (fresh demo model) or a model name/bundle to fine-tune.")  # fmt: skip
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=2))
+@click.option("--lr", default=5e-4, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--frames", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Frames decoded (and cached) per clip; each step picks one at random.")  # fmt: skip
+@click.option("--weights", "weights_dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Precision of the saved weights (fp16 halves the bundle).")  # fmt: skip
+@click.option("--max-steps", default=None, type=click.IntRange(min=1), help="Stop the schedule at this step.")
+@click.option("--max-minutes", default=None, type=float,
+              help="Wall-clock guard: checkpoint and write the bundle early (--resume continues).")  # fmt: skip
+@click.option("--work-dir", default=None, type=click.Path(file_okay=False),
+              help="Checkpoints and loss log (default: in the cache dir, one per --out).")  # fmt: skip
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint of an earlier run.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--name", default=None, help="Model name in the manifest (default: the --out folder name).")
+@json_option
+def train(archive, out, init, epochs, batch_size, lr, seed, frames, weights_dtype, max_steps, max_minutes,
+          work_dir, resume, force, name, as_json) -> None:  # fmt: skip
+    """Contrastive (frame, report) training; writes a complete model bundle to OUT."""
+    from echosearch.training.train import TrainConfig
+    from echosearch.training.train import train as run
+
+    cfg = TrainConfig(
+        archive=Path(archive), out=Path(out), init=init, epochs=epochs, batch_size=batch_size, lr=lr,
+        seed=seed, frames=frames, weights_dtype=weights_dtype, max_steps=max_steps, max_minutes=max_minutes,
+        work_dir=Path(work_dir) if work_dir else None, resume=resume, force=force, name=name,
+        progress=not as_json,
+    )  # fmt: skip
+    logging.getLogger("echosearch.training").setLevel(logging.INFO)
+    result = run(cfg)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    d = result.to_dict()
+    click.echo(f"wrote {out}: {d['steps']} steps in {d['seconds']:.0f} s ({d['seconds_per_step']:.2f} s/step), "
+               f"final loss {d['final_loss']:.4f}")  # fmt: skip
+
+
+@cli.command(name="eval")
+@archive_option
+@model_option
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Write report.md, metrics.json and PNG plots here.")  # fmt: skip
+@click.option("--frames", default=16, show_default=True, type=click.IntRange(min=1))
+@json_option
+def eval_cmd(archive, model_name, out_dir, frames, as_json) -> None:
+    """Retrieval, same-patient and zero-shot metrics of a model on a labelled archive."""
+    from echosearch.training.data import load_archive
+    from echosearch.training.evaluate import evaluate, public, write_report
+
+    load_archive(archive)  # a bad archive fails in a second, before the model loads
+    metrics = evaluate(_encoder(model_name), archive, frames=frames, progress=not as_json)
+    report = write_report(metrics, out_dir) if out_dir else None
+    if as_json:
+        emit_json({**public(metrics), "report": str(report) if report else None})
+        return
+    for row in metrics["targets"]:
+        value = "n/a" if row["value"] is None else f"{row['value']:.3f}"
+        click.echo(
+            f"{row['metric']:<40} {value:>8}  target {row['target']:<8} {'met' if row['met'] else 'MISSED'}"
+        )
+    if report:
+        click.echo(f"report: {report}")
+
+
+@cli.command()
+@archive_option
+@model_option
+@click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False),
+              help="Thresholds file to write (default: the model bundle's own thresholds file).")  # fmt: skip
+@click.option("--frames", default=16, show_default=True, type=click.IntRange(min=1))
+@json_option
+def calibrate(archive, model_name, out_file, frames, as_json) -> None:
+    """F1-optimal thresholds for each binary zero-shot task, from a labelled archive."""
+    from echosearch.training.calibrate import calibrate as run
+    from echosearch.training.data import load_archive
+
+    load_archive(archive)
+    result = run(_encoder(model_name), archive, out=Path(out_file) if out_file else None, frames=frames,
+                 progress=not as_json)  # fmt: skip
+    if as_json:
+        emit_json(result)
+        return
+    for name, value in result["thresholds"].items():
+        click.echo(f"{name:<24} {value:.5f}")
+    click.echo(f"wrote {result['path']}")
+
+
+def _encoder(model_name: str | None):
+    from echosearch.models import load_model
+    from echosearch.models.registry import default_model
+
+    return load_model(model_name or default_model())

@@ -1,0 +1,66 @@
+"""F1-optimal zero-shot thresholds from a labelled archive, written where the indexer's labels read them.
+
+Why calibrate on a separate archive: a binary score (mean prompt cosine) is small and model-specific,
+so a fixed cut-off is meaningless; the paper picked its pacemaker threshold by maximising F1 on
+labelled data. Calibrating on the evaluation archive would overstate the F1 the threshold gives.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from echosearch.errors import UsageError
+from echosearch.models.bundle import write_manifest
+from echosearch.training.evaluate import EVAL_FRAMES, embed_archive, require_tasks, task_labels
+from echosearch.zeroshot import f1_threshold, load_thresholds, save_thresholds, score_tasks
+
+log = logging.getLogger(__name__)
+
+THRESHOLDS_NAME = "thresholds.json"
+
+
+def calibrate(
+    encoder, archive: str | Path, out: Path | None = None, frames: int = EVAL_FRAMES, progress: bool = True
+) -> dict[str, Any]:
+    """Threshold per binary task; written to ``out`` or into the model's bundle (manifest re-hashed).
+
+    Tasks whose archive labels lack a positive (or a negative) are skipped with a warning: F1 cannot
+    pick a threshold from one class.
+    """
+    tasks = [t for t in require_tasks(encoder) if t.kind == "binary"]
+    if not tasks:
+        raise UsageError(f"model {encoder.name!r} has no binary zero-shot task to calibrate")
+    emb = embed_archive(encoder, archive, frames, progress)
+    scores = score_tasks(tasks, emb.frame_embs, encoder.encode_text)
+    thresholds, skipped = {}, []
+    for task in tasks:
+        y = task_labels(task, emb.clips)
+        known = ~np.isnan(y)
+        if not known.any() or y[known].min() == y[known].max():
+            skipped.append(task.name)
+            log.warning("task %s: archive has only one class; not calibrated", task.name)
+            continue
+        thresholds[task.name] = f1_threshold(scores[task.name][known], y[known].astype(int))
+    path = out if out is not None else _write_into_bundle(encoder, thresholds, archive)
+    if out is not None:
+        merged = {**(load_thresholds(out) if out.is_file() else {}), **thresholds}
+        save_thresholds(out, merged)
+    return {"thresholds": thresholds, "skipped": skipped, "path": str(path), "clips": len(emb.clips)}
+
+
+def _write_into_bundle(encoder, thresholds: dict[str, float], archive: str | Path) -> Path:
+    bundle = encoder.bundle
+    if bundle.path is None:
+        raise UsageError(f"model {encoder.name!r} has no bundle folder; pass --out FILE")
+    manifest = bundle.manifest
+    manifest.thresholds = manifest.thresholds or THRESHOLDS_NAME
+    path = bundle.path / manifest.thresholds
+    merged = {**(load_thresholds(path) if path.is_file() else {}), **thresholds}
+    save_thresholds(path, merged)
+    manifest.source = {**manifest.source, "calibrated_on": Path(archive).name}
+    write_manifest(bundle.path, manifest)  # the thresholds file is part of the checksummed bundle
+    return path

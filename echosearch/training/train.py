@@ -1,0 +1,374 @@
+"""Contrastive (frame, report) training with open_clip's model and ``ClipLoss``; writes a model bundle.
+
+One code path for both uses: training the small demo model from scratch (``arch:echosearch-demo``)
+and fine-tuning a pulled bundle (``--init echoclip``) on a hospital's own clips and reports.
+
+Determinism and resume: every random choice of step ``t`` (which studies, clips, frames, sentences,
+drop-path masks) is drawn from generators seeded by ``(seed, t)``, and the study order of an epoch by
+``(seed, epoch)``. A checkpoint therefore only needs the weights, the optimiser and the step: a
+resumed run replays exactly the batches an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from echosearch.errors import UsageError
+from echosearch.models import Manifest, write_bundle
+from echosearch.models.arch import echoclip_model_cfg, echoclip_preprocess_cfg
+from echosearch.paths import cache_dir, configs_dir, package_data
+from echosearch.training.data import (
+    PairSampler,
+    default_cache_dir,
+    load_archive,
+    load_frames,
+    study_order,
+)
+
+log = logging.getLogger(__name__)
+
+DEMO_ARCH = "arch:echosearch-demo"
+DEMO_IMAGE_SIZE = 112
+#: The demo reports are at most ~30 template tokens; a 77-token context would cost 2.4x the text-tower
+#: compute for padding (the transformer runs over the whole context), the larger part of a CPU step.
+DEMO_CONTEXT = 32
+VOCAB_NAME = "template_vocab.txt"
+WORDPIECE_NAME = "blank_wordpiece.tokenizer"
+TASKS_NAME = "tasks.yaml"
+CHECKPOINT = "checkpoint.pt"
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+def demo_model_cfg(
+    vocab_size: int, image_size: int = DEMO_IMAGE_SIZE, context_length: int = DEMO_CONTEXT
+) -> dict[str, Any]:
+    """The demo architecture: EchoCLIP's shape at small size (ConvNeXt-Atto at 112 px, 4x256 text)."""
+    return echoclip_model_cfg(
+        vocab_size=vocab_size,
+        context_length=context_length,
+        image_size=image_size,
+        timm_model_name="convnext_atto",
+        embed_dim=256,
+        text_width=256,
+        text_heads=4,
+        text_layers=4,
+    )
+
+
+def demo_tasks_path() -> Path:
+    return configs_dir() / "tasks" / "demo.yaml"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run (recorded in the bundle's manifest)."""
+
+    archive: Path
+    out: Path
+    init: str = DEMO_ARCH
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 0.1
+    warmup: float = 0.05  # fraction of the steps
+    seed: int = 0
+    frames: int = 8  # frames decoded per clip for training
+    sentence_keep: float = 0.5
+    image_size: int = DEMO_IMAGE_SIZE  # only for arch:echosearch-demo
+    context_length: int = DEMO_CONTEXT  # only for arch:echosearch-demo
+    arch_overrides: dict[str, Any] | None = None  # merged into the demo model_cfg (tests shrink it)
+    max_steps: int | None = None
+    resume: bool = False
+    force: bool = False
+    work_dir: Path | None = None
+    checkpoint_every: int = 25
+    weights_dtype: str = "fp32"  # fp16 halves the bundle (the demo model ships so)
+    name: str | None = None
+    version: str = "0.1.0"
+    device: str = "auto"
+    progress: bool = True
+    tasks: Path | None = None
+    max_minutes: float | None = None  # wall-clock guard: stop early (checkpointed), still write the bundle
+
+    def work(self) -> Path:
+        if self.work_dir is not None:
+            return Path(self.work_dir)
+        tag = hashlib.sha256(str(Path(self.out).resolve()).encode()).hexdigest()[:8]
+        return cache_dir() / "train" / f"{Path(self.out).name}-{tag}"
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    seconds_per_step: float = 0.0
+    resumed_from: int = 0
+    planned_steps: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        d["final_loss"] = self.losses[-1] if self.losses else None
+        d.pop("losses")
+        return d
+
+
+@dataclass
+class Start:
+    """What training starts from: the model and everything the output bundle must carry besides weights."""
+
+    model: torch.nn.Module
+    model_cfg: dict[str, Any]
+    preprocess_cfg: dict[str, Any]
+    tokenizer: Any
+    tokenizer_spec: dict[str, Any]
+    files: dict[str, Path]  # bundle file name -> source (tokenizer files, task file)
+    tasks: dict[str, str] | None
+
+
+def _demo_start(cfg: TrainConfig) -> Start:
+    import open_clip
+
+    from echosearch.tokenizers import TemplateTokenizer, write_blank_wordpiece
+
+    vocab = package_data() / "demo_vocab" / "template_vocab.txt"
+    wordpiece = write_blank_wordpiece(cfg.work() / WORDPIECE_NAME)
+    tokenizer = TemplateTokenizer.from_files(wordpiece, vocab, context_length=cfg.context_length)
+    model_cfg = demo_model_cfg(tokenizer.vocab_size, cfg.image_size, cfg.context_length)
+    for key, value in (cfg.arch_overrides or {}).items():
+        model_cfg[key] = {**model_cfg[key], **value} if isinstance(value, dict) else value
+    torch.manual_seed(cfg.seed)
+    tasks_src = Path(cfg.tasks) if cfg.tasks else demo_tasks_path()
+    return Start(
+        model=open_clip.CLIP(**model_cfg),
+        model_cfg=model_cfg,
+        preprocess_cfg=echoclip_preprocess_cfg(cfg.image_size),
+        tokenizer=tokenizer,
+        tokenizer_spec={"kind": "template", "vocab": VOCAB_NAME, "wordpiece": WORDPIECE_NAME},
+        files={VOCAB_NAME: vocab, WORDPIECE_NAME: wordpiece, TASKS_NAME: tasks_src},
+        tasks={"file": TASKS_NAME, "format": "echosearch"},
+    )
+
+
+def _bundle_start(cfg: TrainConfig) -> Start:
+    """Fine-tuning: the pulled (or any) bundle's weights, tokenizer files and tasks; a new model's manifest."""
+    import open_clip
+
+    from echosearch.models.encoder import build_model
+    from echosearch.models.registry import resolve_bundle
+    from echosearch.tokenizers import load_tokenizer
+
+    bundle = resolve_bundle(cfg.init)
+    torch.manual_seed(cfg.seed)
+    model = build_model(bundle) if bundle.path is not None else open_clip.CLIP(**bundle.model_cfg)
+    spec = bundle.tokenizer_spec
+    tokenizer = load_tokenizer(spec, base_dir=bundle.path, context_length=bundle.context_length)
+    files = {v: bundle.path / v for k, v in spec.items() if k != "kind" and bundle.path is not None}
+    tasks = dict(bundle.manifest.tasks) if bundle.manifest.tasks and bundle.path is not None else None
+    if cfg.tasks:
+        tasks = {"file": TASKS_NAME, "format": "echosearch"}
+        files[TASKS_NAME] = Path(cfg.tasks)
+    elif tasks:
+        files[tasks["file"]] = bundle.path / tasks["file"]
+    return Start(model, bundle.model_cfg, dict(bundle.open_clip_config.get("preprocess_cfg", {})),
+                 tokenizer, spec, files, tasks)  # fmt: skip
+
+
+def prepare_start(cfg: TrainConfig) -> Start:
+    return _demo_start(cfg) if cfg.init == DEMO_ARCH else _bundle_start(cfg)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only, not on norms, biases, embeddings' scale or the logit scale."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        flat = p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
+        (no_decay if flat else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
+    """Linear warmup to 1, then cosine decay to 0 at ``total``."""
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    from echosearch.models.precision import resolve_device
+
+    return resolve_device(cfg.device)
+
+
+def train_step(model, loss_fn, optimizer, scheduler, images, tokens, device) -> float:
+    """One AdamW step on one batch under bf16 autocast; returns the loss."""
+    model.train()
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        img, txt, scale = model(images.to(device), tokens.to(device))[:3]
+        loss = loss_fn(img.float(), txt.float(), scale.float())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+    return float(loss.detach())
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, losses: list[float]) -> None:
+    tmp = path.with_suffix(".tmp")
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "losses": losses,
+    }
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train (or resume) and write the bundle at ``cfg.out``."""
+    import open_clip
+
+    out = Path(cfg.out)
+    if out.exists() and not cfg.force:
+        raise UsageError(f"{out} already exists; choose another --out or pass --force to replace it")
+    work = cfg.work()
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt_path = work / CHECKPOINT
+    if ckpt_path.exists() and not cfg.resume:
+        raise UsageError(f"a checkpoint of an earlier run exists in {work}; pass --resume to continue it")
+    start = prepare_start(cfg)
+    device = _device(cfg)
+    model = start.model.to(device)
+    pre = start.preprocess_cfg
+    size = int(pre.get("size", start.model_cfg["vision_cfg"].get("image_size", 224)))
+    clips = load_archive(cfg.archive)
+    cache = load_frames(clips, size, cfg.frames, default_cache_dir(cfg.archive), cfg.progress)
+    from echosearch.video import CLIP_MEAN, CLIP_STD
+
+    sampler = PairSampler(clips, cache, start.tokenizer, pre.get("mean", CLIP_MEAN), pre.get("std", CLIP_STD),
+                          cfg.sentence_keep)  # fmt: skip
+    batch = min(cfg.batch_size, sampler.n_studies)
+    if batch < 2:
+        raise UsageError("contrastive training needs at least 2 studies with reports")
+    per_epoch = max(1, sampler.n_studies // batch)
+    total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * per_epoch
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(total, max(1, int(cfg.warmup * total)))
+    )
+    loss_fn = open_clip.loss.ClipLoss()
+    first, losses = 0, []
+    if cfg.resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        first, losses = int(state["step"]), list(state["losses"])
+        log.info("resumed from step %d of %d (%s)", first, total, ckpt_path)
+    log.info("training %d steps (%d per epoch, batch %d) on %d clips of %d studies; checkpoints in %s",
+             total, per_epoch, batch, len(clips), sampler.n_studies, work)  # fmt: skip
+    t0 = time.perf_counter()
+    bar = tqdm(range(first, total), initial=first, total=total, desc="training", disable=not cfg.progress)
+    for step in bar:
+        epoch, k = divmod(step, per_epoch)
+        studies = study_order(sampler.n_studies, epoch, cfg.seed)[k * batch : (k + 1) * batch]
+        g = _step_generator(cfg.seed, step)
+        images, tokens = sampler.batch(studies.tolist(), g)
+        torch.manual_seed(cfg.seed * 1_000_003 + step)  # drop-path masks
+        loss = train_step(model, loss_fn, optimizer, scheduler, images, tokens, device)
+        losses.append(loss)
+        bar.set_postfix(loss=f"{loss:.3f}", epoch=epoch)
+        _log_step(work, step, epoch, loss, scheduler.get_last_lr()[0])
+        out_of_time = cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == total or out_of_time:
+            _save_checkpoint(ckpt_path, model, optimizer, scheduler, step + 1, losses)
+        if out_of_time and step + 1 < total:
+            log.warning("stopping after %d of %d steps (--max-minutes %g); --resume continues", step + 1,
+                        total, cfg.max_minutes)  # fmt: skip
+            break
+    seconds = time.perf_counter() - t0
+    done = max(0, len(losses) - first)
+    result = TrainResult(out, len(losses), losses, seconds, seconds / done if done else 0.0, first)
+    result.planned_steps = total
+    write_trained_bundle(cfg, start, model, result, len(clips), sampler.n_studies)
+    return result
+
+
+def _log_step(work: Path, step: int, epoch: int, loss: float, lr: float) -> None:
+    with (work / "log.jsonl").open("a") as fh:
+        fh.write(
+            json.dumps({"step": step, "epoch": epoch, "loss": round(loss, 5), "lr": lr, "t": time.time()})
+        )
+        fh.write("\n")
+
+
+def write_trained_bundle(cfg: TrainConfig, start: Start, model, result: TrainResult, n_clips: int,
+                         n_studies: int) -> None:  # fmt: skip
+    """Weights (fp32 or fp16), config, tokenizer files, task file, and a manifest that says how it was made."""
+    dtype = torch.float16 if cfg.weights_dtype == "fp16" else torch.float32
+    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype)
+             for k, v in model.state_dict().items()}  # fmt: skip
+    source = {
+        "trained_by": "echosearch train",
+        "init": cfg.init,
+        "archive": Path(cfg.archive).name,
+        "archive_clips": n_clips,
+        "archive_studies": n_studies,
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "steps": result.steps,
+        "planned_steps": result.planned_steps,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "weights_dtype": cfg.weights_dtype,
+        "final_loss": round(result.losses[-1], 4) if result.losses else None,
+    }
+    manifest = Manifest(
+        name=cfg.name or Path(cfg.out).name,
+        version=cfg.version,
+        tokenizer=start.tokenizer_spec,
+        source=source,
+        license="MIT (trained by echosearch on synthetic data)"
+        if cfg.init == DEMO_ARCH
+        else "see init model",
+        intended_use="Demonstrations and tests on synthetic data only; not validated on any patient data",
+        clinical=False,
+        description=f"CLIP trained with echosearch train from {cfg.init}; NOT a clinical model",
+        tasks=start.tasks,
+    )
+    write_bundle(cfg.out, manifest, start.model_cfg, start.preprocess_cfg, state_dict=state,
+                 extra_files=start.files, overwrite=cfg.force or not Path(cfg.out).exists())  # fmt: skip
+    log.info(
+        "wrote bundle %s (%d steps, final loss %s)", os.fspath(cfg.out), result.steps, source["final_loss"]
+    )

@@ -1,0 +1,229 @@
+"""Training, evaluation and calibration on a tiny real synthetic archive with a tiny demo-shaped model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+
+from echosearch.errors import UsageError
+from echosearch.models import load_model, open_bundle
+from echosearch.models.registry import get_entry
+from echosearch.synth import synthesize_archive
+from echosearch.training.calibrate import calibrate
+from echosearch.training.data import PairSampler, load_archive, load_frames, split_sentences, study_order
+from echosearch.training.evaluate import auc, evaluate, task_labels, write_report
+from echosearch.training.train import (
+    TrainConfig,
+    demo_tasks_path,
+    lr_lambda,
+    param_groups,
+    prepare_start,
+    train,
+    train_step,
+)
+from echosearch.zeroshot import load_tasks
+
+TINY_PX = 32
+TINY_DIM = 32
+#: The demo architecture with a toy text tower and embedding (the image tower is cheap at 32 px).
+TINY = {"embed_dim": TINY_DIM, "text_cfg": {"width": 32, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECHOSEARCH_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """3 patients x 2 studies x 2 clips (A4C + PLAX), a few frames each: real DICOM files."""
+    out = tmp_path_factory.mktemp("archive") / "tiny"
+    synthesize_archive(out, patients=3, seed=7, studies=(2, 2), clips_per_study=(2, 2), frames=(4, 6),
+                       formats=("dicom-explicit",))  # fmt: skip
+    return out
+
+
+def _cfg(archive: Path, tmp: Path, name: str, **kw) -> TrainConfig:
+    defaults = dict(
+        epochs=4,
+        batch_size=4,
+        lr=1e-3,
+        seed=3,
+        frames=4,
+        image_size=TINY_PX,
+        progress=False,
+        arch_overrides=TINY,
+    )
+    defaults.update(kw)
+    return TrainConfig(archive=archive, out=tmp / name, work_dir=tmp / f"{name}.work", **defaults)
+
+
+@pytest.fixture(scope="module")
+def trained(archive, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("trained")
+    train(_cfg(archive, tmp, "bundle"))
+    return tmp / "bundle"
+
+
+def test_loss_decreases_on_a_repeated_batch(archive, tmp_path):
+    cfg = _cfg(archive, tmp_path, "b")
+    start = prepare_start(cfg)
+    clips = load_archive(archive)
+    cache = load_frames(clips, TINY_PX, 4, tmp_path / "frames", progress=False)
+    sampler = PairSampler(clips, cache, start.tokenizer, (0.5,) * 3, (0.25,) * 3, sentence_keep=1.0)
+    images, tokens = sampler.batch(list(range(4)), torch.Generator().manual_seed(0))
+    model = start.model
+    opt = torch.optim.AdamW(param_groups(model, 0.0), lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(100, 1))
+    loss_fn = open_clip.loss.ClipLoss()
+    losses = [train_step(model, loss_fn, opt, sched, images, tokens, torch.device("cpu")) for _ in range(8)]
+    assert losses[-1] < losses[0] * 0.8, losses
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(archive, trained, tmp_path):
+    first = train(_cfg(archive, tmp_path, "resumed", max_minutes=0.0))  # stops after its first step
+    assert first.steps == 1 and first.planned_steps == 4
+    second = train(_cfg(archive, tmp_path, "resumed", resume=True, force=True))
+    assert second.resumed_from == 1 and second.steps == 4
+    a = load_model(trained, device="cpu", precision="fp32").model.state_dict()
+    b = load_model(tmp_path / "resumed", device="cpu", precision="fp32").model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_a_rerun_without_resume_refuses_to_overwrite(archive, trained, tmp_path):
+    with pytest.raises(UsageError, match="already exists"):
+        train(_cfg(archive, trained.parent, "bundle"))
+
+
+def test_trained_bundle_loads_encodes_and_carries_tokenizer_and_tasks(trained):
+    bundle = open_bundle(trained)
+    assert bundle.clinical is False
+    assert bundle.manifest.source["steps"] == 4 and bundle.manifest.source["init"] == "arch:echosearch-demo"
+    assert bundle.tokenizer_spec["kind"] == "template"
+    enc = load_model(trained, device="cpu", precision="fp32")
+    assert enc.preprocess_cfg["size"] == TINY_PX
+    text = enc.encode_text(["SEVERE DILATED LEFT VENTRICLE.", "NO PERICARDIAL EFFUSION IS SEEN."])
+    frames = enc.encode_frames(torch.randn(3, 3, TINY_PX, TINY_PX))
+    assert text.shape == (2, TINY_DIM) and frames.shape == (3, TINY_DIM)
+    assert torch.allclose(text.norm(dim=1), torch.ones(2), atol=1e-4)
+    assert {t.name for t in bundle.load_tasks()} >= {"pacemaker", "mitraclip", "tavr", "ejection_fraction"}
+
+
+def test_eval_reports_every_metric_and_writes_plots(trained, archive, tmp_path):
+    enc = load_model(trained, device="cpu", precision="fp32")
+    metrics = evaluate(enc, archive, frames=8, progress=False)  # 8 > the clips' 4-6 frames: padding path
+    v2r = metrics["video_to_report"]
+    assert v2r["candidates"] == 6 and 1 <= v2r["mean_rank"] <= 6
+    assert {"R@1", "R@5", "R@10"} <= set(v2r) and 0 < v2r["mean_rank_percentile"] <= 100
+    assert metrics["text_to_video"]["queries"], "no finding query had relevant clips"
+    assert 0 <= metrics["same_patient"]["auc"] <= 1 and metrics["same_patient"]["same_pairs"] == 3
+    zs = metrics["zero_shot"]
+    assert zs["ejection_fraction"]["mae"] >= 0 and 0 <= zs["lv_size"]["accuracy"] <= 1
+    assert {r["metric"] for r in metrics["targets"]} >= {"same_patient.auc", "zero_shot.tavr.auc"}
+    report = write_report(metrics, tmp_path / "report")
+    text = report.read_text()
+    assert "Same-patient AUC" in text and "Not a clinical model" in text
+    for png in ("roc.png", "ef_scatter.png"):
+        assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["clips"] == 12
+
+
+def test_calibrate_writes_thresholds_that_the_bundle_then_carries(trained, archive, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    enc = load_model(copy, device="cpu", precision="fp32")
+    result = calibrate(enc, archive, frames=4, progress=False)
+    assert result["thresholds"], result
+    reopened = open_bundle(copy)  # checksums verified: the manifest was rewritten with the new file
+    assert reopened.thresholds == pytest.approx(result["thresholds"])
+    metrics = evaluate(load_model(copy, device="cpu", precision="fp32"), archive, frames=4, progress=False)
+    name = next(iter(result["thresholds"]))
+    assert metrics["zero_shot"][name]["threshold"] == pytest.approx(result["thresholds"][name])
+
+
+def test_calibrate_to_a_site_file_leaves_the_bundle_alone(trained, archive, tmp_path):
+    before = (trained / "manifest.json").read_text()
+    enc = load_model(trained, device="cpu", precision="fp32")
+    out = tmp_path / "site-thresholds.yaml"
+    result = calibrate(enc, archive, out=out, frames=4, progress=False)
+    assert (trained / "manifest.json").read_text() == before
+    assert out.is_file() and result["path"] == str(out)
+
+
+def test_auc_matches_hand_computed_values():
+    assert auc([0.1, 0.2, 0.3, 0.4], [0, 0, 1, 1]) == 1.0
+    assert auc([0.4, 0.3, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+    assert auc([0.5, 0.5], [0, 1]) == 0.5
+    assert auc([0.1, 0.3, 0.2, 0.4], [0, 0, 1, 1]) == 0.75
+    assert np.isnan(auc([0.1, 0.2], [1, 1]))
+
+
+def test_labels_from_report_text_agree_with_the_manifest(archive):
+    """Where a manifest has no column for a task, labels come from the report: both must agree."""
+    tasks = {t.name: t for t in load_tasks(demo_tasks_path())}
+    clips = load_archive(archive)
+    for name in ("pacemaker", "ejection_fraction", "lv_size"):
+        from_manifest = task_labels(tasks[name], clips)
+        for c in clips:
+            c.row = {k: v for k, v in c.row.items() if k not in ("pacer", "ef", "lv_size")}
+        from_reports = task_labels(tasks[name], clips)
+        np.testing.assert_array_equal(from_manifest, from_reports)
+        clips = load_archive(archive)
+
+
+def test_sentence_subsets_tokenize_like_the_text_they_stand_for(archive, tmp_path):
+    cfg = _cfg(archive, tmp_path, "b")
+    tok = prepare_start(cfg).tokenizer
+    clips = load_archive(archive)
+    cache = load_frames(clips, TINY_PX, 4, tmp_path / "frames", progress=False)
+    sampler = PairSampler(clips, cache, tok, (0.5,) * 3, (0.25,) * 3, sentence_keep=0.5)
+    sents = split_sentences(clips[0].report)
+    assert torch.equal(sampler.full[0], tok.encode_batch([" ".join(sents)])[0])
+    ids = [i for s in sampler.sentence_ids[0][:3] for i in s]
+    assert tok.encode(" ".join(sents[:3]))[1 : 1 + len(ids)] == ids
+
+
+def test_schedule_and_order_are_deterministic():
+    f = lr_lambda(100, 10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+    assert (study_order(50, 3, 1) == study_order(50, 3, 1)).all()
+    assert not (study_order(50, 3, 1) == study_order(50, 4, 1)).all()
+
+
+def test_demo_registry_entry_points_at_the_shipped_bundle_folder():
+    assert get_entry("echosearch-demo").bundle_dir.name == "echosearch-demo"
+
+
+def test_shipped_demo_bundle_is_small_non_clinical_and_loads():
+    entry = get_entry("echosearch-demo")
+    if not (entry.bundle_dir / "manifest.json").is_file():
+        pytest.skip("the demo bundle is not built in this checkout")
+    bundle = open_bundle(entry.bundle_dir)
+    assert bundle.clinical is False
+    assert sum(p.stat().st_size for p in entry.bundle_dir.iterdir()) <= 25 * 2**20
+    enc = load_model("echosearch-demo", device="cpu", precision="fp32")
+    assert (
+        enc.encode_text(["A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE."]).shape[0] == 1
+    )
+    assert bundle.load_tasks()
+
+
+def test_cli_eval_json_and_bad_archive(cli, trained, archive, tmp_path):
+    res = cli("eval", "--archive", str(archive), "--model", str(trained), "--json", "--frames", "4")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["clips"] == 12 and "pacemaker" in doc["zero_shot"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = cli("eval", "--archive", str(empty), "--model", str(trained))
+    assert res.returncode == 1 and "manifest.csv" in res.stderr and "Traceback" not in res.stderr
