@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -145,7 +146,7 @@ class Engine:
             self.space_id = row.id if row else None
         self._encoder = None
         self._studies: tuple[list[str], np.ndarray] | None = None
-        self.who: str | None = None
+        self._local = threading.local()
 
     @classmethod
     def open(
@@ -182,6 +183,15 @@ class Engine:
         self.db.close()
 
     # -------------------------------------------------------------- model
+
+    @property
+    def who(self) -> str | None:
+        """The user the audit log names for queries made from this thread (UI sessions are threads)."""
+        return getattr(self._local, "who", None)
+
+    @who.setter
+    def who(self, value: str | None) -> None:
+        self._local.who = value
 
     @property
     def model_name(self) -> str:
