@@ -14,12 +14,23 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CrashedJob:
+    """A job whose worker process died (twice: once among others, once alone): the caller records it."""
+
+    job: Any
+    reason: str
 
 
 class Distributor(Protocol):
@@ -49,14 +60,15 @@ class InlineDistributor:
 
 
 def _init_worker() -> None:
-    """Readers are single-threaded: the cores belong to the model in the main process."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import torch
+    """Readers are single-threaded: the cores belong to the model in the main process.
 
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    The environment variables are read when torch / OpenMP initialise, which in a fresh (spawned)
+    worker happens later, on the first job that imports them.
+    """
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _warm() -> None:
@@ -94,26 +106,57 @@ class LocalDistributor:
             pool.submit(_warm)
 
     def map_unordered(self, fn: Callable[[Any, Any], Any], jobs: Iterable[Any], cfg: Any) -> Iterator[Any]:
-        pool = self._executor()
-        pending: set[Future] = set()
+        """Results in completion order. A worker that dies (a decoder segfault, the OOM killer) breaks
+        the pool: it is restarted and the jobs that were in flight are retried one at a time, so the
+        one that kills its worker again is yielded as a :class:`CrashedJob` and the run goes on."""
+        pending: dict[Future, tuple[Any, bool]] = {}  # future -> (job, submitted alone)
         ready: deque[Any] = deque()
+        suspects: deque[Any] = deque()
         it = iter(jobs)
         exhausted = False
         while True:
-            while not exhausted and len(pending) + len(ready) < self.max_in_flight:
-                try:
-                    job = next(it)
-                except StopIteration:
-                    exhausted = True
-                    break
-                pending.add(pool.submit(fn, job, cfg))
+            pool = self._executor()
+            if suspects:
+                if not pending:
+                    job = suspects.popleft()
+                    pending[pool.submit(fn, job, cfg)] = (job, True)
+            else:
+                while not exhausted and len(pending) + len(ready) < self.max_in_flight:
+                    try:
+                        job = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending[pool.submit(fn, job, cfg)] = (job, False)
             if ready:
                 yield ready.popleft()
                 continue
             if not pending:
                 return
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            ready.extend(f.result() for f in done)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            crashed = False
+            for f in done:
+                job, alone = pending.pop(f)
+                try:
+                    ready.append(f.result())
+                except BrokenProcessPool:
+                    crashed = True
+                    if alone:
+                        ready.append(CrashedJob(job, "the reader process died while reading this file"))
+                    else:
+                        suspects.append(job)
+            if crashed:
+                log.warning(
+                    "a reader process died; restarting the readers and retrying %d jobs", len(pending)
+                )
+                suspects.extend(job for job, _alone in pending.values())
+                pending.clear()
+                self._restart()
+
+    def _restart(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def close(self) -> None:
         if self._pool is not None:

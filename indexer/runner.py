@@ -32,7 +32,7 @@ from echosearch.video import parse_sampling
 from echosearch.video.meta import file_sha256
 from echosearch.zeroshot import load_tasks
 from indexer.discover import discover
-from indexer.distributor import Distributor, default_workers, make_distributor
+from indexer.distributor import CrashedJob, Distributor, default_workers, make_distributor
 from indexer.mapper import Mapper
 from indexer.reader import ReaderConfig, ReadJob, ReadResult, read_one
 from indexer.reconcile import check_report_space, check_video_space
@@ -260,6 +260,8 @@ class Runner:
 
         try:
             for result in self.distributor.map_unordered(read_one, jobs, cfg):
+                if isinstance(result, CrashedJob):
+                    result = ReadResult(job=result.job, error_kind="WorkerCrashed", error=result.reason)
                 path = result.job.path
                 if result.error_kind:
                     writer.record_failure(result)
@@ -276,6 +278,9 @@ class Runner:
                 sop = result.meta.sop_instance_uid
                 if seen_sha.get(result.sha256, path) != path or seen_sop.get(sop, path) != path:
                     summary.duplicates += 1
+                    row = self._known.get(path)
+                    if row is not None and row[1] == STATUS_INDEXED:  # its old content is gone
+                        summary.pruned += writer.prune([row[0]])
                     log.info("%s duplicates %s", path, seen_sha.get(result.sha256) or seen_sop.get(sop))
                     progress.update()
                     continue
