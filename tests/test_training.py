@@ -25,6 +25,7 @@ from echosearch.training.train import (
     prepare_start,
     train,
     train_step,
+    use_autocast,
 )
 from echosearch.zeroshot import load_tasks
 
@@ -227,3 +228,11 @@ def test_cli_eval_json_and_bad_archive(cli, trained, archive, tmp_path):
     empty.mkdir()
     res = cli("eval", "--archive", str(empty), "--model", str(trained))
     assert res.returncode == 1 and "manifest.csv" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_autocast_is_bf16_on_cuda_and_opt_in_on_cpu():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not use_autocast("auto", cpu) and use_autocast("auto", cuda)
+    assert use_autocast("bf16", cpu) and not use_autocast("none", cuda)
+    with pytest.raises(UsageError):
+        use_autocast("fp8", cpu)
