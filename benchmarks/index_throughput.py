@@ -12,7 +12,7 @@ All three embed the same clips with the same number of frames per clip (``unifor
 not depend on the weights, so random weights measure the real thing. On a shared machine numbers
 are noisy: the load average is printed with the table.
 
-    .venv/bin/python benchmarks/index_throughput.py [--clips 8] [--frames 16] [--workers N]
+    .venv/bin/python benchmarks/index_throughput.py [--clips 8] [--frames 16] [--workers N] [--folder DIR]
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ tasks:
 """
 
 
-def make_clips(folder: Path, n: int, min_frames: int) -> list[Path]:
-    """``n`` synthetic DICOM clips (the archive's DICOM mix: explicit, RLE, JPEG 2000)."""
-    archive = folder / "archive"
-    patients = max(1, n // 4 + 1)
-    synthesize_archive(archive, patients=patients, seed=0, frames=(max(min_frames, 30), 48),
-                       formats=("dicom-explicit", "dicom-rle", "dicom-j2k"))  # fmt: skip
+def make_clips(folder: Path, n: int, min_frames: int, source: Path | None = None) -> list[Path]:
+    """``n`` DICOM clips copied from ``source``, or synthesised (explicit, RLE, JPEG 2000) without one."""
+    archive = source or folder / "archive"
+    if source is None:
+        synthesize_archive(archive, patients=max(1, n // 4 + 1), seed=0, frames=(max(min_frames, 30), 48),
+                           formats=("dicom-explicit", "dicom-rle", "dicom-j2k"))  # fmt: skip
     paths = sorted(archive.rglob("*.dcm"))[:n]
     if len(paths) < n:
         raise SystemExit(f"only {len(paths)} clips were made; lower --clips")
@@ -123,11 +123,14 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--workers", type=int, default=None, help="indexer reader processes (default: auto)")
     parser.add_argument("--batch-size", type=int, default=None, help="frames per forward pass")
+    parser.add_argument(
+        "--folder", type=Path, default=None, help="take DICOM clips from here (default: synthesise)"
+    )
     args = parser.parse_args()
     load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        paths = make_clips(tmp, args.clips, args.frames)
+        paths = make_clips(tmp, args.clips, args.frames, args.folder)
         ta, fa = reference_loop(paths, args.frames)
         tb, fb, precision = model_alone(args.clips * args.frames, args.batch_size)
         tc, fc = our_indexer(paths, args.frames, args.workers, args.batch_size, tmp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections import Counter
@@ -92,8 +93,10 @@ class Progress:
             unit="clip",
             file=sys.stderr,
             disable=enabled is False or (enabled is None and not sys.stderr.isatty()),
-            dynamic_ncols=True,
             smoothing=0.1,
+            # a terminal that reports size 0x0 (some ptys) would otherwise hide the bar entirely
+            ncols=shutil.get_terminal_size((100, 20)).columns,
+            nrows=shutil.get_terminal_size((100, 20)).lines,
         )
         self.start = time.perf_counter()
         self.frames = 0
