@@ -158,7 +158,6 @@ class Runner:
     def run(self) -> IndexSummary:
         start = time.perf_counter()
         opts, summary = self.opts, self.summary
-        self.distributor.start()  # readers import their libraries while we reconcile and plan
         space, space_id = self._open_space(summary.space, "video")
         n_video_spaces = sum(sp.info.kind == "video" for sp in list_spaces(self.data_dir))
         with self.db.session() as s:
@@ -170,6 +169,8 @@ class Runner:
         status = "ok"
         try:
             jobs = self._plan(writer)
+            if jobs:  # readers start importing their libraries now; the model loads on the first clip
+                self.distributor.start()
             self._index(jobs, writer)
             writer.close()
             self._reports()
@@ -245,7 +246,7 @@ class Runner:
             seen_sha = {sha: p for sha, _sop, p in rows if sha}
             rows = s.execute(select(Video.sop_uid, Video.path).where(Video.status == STATUS_INDEXED))
             seen_sop = {sop: p for sop, p in rows if sop}
-        mapper: Mapper | None = None  # the model loads when the first clip needs it
+        mapper: Mapper | None = None  # loaded on the first clip to embed (readers keep reading meanwhile)
         pending: list[ReadResult] = []
         progress = Progress(len(jobs), opts.progress)
 
