@@ -260,7 +260,16 @@ class Engine:
             return self.index.reconstruct([video_id])[0], video_id, study_uid
         from echosearch.video import EchoClip, preprocess_frames, read_clip
 
-        clip = target if isinstance(target, EchoClip) else read_clip(Path(target))
+        prep = self.space.info.preprocessing or {}
+        clip = (
+            target
+            if isinstance(target, EchoClip)
+            else read_clip(
+                Path(target),
+                sampling=prep.get("sampling", "uniform:16"),
+                mask_sector=prep.get("mask_sector", True),
+            )
+        )
         with self.db.session() as s:
             known = s.scalars(
                 select(Video).where(Video.sha256 == clip.meta.sha256, Video.status == STATUS_INDEXED)
@@ -271,7 +280,7 @@ class Engine:
         cfg = self.encoder.preprocess_cfg
         x = preprocess_frames(clip.frames, size=cfg["size"], mean=cfg["mean"], std=cfg["std"])
         _, clip_emb = self.encoder.encode_clips([x])
-        return clip_emb.numpy()[0], None, clip.meta.study_uid
+        return clip_emb.numpy()[0], None, clip.meta.study_instance_uid
 
     # -------------------------------------------------------------- searches
 
@@ -338,11 +347,12 @@ class Engine:
         k: int = 10,
         filters: q.VideoFilter | None = None,
         exclude_same_study: bool = True,
+        exclude_self: bool = True,
     ) -> SearchResult:
         """Video -> video: the clips most like a given one (a video id, a file, or an EchoClip)."""
         started = time.perf_counter()
         vec, video_id, study_uid = self.clip_vector(target)
-        excluded = [video_id] if video_id is not None else []
+        excluded = [video_id] if video_id is not None and exclude_self else []
         filters = _with_excluded_videos(filters, excluded)
         if exclude_same_study and study_uid:
             filters.exclude_study_uids = [*filters.exclude_study_uids, study_uid]
@@ -464,21 +474,7 @@ class Engine:
         Ranked by shared words first (a clinician's words are usually in the phrase), then by
         character similarity, so "dilated lv" finds "<#> DILATED LEFT VENTRICLE." style phrases.
         """
-        phrases = getattr(self.encoder.tokenizer, "phrases", None)
-        if not phrases:
-            return []
-        words = _words(_expand_abbreviations(query))
-        if not words:
-            return []
-        text = " ".join(sorted(words))
-
-        def rank(phrase: str) -> tuple[float, float]:
-            pwords = _words(phrase)
-            overlap = len(words & pwords) / len(words)
-            return overlap, difflib.SequenceMatcher(None, text, " ".join(sorted(pwords))).ratio()
-
-        ranked = sorted(phrases, key=rank, reverse=True)
-        return [p.strip() for p in ranked[:n] if rank(p)[0] > 0 or rank(p)[1] > 0.3]
+        return suggest_phrases(query, getattr(self.encoder.tokenizer, "phrases", None) or [], n)
 
     # -------------------------------------------------------------- lookups
 
@@ -816,6 +812,23 @@ _ABBREVIATIONS = {
     "tavr": "transcatheter aortic valve",
     "pacer": "pacer pacemaker lead",
 }
+
+
+def suggest_phrases(query: str, phrases: Sequence[str], n: int = 5) -> list[str]:
+    """Rank template phrases for a free-text query: shared words first (after expanding common
+    abbreviations such as LV, EF, A4C), then character similarity."""
+    words = _words(_expand_abbreviations(query))
+    if not words or not phrases:
+        return []
+    text = " ".join(sorted(words))
+
+    def rank(phrase: str) -> tuple[float, float]:
+        pwords = _words(phrase)
+        overlap = len(words & pwords) / len(words)
+        return overlap, difflib.SequenceMatcher(None, text, " ".join(sorted(pwords))).ratio()
+
+    scored = sorted(((rank(p), p) for p in phrases), key=lambda item: item[0], reverse=True)
+    return [p.strip() for (overlap, ratio), p in scored[:n] if overlap > 0 or ratio > 0.3]
 
 
 def _split_negatives(

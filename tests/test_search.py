@@ -1,0 +1,156 @@
+"""The Engine on a real indexed archive (synthetic clips, the tiny task bundle, real SQLite + FAISS)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+from sqlalchemy import select
+
+from echosearch.errors import UsageError
+from echosearch.search import Engine, _split_negatives, parse_where, suggest_phrases
+from echosearch.store.schema import AuditLog, Study, Video
+from echosearch.synth.reports import load_vocabulary
+
+
+@pytest.fixture(scope="module")
+def engine(ui_archive):
+    eng = Engine.open(ui_archive["data"])
+    yield eng
+    eng.close()
+
+
+def _videos(engine) -> list[Video]:
+    with engine.db.session() as s:
+        return list(s.scalars(select(Video).order_by(Video.id)))
+
+
+def _dicom_video(engine) -> Video:
+    return next(v for v in _videos(engine) if v.path.endswith(".dcm"))
+
+
+def test_open_refuses_a_dir_without_an_index(tmp_path):
+    with pytest.raises(UsageError, match="no echosearch index"):
+        Engine.open(tmp_path)
+
+
+def test_text_search_returns_ranked_hits_with_labels(engine):
+    result = engine.search_text("SEVERE DILATED LEFT VENTRICLE.", k=3)
+    assert 1 <= len(result.results) <= 3
+    scores = [h.score for h in result.results]
+    assert scores == sorted(scores, reverse=True)
+    hit = result.results[0]
+    assert hit.path and hit.study_uid and "ejection_fraction" in hit.labels
+    assert hit.thumbnail and hit.preview
+
+
+def test_clip_by_id_finds_itself_first_when_allowed(engine):
+    video = _dicom_video(engine)
+    result = engine.search_clip(video.id, k=3, exclude_same_study=False, exclude_self=False)
+    assert result.results[0].video_id == video.id
+    assert result.results[0].score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_clip_search_leaves_out_itself_and_its_study(engine):
+    video = _dicom_video(engine)
+    result = engine.search_clip(video.id, k=50)
+    study_uid = result.query["study_uid"]
+    assert all(h.video_id != video.id and h.study_uid != study_uid for h in result.results)
+
+
+def test_a_new_file_is_encoded_like_the_indexer_did(engine, tmp_path):
+    """A re-saved copy (new SOP UID, so new bytes) is read and encoded by the Engine itself; it must
+    land on the original clip: the Engine preprocesses exactly as the indexer did."""
+    video = _dicom_video(engine)
+    ds = pydicom.dcmread(video.path)
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    copy = tmp_path / "copy.dcm"
+    ds.save_as(copy)
+    result = engine.search_clip(str(copy), k=1, exclude_same_study=False)
+    assert result.results[0].video_id == video.id
+    assert result.results[0].score > 0.99
+
+
+def test_label_filter_equals_filtering_the_labels(engine):
+    values = {v.id: engine.video(v.id).labels.get("ejection_fraction") for v in _videos(engine)}
+    cut = float(np.median([x for x in values.values() if x is not None]))
+    result = engine.search_text(
+        "LV EJECTION FRACTION IS 30%.", k=100, filters=parse_where([f"ejection_fraction < {cut}"])
+    )
+    expected = {vid for vid, ef in values.items() if ef is not None and ef < cut}
+    assert {h.video_id for h in result.results} == expected
+
+
+def test_study_search_and_same_patient(engine):
+    with engine.db.session() as s:
+        studies = list(s.scalars(select(Study).where(Study.patient_id.is_not(None))))
+        by_patient: dict[int, list[str]] = {}
+        for st in studies:
+            if st.videos:
+                by_patient.setdefault(st.patient_id, []).append(st.study_uid)
+    pair = next((uids for uids in by_patient.values() if len(uids) >= 2), None)
+    if pair is None:
+        pytest.skip("the test archive drew no patient with two studies")
+    nearest = engine.search_study(pair[0], k=10)
+    assert pair[0] not in {h.study_uid for h in nearest.results}
+    same = engine.same_patient(pair[0], pair[1])
+    assert same.same_patient_on_record is True and -1.0 <= same.score <= 1.0
+    timeline = engine.patient_timeline(pair[0])
+    assert {pair[0], pair[1]} <= {h.study_uid for h in timeline}
+
+
+def test_nearest_reports_and_custom_prompt(engine):
+    video = _dicom_video(engine)
+    reports = engine.nearest_reports(video.id, k=2)
+    assert reports.results and reports.results[0].text
+    scored = engine.score_prompt("PACER LEAD", k=5)
+    scores = [h.score for h in scored.results]
+    assert scores == sorted(scores, reverse=True) and len(scores) == min(5, len(_videos(engine)))
+
+
+def test_queries_are_audited(engine):
+    engine.who = "dr-test"
+    engine.search_text("MitraClip", k=1)
+    with engine.db.session() as s:
+        last = s.scalars(select(AuditLog).order_by(AuditLog.id.desc())).first()
+    assert last.who == "dr-test" and last.query["texts"] == ["MitraClip"]
+
+
+def test_bad_where_is_a_usage_error():
+    with pytest.raises(UsageError):
+        parse_where(["bogus"])
+    f = parse_where(["date >= 2020-01-02", "view = A4C|PLAX", "ef < 40"])
+    assert f.date_from.isoformat() == "2020-01-02" and list(f.views) == ["A4C", "PLAX"]
+    assert f.labels[0].task == "ef" and f.labels[0].op == "<"
+
+
+def test_negatives_are_split_from_the_query():
+    texts, negatives = _split_negatives([("A4C, not pacer", 1.0)], [])
+    assert texts == [("A4C", 1.0)] and negatives == ["pacer"]
+
+
+def test_suggestions_for_free_text_use_the_template_phrases():
+    phrases = load_vocabulary()
+    suggestions = suggest_phrases("dilated lv", phrases)
+    assert suggestions and "DILATED LEFT VENTRICLE" in suggestions[0]
+
+
+def test_cli_json_contract(ui_archive, cli):
+    done = cli("search", "PACER LEAD", "-k", "2", "--data", str(ui_archive["data"]), "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["query"]["texts"] == ["PACER LEAD"]
+    for hit in doc["results"]:
+        assert {"video_id", "score", "path", "study_uid", "study_date", "view", "labels"} <= set(hit)
+    done = cli("study", "no-such-study", "--data", str(ui_archive["data"]))
+    assert done.returncode == 1 and "no study" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_stats_counts_what_was_indexed(engine, ui_archive, tmp_path):
+    info = engine.stats()
+    assert info["counts"]["videos"] == ui_archive["summary"].clips
+    assert any(sp["kind"] == "report" for sp in info["spaces"])
+    shutil.rmtree(tmp_path)
