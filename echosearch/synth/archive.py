@@ -210,7 +210,18 @@ def _write_study(
             )  # fmt: skip
             write_dicom(path, rgb, FPS, hdr, fmt)
         else:
-            write_video(path, rgb, FPS, fmt)
+            tags = {
+                "StudyInstanceUID": study_uid,
+                "SeriesInstanceUID": series_uid,
+                "SOPInstanceUID": sop_uid,
+                "StudyDate": study_date,
+                "StudyTime": study_time,
+                "PatientID": patient.patient_id,
+                "AccessionNumber": accession,
+                "Manufacturer": vendor,
+                "ManufacturerModelName": model,
+            }
+            write_video(path, rgb, FPS, fmt, tags)
         rows.append(
             {
                 "path": path.relative_to(out).as_posix(),

@@ -147,12 +147,20 @@ def _region() -> Dataset:
     return r
 
 
-def write_video(path: Path, frames: np.ndarray, fps: float, fmt: str) -> None:
-    """AVI (MJPEG) or MP4 (H.264), single-threaded so the bytes are reproducible."""
+def write_video(
+    path: Path, frames: np.ndarray, fps: float, fmt: str, tags: dict[str, str] | None = None
+) -> None:
+    """AVI (MJPEG) or MP4 (H.264), single-threaded so the bytes are reproducible.
+
+    ``tags`` (DICOM keyword -> value) go into the container's comment as ``Keyword=value;...``, the
+    way some PACS exports keep a video's study and patient (the reader picks them up).
+    """
     import av
 
     codec = {"avi": "mjpeg", "mp4": "libx264"}[fmt]
     with av.open(str(path), mode="w", format="avi" if fmt == "avi" else "mp4") as container:
+        if tags:
+            container.metadata["comment"] = ";".join(f"{k}={v}" for k, v in tags.items())
         stream = container.add_stream(codec, rate=round(fps))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.thread_count = 1

@@ -75,7 +75,7 @@ def read_clip(
         suffix = path.suffix.lower()
         if suffix and suffix not in VIDEO_SUFFIXES:
             raise NotAnImage(f"{path.name}: not a DICOM and not a video type we read ({suffix})")
-        frames, indices, meta = read_video(path, policy, sha)
+        frames, indices, meta = read_video(path, policy, sha, site_key)
     if len(frames) == 0:
         raise TooFewFrames(f"{path.name}: no frames")
     sector = region_mask if region_mask is not None else estimate_sector(frames)

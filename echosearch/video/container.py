@@ -107,6 +107,7 @@ def decode_stream(
             "codec": stream.codec_context.name,
             "width": stream.codec_context.width,
             "height": stream.codec_context.height,
+            "tags": dict(container.metadata or {}),
         }
         frames, found = _decode(container, stream, np.asarray(indices), name)
         if len(found) < len(indices):
@@ -116,21 +117,70 @@ def decode_stream(
         container.close()
 
 
-def read_video(path: Path, sampling: Sampling, sha: str) -> tuple[np.ndarray, np.ndarray, ClipMeta]:
-    """Sampled RGB frames of a video file and its :class:`ClipMeta` (UIDs derived from ``sha``)."""
+#: DICOM attributes an exporter may carry in a video's "comment" tag as ``Keyword=value;...``.
+VIDEO_TAG_KEYWORDS = (
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "PatientID",
+    "AccessionNumber",
+    "Manufacturer",
+    "ManufacturerModelName",
+)
+
+
+def dicom_tags_from_comment(tags: dict) -> dict[str, str]:
+    """DICOM identifiers that a PACS export wrote into the container's comment, if any.
+
+    Echo MP4/AVI exports often drop every identifier; some keep ``Keyword=value`` pairs in the
+    comment. With them a video joins its real study and patient instead of a hash-derived one.
+    """
+    comment = str(tags.get("comment") or tags.get("COMMENT") or "")
+    found: dict[str, str] = {}
+    for part in comment.replace("\n", ";").split(";"):
+        key, sep, value = part.partition("=")
+        if sep and key.strip() in VIDEO_TAG_KEYWORDS and value.strip():
+            found[key.strip()] = value.strip()
+    return found
+
+
+def read_video(
+    path: Path, sampling: Sampling, sha: str, site_key: bytes | None = None
+) -> tuple[np.ndarray, np.ndarray, ClipMeta]:
+    """Sampled RGB frames of a video file and its :class:`ClipMeta`.
+
+    UIDs come from DICOM identifiers in the container's comment when present (see
+    :func:`dicom_tags_from_comment`), else they are derived from ``sha``. The patient ID and
+    accession number are kept only as keyed hashes, and only when ``site_key`` is given.
+    """
+    from echosearch.privacy import keyed_hash
+
     frames, indices, info = decode_stream(str(path), path.name, sampling=sampling)
+    tags = dicom_tags_from_comment(info.get("tags", {}))
+
+    def keyed(keyword: str) -> str | None:
+        return keyed_hash(tags[keyword], site_key) if site_key and keyword in tags else None
+
     meta = ClipMeta(
         path=str(path),
         format="video",
         sha256=sha,
-        sop_instance_uid=uid_from_hash(sha, "instance"),
-        series_instance_uid=uid_from_hash(sha, "series"),
-        study_instance_uid=uid_from_hash(sha, "study"),
+        sop_instance_uid=tags.get("SOPInstanceUID") or uid_from_hash(sha, "instance"),
+        series_instance_uid=tags.get("SeriesInstanceUID") or uid_from_hash(sha, "series"),
+        study_instance_uid=tags.get("StudyInstanceUID") or uid_from_hash(sha, "study"),
         frame_count=info["frame_count"],
         rows=int(frames.shape[1]),
         columns=int(frames.shape[2]),
         fps=info["fps"],
+        study_date=tags.get("StudyDate"),
+        study_time=tags.get("StudyTime"),
+        manufacturer=tags.get("Manufacturer"),
+        model_name=tags.get("ManufacturerModelName"),
         codec=info["codec"],
         photometric_interpretation="RGB",
+        patient_key=keyed("PatientID"),
+        accession_key=keyed("AccessionNumber"),
     )
     return frames, indices, meta
