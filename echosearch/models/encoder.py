@@ -130,7 +130,7 @@ class Encoder:
             return torch.zeros(0, self.dim)
         out = []
         for chunk in torch.split(tokens, TEXT_BATCH):
-            emb = self.model.encode_text(chunk.to(self.device))
+            emb = encode_text_trimmed(self.model, chunk.to(self.device))
             out.append(F.normalize(emb.float(), dim=-1).cpu())
         return torch.cat(out)
 
@@ -141,6 +141,35 @@ class Encoder:
         if not texts:
             return torch.zeros(0, self.dim)
         return self.encode_tokens(self.tokenizer.encode_batch(list(texts)))
+
+
+def encode_text_trimmed(model: torch.nn.Module, text: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text`` computed only up to the last pooled (EOS) position of the batch.
+
+    CLIP's text tower is causal: a token's output never depends on the tokens after it, and the
+    text embedding is read at the EOS position. So the padding after the longest sequence of the
+    batch can be dropped with bit-for-bit the same maths: a 10-token query costs ~1/7 of the full
+    77-token pass. Models that are not causal open_clip CLIPs take the normal path.
+    """
+    pool = getattr(model, "text_pool_type", None)
+    mask = getattr(model, "attn_mask", None)
+    if mask is None or pool not in ("argmax", "eos") or not hasattr(model, "positional_embedding"):
+        return model.encode_text(text)
+    if pool == "argmax":
+        positions = text.argmax(dim=-1)
+    else:
+        positions = (text == model.text_eos_id).int().argmax(dim=-1)
+    length = int(positions.max()) + 1
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(text[:, :length]).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=mask[:length, :length])
+    x = model.ln_final(x)
+    x = x[torch.arange(x.shape[0], device=x.device), positions]
+    projection = model.text_projection
+    if projection is None:
+        return x
+    return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
 
 def build_model(bundle: ModelBundle) -> torch.nn.Module:
