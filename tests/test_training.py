@@ -236,3 +236,15 @@ def test_autocast_is_bf16_on_cuda_and_opt_in_on_cpu():
     assert use_autocast("bf16", cpu) and not use_autocast("none", cuda)
     with pytest.raises(UsageError):
         use_autocast("fp8", cpu)
+
+
+def test_augmentation_is_deterministic_for_a_generator_and_changes_frames():
+    from echosearch.training.data import augment_frames
+
+    frames = torch.randint(
+        0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
+    a = augment_frames(frames, torch.Generator().manual_seed(5))
+    b = augment_frames(frames, torch.Generator().manual_seed(5))
+    assert a.dtype == torch.uint8 and a.shape == frames.shape
+    assert torch.equal(a, b) and not torch.equal(a, frames)

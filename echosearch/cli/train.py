@@ -39,6 +39,9 @@ model_option = click.option(
               help="Precision of the saved weights (fp16 halves the bundle).")  # fmt: skip
 @click.option("--amp", type=click.Choice(["auto", "bf16", "none"]), default="auto", show_default=True,
               help="bf16 autocast: auto = on CUDA only (on CPU it measured 10x slower for training).")  # fmt: skip
+@click.option(
+    "--augment", is_flag=True, help="Random crop and gain per frame (fights patient-identity shortcuts)."
+)
 @click.option("--max-steps", default=None, type=click.IntRange(min=1), help="Stop the schedule at this step.")
 @click.option("--max-minutes", default=None, type=float,
               help="Wall-clock guard: checkpoint and write the bundle early (--resume continues).")  # fmt: skip
@@ -48,7 +51,7 @@ model_option = click.option(
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--name", default=None, help="Model name in the manifest (default: the --out folder name).")
 @json_option
-def train(archive, out, init, epochs, batch_size, lr, seed, frames, weights_dtype, amp, max_steps, max_minutes,
+def train(archive, out, init, epochs, batch_size, lr, seed, frames, weights_dtype, amp, augment, max_steps, max_minutes,
           work_dir, resume, force, name, as_json) -> None:  # fmt: skip
     """Contrastive (frame, report) training; writes a complete model bundle to OUT."""
     from echosearch.training.train import TrainConfig
@@ -56,7 +59,7 @@ def train(archive, out, init, epochs, batch_size, lr, seed, frames, weights_dtyp
 
     cfg = TrainConfig(
         archive=Path(archive), out=Path(out), init=init, epochs=epochs, batch_size=batch_size, lr=lr,
-        seed=seed, frames=frames, weights_dtype=weights_dtype, amp=amp, max_steps=max_steps, max_minutes=max_minutes,
+        seed=seed, frames=frames, weights_dtype=weights_dtype, amp=amp, augment=augment, max_steps=max_steps, max_minutes=max_minutes,
         work_dir=Path(work_dir) if work_dir else None, resume=resume, force=force, name=name,
         progress=not as_json,
     )  # fmt: skip

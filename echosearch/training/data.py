@@ -170,9 +170,10 @@ class PairSampler:
         mean: Sequence[float],
         std: Sequence[float],
         sentence_keep: float = 0.5,
+        augment: bool = False,
     ) -> None:
         self.cache, self.tokenizer, self.mean, self.std = cache, tokenizer, mean, std
-        self.sentence_keep = sentence_keep
+        self.sentence_keep, self.augment = sentence_keep, augment
         by_study: dict[str, list[int]] = {}
         for i, c in enumerate(clips):
             by_study.setdefault(c.study_uid, []).append(i)
@@ -216,8 +217,31 @@ class PairSampler:
             rows.append((clip, int(torch.randint(int(self.cache.counts[clip]), (), generator=g))))
         clip_idx = torch.tensor([r[0] for r in rows])
         frame_idx = torch.tensor([r[1] for r in rows])
-        images = normalize(self.cache.frames[clip_idx, frame_idx], self.mean, self.std)
+        frames = self.cache.frames[clip_idx, frame_idx]
+        if self.augment:
+            frames = augment_frames(frames, g)
+        images = normalize(frames, self.mean, self.std)
         return images, torch.stack([self._tokens(s, g) for s in studies])
+
+
+def augment_frames(frames: torch.Tensor, g: torch.Generator, min_scale: float = 0.75) -> torch.Tensor:
+    """Random crop (75-100% of the side, anywhere) resized back, and a random gain, per row.
+
+    Why: with few patients, a model can match frames to reports by recognising the patient (the
+    heart's position, size and tilt persist across studies) instead of seeing the findings; moving
+    and scaling the heart and changing the gain takes that shortcut away while keeping the findings.
+    """
+    n, _, size, _ = frames.shape
+    out = torch.empty_like(frames)
+    scales = min_scale + (1 - min_scale) * torch.rand(n, generator=g)
+    gains = 0.8 + 0.4 * torch.rand(n, generator=g)
+    for i in range(n):
+        side = max(8, int(size * float(scales[i])))
+        y, x = (int(v) for v in torch.randint(size - side + 1, (2,), generator=g))
+        crop = frames[i : i + 1, :, y : y + side, x : x + side].float()
+        crop = torch.nn.functional.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)
+        out[i] = (crop[0] * gains[i]).round_().clamp_(0, 255).to(torch.uint8)
+    return out
 
 
 def study_order(n_studies: int, epoch: int, seed: int) -> np.ndarray:

@@ -86,6 +86,7 @@ class TrainConfig:
     seed: int = 0
     frames: int = 8  # frames decoded per clip for training
     sentence_keep: float = 0.5
+    augment: bool = False  # random crop + gain per row (see data.augment_frames)
     image_size: int = DEMO_IMAGE_SIZE  # only for arch:echosearch-demo
     context_length: int = DEMO_CONTEXT  # only for arch:echosearch-demo
     arch_overrides: dict[str, Any] | None = None  # merged into the demo model_cfg (tests shrink it)
@@ -301,7 +302,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     from echosearch.video import CLIP_MEAN, CLIP_STD
 
     sampler = PairSampler(clips, cache, start.tokenizer, pre.get("mean", CLIP_MEAN), pre.get("std", CLIP_STD),
-                          cfg.sentence_keep)  # fmt: skip
+                          cfg.sentence_keep, cfg.augment)  # fmt: skip
     batch = min(cfg.batch_size, sampler.n_studies)
     if batch < 2:
         raise UsageError("contrastive training needs at least 2 studies with reports")
@@ -380,6 +381,7 @@ def write_trained_bundle(cfg: TrainConfig, start: Start, model, result: TrainRes
         "lr": cfg.lr,
         "weights_dtype": cfg.weights_dtype,
         "amp": cfg.amp,
+        "augment": cfg.augment,
         "final_loss": round(result.losses[-1], 4) if result.losses else None,
     }
     manifest = Manifest(
