@@ -1,4 +1,4 @@
-"""The Engine on a real indexed archive (synthetic clips, the tiny task bundle, real SQLite + FAISS)."""
+"""The Engine on a real indexed archive (synthetic clips, the demo model when built, real SQLite + FAISS)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from echosearch.errors import UsageError
 from echosearch.search import Engine, _split_negatives, parse_where, suggest_phrases
 from echosearch.store.schema import AuditLog, Study, Video
 from echosearch.synth.reports import load_vocabulary
+
+# A phrase of the demo template vocabulary (so it is a real query for the demo model) that CLIP BPE
+# models read as well.
+PACER = "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE."
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +82,9 @@ def test_label_filter_equals_filtering_the_labels(engine):
     values = {v.id: engine.video(v.id).labels.get("ejection_fraction") for v in _videos(engine)}
     cut = float(np.median([x for x in values.values() if x is not None]))
     result = engine.search_text(
-        "LV EJECTION FRACTION IS 30%.", k=100, filters=parse_where([f"ejection_fraction < {cut}"])
+        "THE LEFT VENTRICULAR EJECTION FRACTION IS 30%.",
+        k=100,
+        filters=parse_where([f"ejection_fraction < {cut}"]),
     )
     expected = {vid for vid, ef in values.items() if ef is not None and ef < cut}
     assert {h.video_id for h in result.results} == expected
@@ -106,9 +112,18 @@ def test_nearest_reports_and_custom_prompt(engine):
     video = _dicom_video(engine)
     reports = engine.nearest_reports(video.id, k=2)
     assert reports.results and reports.results[0].text
-    scored = engine.score_prompt("PACER LEAD", k=5)
+    scored = engine.score_prompt(PACER, k=5)
     scores = [h.score for h in scored.results]
     assert scores == sorted(scores, reverse=True) and len(scores) == min(5, len(_videos(engine)))
+
+
+def test_free_text_outside_the_template_gets_suggestions_not_an_empty_query(engine):
+    if getattr(engine.encoder.tokenizer, "phrases", None) is None:
+        pytest.skip("the test archive's model uses CLIP BPE: every text is a query")
+    result = engine.search_text("dilated lv", k=5)
+    assert result.results == []
+    assert "matches no phrase" in result.notes[0]
+    assert any("DILATED LEFT VENTRICLE" in s for s in result.suggestions)
 
 
 def test_queries_are_audited(engine):
@@ -139,10 +154,10 @@ def test_suggestions_for_free_text_use_the_template_phrases():
 
 
 def test_cli_json_contract(ui_archive, cli):
-    done = cli("search", "PACER LEAD", "-k", "2", "--data", str(ui_archive["data"]), "--json")
+    done = cli("search", PACER, "-k", "2", "--data", str(ui_archive["data"]), "--json")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
-    assert doc["query"]["texts"] == ["PACER LEAD"]
+    assert doc["query"]["texts"] == [PACER]
     for hit in doc["results"]:
         assert {"video_id", "score", "path", "study_uid", "study_date", "view", "labels"} <= set(hit)
     done = cli("study", "no-such-study", "--data", str(ui_archive["data"]))
