@@ -42,7 +42,7 @@ class VideoHit:
     """One clip in a result list, with what a card or a JSON consumer needs."""
 
     video_id: int
-    score: float
+    score: float | None  # None where the list is not a ranking (a study's clips)
     path: str
     study_uid: str | None = None
     study_date: str | None = None
@@ -511,10 +511,10 @@ class Engine:
         study = self.find_study(uid_or_accession)
         with self.db.session() as s:
             ids = [v.id for v in q.videos_of_study(s, study.id)]
-        return self._video_hits([(i, 1.0) for i in ids])
+        return self._video_hits([(i, None) for i in ids])
 
     def video(self, video_id: int) -> VideoHit:
-        hits = self._video_hits([(int(video_id), 1.0)])
+        hits = self._video_hits([(int(video_id), None)])
         if not hits:
             raise UsageError(f"no video {video_id}")
         return hits[0]
@@ -681,7 +681,7 @@ class Engine:
         hits = self.index.search(vec[None, :].astype(np.float32), k, ids=allowed)[0]
         return self._video_hits(hits.pairs())
 
-    def _video_hits(self, pairs: list[tuple[int, float]]) -> list[VideoHit]:
+    def _video_hits(self, pairs: list[tuple[int, float | None]]) -> list[VideoHit]:
         if not pairs:
             return []
         ids = [i for i, _ in pairs]
@@ -698,7 +698,7 @@ class Engine:
                 hits.append(
                     VideoHit(
                         video_id=vid,
-                        score=float(score),
+                        score=None if score is None else float(score),
                         path=v.path,
                         study_uid=study.study_uid if study else None,
                         study_date=study.study_date.isoformat() if study and study.study_date else None,

@@ -193,7 +193,10 @@ def video_card(eng: Engine, hit: VideoHit, key: str, *, query_text: str | None =
         ef = ef_of(hit.labels)
         flags = devices_of(hit.labels, _filter_options(eng)["flag_conditions"])
         st.markdown(
-            f"**{hit.score:.3f}** · clip {hit.video_id}" + (f" · {hit.view}" if hit.view else "") + "  \n"
+            (f"**{hit.score:.3f}** · " if hit.score is not None else "")
+            + f"clip {hit.video_id}"
+            + (f" · {hit.view}" if hit.view else "")
+            + "  \n"
             f"{hit.study_date or 'no date'} · {hit.manufacturer or ''}  \n"
             f"EF {f'{ef:.0f}%' if ef is not None else 'n/a'}" + (f" · {', '.join(flags)}" if flags else "")
         )
