@@ -22,7 +22,15 @@ log = logging.getLogger(__name__)
 
 DEMO_MODEL = "echosearch-demo"
 DEMO_SEED = 2024
-QUERIES = ("SEVERE DILATED LEFT VENTRICLE.", "pacer lead", "MitraClip", "pericardial effusion, not pacer")
+# The demo model reads its own reporting template: queries in its phrases, and one free-text query
+# that shows the phrase suggestions.
+QUERIES = (
+    "SEVERE DILATED LEFT VENTRICLE.",
+    "THERE IS A MODERATE PERICARDIAL EFFUSION.",
+    "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE.",
+    "SEVERE DILATED LEFT VENTRICLE., not A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE.",
+    "pacer lead",
+)
 
 
 def _ensure_archive(archive: Path, patients: int, seed: int) -> None:
@@ -102,9 +110,9 @@ def demo(data, patients, seed, model, no_ui, port, as_json) -> None:
     else:
         for line in summary.lines():
             click.echo(line, err=True)
-        click.echo(
-            f"\nThe demo archive is indexed in {root}. Note: {model} is a demo model, not a clinical one."
-        )
+        click.echo(f"\nThe demo archive is indexed in {root}.")
+        if model == DEMO_MODEL:
+            click.echo(f"Note: {model} is a demo model trained on synthetic clips, not a clinical one.")
         click.echo("Try:")
         for line in tries:
             click.echo(f"  {line}")
