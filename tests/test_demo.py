@@ -1,0 +1,26 @@
+"""`echosearch demo`: synthesise, index with the bundled demo model, say what to try; rerun is a no-op."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from echosearch.models import list_models
+
+
+@pytest.mark.slow
+def test_demo_indexes_a_small_archive_and_reruns_incrementally(tmp_path, cli):
+    if not any(m["name"] == "echosearch-demo" and m["status"] == "ready" for m in list_models()):
+        pytest.skip("the bundled demo model is not built in this checkout")
+    data = tmp_path / "demo"
+    first = cli("demo", "--no-ui", "--patients", "2", "--data", str(data), "--json")
+    assert first.returncode == 0, first.stderr
+    doc = json.loads(first.stdout)
+    assert doc["index"]["new"] > 0 and doc["index"]["failed"] == 0
+    assert any(line.startswith("echosearch search") for line in doc["try"])
+    second = cli("demo", "--no-ui", "--patients", "2", "--data", str(data), "--json")
+    again = json.loads(second.stdout)["index"]
+    assert again["new"] == 0 and again["unchanged"] == doc["index"]["new"]
+    search = cli("search", "SEVERE DILATED LEFT VENTRICLE.", "-k", "3", "--data", str(data), "--json")
+    assert search.returncode == 0 and len(json.loads(search.stdout)["results"]) == 3
