@@ -45,7 +45,6 @@ DEMO_IMAGE_SIZE = 112
 #: compute for padding (the transformer runs over the whole context), the larger part of a CPU step.
 DEMO_CONTEXT = 32
 VOCAB_NAME = "template_vocab.txt"
-WORDPIECE_NAME = "blank_wordpiece.tokenizer"
 TASKS_NAME = "tasks.yaml"
 CHECKPOINT = "checkpoint.pt"
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -146,11 +145,12 @@ class Start:
 def _demo_start(cfg: TrainConfig) -> Start:
     import open_clip
 
-    from echosearch.tokenizers import TemplateTokenizer, write_blank_wordpiece
+    from echosearch.tokenizers import TemplateTokenizer
 
+    # No WordPiece file: the template tokenizer builds its blank base in code, so the bundle ships
+    # only our own vocabulary (the reference base file must not be redistributed).
     vocab = package_data() / "demo_vocab" / "template_vocab.txt"
-    wordpiece = write_blank_wordpiece(cfg.work() / WORDPIECE_NAME)
-    tokenizer = TemplateTokenizer.from_files(wordpiece, vocab, context_length=cfg.context_length)
+    tokenizer = TemplateTokenizer.from_files(None, vocab, context_length=cfg.context_length)
     model_cfg = demo_model_cfg(tokenizer.vocab_size, cfg.image_size, cfg.context_length)
     for key, value in (cfg.arch_overrides or {}).items():
         model_cfg[key] = {**model_cfg[key], **value} if isinstance(value, dict) else value
@@ -161,8 +161,8 @@ def _demo_start(cfg: TrainConfig) -> Start:
         model_cfg=model_cfg,
         preprocess_cfg=echoclip_preprocess_cfg(cfg.image_size),
         tokenizer=tokenizer,
-        tokenizer_spec={"kind": "template", "vocab": VOCAB_NAME, "wordpiece": WORDPIECE_NAME},
-        files={VOCAB_NAME: vocab, WORDPIECE_NAME: wordpiece, TASKS_NAME: tasks_src},
+        tokenizer_spec={"kind": "template", "vocab": VOCAB_NAME},
+        files={VOCAB_NAME: vocab, TASKS_NAME: tasks_src},
         tasks={"file": TASKS_NAME, "format": "echosearch"},
     )
 
