@@ -145,6 +145,8 @@ class Engine:
             row = q.get_space(s, space.name)
             self.space_id = row.id if row else None
         self._encoder = None
+        self._clinical: bool | None = None
+        self._site_key: bytes | None = None
         self._studies: tuple[list[str], np.ndarray] | None = None
         self._local = threading.local()
 
@@ -213,11 +215,19 @@ class Engine:
 
     @property
     def clinical(self) -> bool | None:
-        """False for the demo model: screens using it must say it is not a clinical model."""
-        try:
-            return bool(self.encoder.bundle.clinical)
-        except Exception:  # the model may be unavailable on this machine; the index still works
-            return None
+        """False for the demo model: screens using it must say it is not a clinical model.
+
+        Read from the bundle's manifest, without loading the model (a study lookup or a stored
+        label must not pay for a model load just to show the warning).
+        """
+        if self._clinical is None:
+            from echosearch.models import resolve_bundle
+
+            try:
+                self._clinical = bool(resolve_bundle(self.model_name).clinical)
+            except Exception:  # the model may be unavailable on this machine; the index still works
+                return None
+        return self._clinical
 
     def reload(self) -> None:
         """Pick up vectors written by an indexer since the engine was opened."""
@@ -438,10 +448,8 @@ class Engine:
 
         started = time.perf_counter()
         vec, notes = self.text_vector(prompt)
-        allowed = None
         with self.db.session() as s:
-            ids = q.filter_video_ids(s, filters)
-            allowed = None if ids is None else set(ids.tolist())
+            allowed = q.filter_video_ids(s, filters)
         best_ids: list[np.ndarray] = []
         best_scores: list[np.ndarray] = []
         for batch in self.space.frames().iter_all():
@@ -449,7 +457,7 @@ class Engine:
             scores = binary_scores(video_means[:, None, :], vec[None, :])
             ids_b = batch.ids
             if allowed is not None:
-                keep = np.array([int(i) in allowed for i in ids_b], dtype=bool)
+                keep = np.isin(ids_b, allowed)
                 ids_b, scores = ids_b[keep], scores[keep]
             best_ids.append(ids_b)
             best_scores.append(scores)
@@ -664,10 +672,11 @@ class Engine:
     def _keyed(self, value: str) -> str | None:
         from echosearch.privacy import keyed_hash, load_or_create_site_key
 
-        key_file = self.data_dir / "secret.key"
-        if not key_file.is_file():
-            return None
-        return keyed_hash(value, load_or_create_site_key(self.data_dir))
+        if self._site_key is None:
+            if not (self.data_dir / "secret.key").is_file():
+                return None
+            self._site_key = load_or_create_site_key(self.data_dir)
+        return keyed_hash(value, self._site_key)
 
     def _search_videos(self, vec: np.ndarray, k: int, filters: q.VideoFilter | None) -> list[VideoHit]:
         if k < 1:
