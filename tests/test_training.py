@@ -103,6 +103,24 @@ def test_a_rerun_without_resume_refuses_to_overwrite(archive, trained, tmp_path)
         train(_cfg(archive, trained.parent, "bundle"))
 
 
+def test_training_on_several_archives_uses_all_their_studies(archive, tmp_path, cli):
+    other = tmp_path / "other"
+    synthesize_archive(other, patients=2, seed=8, studies=(2, 2), clips_per_study=(2, 2), frames=(4, 5),
+                       formats=("dicom-explicit",))  # fmt: skip
+    train(_cfg([archive, other], tmp_path, "both", max_steps=1))
+    source = open_bundle(tmp_path / "both").manifest.source
+    assert source["archive"] == "tiny+other"
+    assert source["archive_clips"] == len(load_archive(archive)) + len(load_archive(other))
+    assert source["archive_studies"] == 6 + 4
+    with pytest.raises(UsageError, match="given twice"):
+        train(_cfg([archive, archive], tmp_path, "twice", max_steps=1))
+    result = cli("train", "--archive", str(archive), "--archive", str(other), "--out", str(tmp_path / "cli"),
+                 "--epochs", "1", "--batch-size", "4", "--version", "9.9.9", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["steps"] == 2
+    assert open_bundle(tmp_path / "cli").manifest.version == "9.9.9"
+
+
 def test_trained_bundle_loads_encodes_and_carries_tokenizer_and_tasks(trained):
     bundle = open_bundle(trained)
     assert bundle.clinical is False

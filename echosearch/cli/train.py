@@ -25,7 +25,14 @@ model_option = click.option(
 
 
 @cli.command()
-@archive_option
+@click.option(
+    "--archive",
+    "archives",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Labelled archive (clips + manifest.csv + reports.csv); repeat it to train on several as one.",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
 @click.option("--init", default="arch:echosearch-demo", show_default=True,
               help="Start from: arch:echosearch-demo (fresh demo model) or a model name/bundle to fine-tune.")  # fmt: skip
@@ -50,18 +57,21 @@ model_option = click.option(
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint of an earlier run.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--name", default=None, help="Model name in the manifest (default: the --out folder name).")
+@click.option(
+    "--version", "version", default="0.1.0", show_default=True, help="Model version in the manifest."
+)
 @json_option
-def train(archive, out, init, epochs, batch_size, lr, seed, frames, weights_dtype, amp, augment, max_steps, max_minutes,
-          work_dir, resume, force, name, as_json) -> None:  # fmt: skip
+def train(archives, out, init, epochs, batch_size, lr, seed, frames, weights_dtype, amp, augment, max_steps, max_minutes,
+          work_dir, resume, force, name, version, as_json) -> None:  # fmt: skip
     """Contrastive (frame, report) training; writes a complete model bundle to OUT."""
     from echosearch.training.train import TrainConfig
     from echosearch.training.train import train as run
 
     cfg = TrainConfig(
-        archive=Path(archive), out=Path(out), init=init, epochs=epochs, batch_size=batch_size, lr=lr,
+        archive=[Path(a) for a in archives], out=Path(out), init=init, epochs=epochs, batch_size=batch_size, lr=lr,
         seed=seed, frames=frames, weights_dtype=weights_dtype, amp=amp, augment=augment, max_steps=max_steps, max_minutes=max_minutes,
         work_dir=Path(work_dir) if work_dir else None, resume=resume, force=force, name=name,
-        progress=not as_json,
+        version=version, progress=not as_json,
     )  # fmt: skip
     logging.getLogger("echosearch.training").setLevel(logging.INFO)
     result = run(cfg)

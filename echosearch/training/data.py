@@ -94,6 +94,20 @@ class FrameCache:
     def clip(self, i: int) -> torch.Tensor:
         return self.frames[i, : int(self.counts[i])]
 
+    @classmethod
+    def concat(cls, caches: Sequence[FrameCache]) -> FrameCache:
+        """One cache of several archives' clips, in order (all decoded at the same size and frame count)."""
+        if len(caches) == 1:
+            return caches[0]
+        if len({(c.size, c.frames.shape[1]) for c in caches}) > 1:
+            raise ValueError("frame caches of different sizes or frame counts cannot be joined")
+        return cls(
+            torch.cat([c.frames for c in caches]),
+            torch.cat([c.counts for c in caches]),
+            caches[0].size,
+            [p for c in caches for p in c.paths],
+        )
+
 
 def _cache_key(clips: Sequence[ArchiveClip], size: int, frames: int) -> str:
     h = hashlib.sha256(f"{size}:{frames}".encode())

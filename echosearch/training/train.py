@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from echosearch.models import Manifest, write_bundle
 from echosearch.models.arch import echoclip_model_cfg, echoclip_preprocess_cfg
 from echosearch.paths import cache_dir, configs_dir, package_data
 from echosearch.training.data import (
+    FrameCache,
     PairSampler,
     default_cache_dir,
     load_archive,
@@ -74,7 +75,7 @@ def demo_tasks_path() -> Path:
 class TrainConfig:
     """Everything that determines a run (recorded in the bundle's manifest)."""
 
-    archive: Path
+    archive: Path | Sequence[Path]  # one labelled archive, or several trained on as one
     out: Path
     init: str = DEMO_ARCH
     epochs: int = 10
@@ -103,6 +104,17 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max gradient norm: small CLIPs from scratch collapse after a spike
     amp: str = "auto"  # bf16 autocast: "auto" = on CUDA only (see train_step), "bf16", "none"
     max_minutes: float | None = None  # wall-clock guard: stop early (checkpointed), still write the bundle
+
+    def archives(self) -> list[Path]:
+        """The training archives (``archive`` may name one or several); the same folder twice is an error."""
+        paths = (
+            [Path(self.archive)] if isinstance(self.archive, (str, Path)) else [Path(a) for a in self.archive]
+        )
+        if not paths:
+            raise UsageError("no training archive given")
+        if len({p.resolve() for p in paths}) < len(paths):
+            raise UsageError("the same archive is given twice: its studies would be counted twice")
+        return paths
 
     def work(self) -> Path:
         if self.work_dir is not None:
@@ -297,8 +309,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     model = start.model.to(device)
     pre = start.preprocess_cfg
     size = int(pre.get("size", start.model_cfg["vision_cfg"].get("image_size", 224)))
-    clips = load_archive(cfg.archive)
-    cache = load_frames(clips, size, cfg.frames, default_cache_dir(cfg.archive), cfg.progress)
+    clips, cache = _load_training_clips(cfg, size)
     from echosearch.video import CLIP_MEAN, CLIP_STD
 
     sampler = PairSampler(clips, cache, start.tokenizer, pre.get("mean", CLIP_MEAN), pre.get("std", CLIP_STD),
@@ -353,6 +364,20 @@ def train(cfg: TrainConfig) -> TrainResult:
     return result
 
 
+def _load_training_clips(cfg: TrainConfig, size: int) -> tuple[list, FrameCache]:
+    """Clips and decoded frames of every training archive, each archive cached on its own.
+
+    Why several archives: synthetic archives of different seeds have disjoint patients and UIDs, so a
+    larger training set is several archives synthesised in parallel, with no merging step.
+    """
+    clips, caches = [], []
+    for archive in cfg.archives():
+        part = load_archive(archive)
+        caches.append(load_frames(part, size, cfg.frames, default_cache_dir(archive), cfg.progress))
+        clips += part
+    return clips, FrameCache.concat(caches)
+
+
 def _log_step(work: Path, step: int, epoch: int, loss: float, lr: float) -> None:
     with (work / "log.jsonl").open("a") as fh:
         fh.write(
@@ -370,7 +395,7 @@ def write_trained_bundle(cfg: TrainConfig, start: Start, model, result: TrainRes
     source = {
         "trained_by": "echosearch train",
         "init": cfg.init,
-        "archive": Path(cfg.archive).name,
+        "archive": "+".join(p.name for p in cfg.archives()),
         "archive_clips": n_clips,
         "archive_studies": n_studies,
         "seed": cfg.seed,
