@@ -237,3 +237,16 @@ def test_cli_synth_json_and_refuses_a_non_empty_folder(cli, tmp_path):
     assert set(summary["formats"]) <= {"mp4", "dicom-rle"}
     again = cli("synth", str(out), "--patients", "1")
     assert again.returncode == 1 and "not empty" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_cli_synth_sizes_studies_clips_and_frames(cli, tmp_path):
+    out = tmp_path / "sized"
+    done = cli("synth", str(out), "--patients", "2", "--studies", "2", "--clips-per-study", "3",
+               "--frames", "4-5", "--formats", "avi", "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = read_manifest(out)
+    assert len(rows) == 2 * 2 * 3 and {int(r["frames"]) for r in rows} <= {4, 5}
+    bad = cli("synth", str(tmp_path / "bad"), "--frames", "9-3")
+    assert bad.returncode == 1 and "MIN <= MAX" in bad.stderr and "Traceback" not in bad.stderr
+    typo = cli("synth", str(tmp_path / "typo"), "--clips-per-study", "two")
+    assert typo.returncode == 2 and "MIN-MAX" in typo.stderr

@@ -10,6 +10,21 @@ from echosearch.synth import synthesize_archive
 from echosearch.synth.writers import FORMATS
 
 
+class IntRange(click.ParamType):
+    """``N`` or ``MIN-MAX`` -> ``(MIN, MAX)``: an inclusive range of counts."""
+
+    name = "MIN-MAX"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        lo, _, hi = str(value).partition("-")
+        try:
+            return int(lo), int(hi or lo)
+        except ValueError:
+            self.fail(f"{value!r} is not N or MIN-MAX (e.g. 2-4)", param, ctx)
+
+
 @cli.command()
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--patients", default=10, show_default=True, type=click.IntRange(min=1), help="Patients.")
@@ -19,11 +34,16 @@ from echosearch.synth.writers import FORMATS
     default=None,
     help=f"Comma-separated subset of {','.join(FORMATS)} (default: a DICOM-heavy mix of all).",
 )
+@click.option("--studies", default="1-3", show_default=True, type=IntRange(), help="Studies per patient.")
+@click.option("--clips-per-study", default="2-4", show_default=True, type=IntRange(),
+              help="Clips per study (the first two are A4C and PLAX).")  # fmt: skip
+@click.option("--frames", default="30-60", show_default=True, type=IntRange(), help="Frames per clip.")
 @json_option
-def synth(out: str, patients: int, seed: int, formats: str | None, as_json: bool) -> None:
+def synth(out, patients, seed, formats, studies, clips_per_study, frames, as_json) -> None:
     """Write a synthetic echo archive (DICOM/AVI/MP4, manifest.csv, reports.csv) into OUT."""
     chosen = tuple(f.strip() for f in formats.split(",") if f.strip()) if formats else None
-    summary = synthesize_archive(out, patients=patients, seed=seed, formats=chosen)
+    summary = synthesize_archive(out, patients=patients, seed=seed, formats=chosen, studies=studies,
+                                 clips_per_study=clips_per_study, frames=frames)  # fmt: skip
     if as_json:
         emit_json(summary.to_dict())
         return

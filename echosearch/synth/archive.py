@@ -126,6 +126,10 @@ def synthesize_archive(
     out = Path(out_dir)
     if patients < 1:
         raise UsageError("--patients must be at least 1")
+    for name, (lo, hi), least in (("studies", studies, 1), ("clips per study", clips_per_study, 1),
+                                  ("frames", frames, 2)):  # fmt: skip
+        if not least <= lo <= hi:
+            raise UsageError(f"{name} must be a range MIN-MAX with {least} <= MIN <= MAX, got {lo}-{hi}")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"output folder {out} is not empty; choose a new folder")
     cycle = tuple(f for f in FORMAT_CYCLE if formats is None or f in formats) or tuple(formats or ())
