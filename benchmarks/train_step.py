@@ -13,11 +13,13 @@ import torch
 from echosearch.models.precision import resolve_device
 from echosearch.paths import package_data
 from echosearch.tokenizers import TemplateTokenizer
-from echosearch.training.train import demo_model_cfg, lr_lambda, param_groups, train_step
+from echosearch.training.train import DEMO_CONTEXT, demo_model_cfg, lr_lambda, param_groups, train_step
 
 
 def main(batch: int = 128, steps: int = 4) -> None:
-    tok = TemplateTokenizer.from_files(None, package_data() / "demo_vocab" / "template_vocab.txt")
+    tok = TemplateTokenizer.from_files(
+        None, package_data() / "demo_vocab" / "template_vocab.txt", context_length=DEMO_CONTEXT
+    )
     model = open_clip.CLIP(**demo_model_cfg(tok.vocab_size))
     device = resolve_device("auto")
     model.to(device)
