@@ -1,4 +1,4 @@
-"""Seconds per training step of the demo architecture (batch 128 at 112 px, bf16 autocast): prints a table.
+"""Seconds per training step of the demo architecture (batch 128 at 112 px, fp32 as `echosearch train` runs on CPU): prints a table.
 
 Random images and real demo-vocabulary report tokens, so it needs no archive.
 """
