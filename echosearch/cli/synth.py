@@ -10,7 +10,7 @@ from echosearch.synth import synthesize_archive
 from echosearch.synth.writers import FORMATS
 
 
-class IntRange(click.ParamType):
+class CountRange(click.ParamType):
     """``N`` or ``MIN-MAX`` -> ``(MIN, MAX)``: an inclusive range of counts."""
 
     name = "MIN-MAX"
@@ -34,10 +34,10 @@ class IntRange(click.ParamType):
     default=None,
     help=f"Comma-separated subset of {','.join(FORMATS)} (default: a DICOM-heavy mix of all).",
 )
-@click.option("--studies", default="1-3", show_default=True, type=IntRange(), help="Studies per patient.")
-@click.option("--clips-per-study", default="2-4", show_default=True, type=IntRange(),
+@click.option("--studies", default="1-3", show_default=True, type=CountRange(), help="Studies per patient.")
+@click.option("--clips-per-study", default="2-4", show_default=True, type=CountRange(),
               help="Clips per study (the first two are A4C and PLAX).")  # fmt: skip
-@click.option("--frames", default="30-60", show_default=True, type=IntRange(), help="Frames per clip.")
+@click.option("--frames", default="30-60", show_default=True, type=CountRange(), help="Frames per clip.")
 @json_option
 def synth(out, patients, seed, formats, studies, clips_per_study, frames, as_json) -> None:
     """Write a synthetic echo archive (DICOM/AVI/MP4, manifest.csv, reports.csv) into OUT."""
