@@ -17,7 +17,7 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 from echosearch.synth import Findings, read_manifest, synthesize_archive
 from echosearch.synth.anatomy import Anatomy
 from echosearch.synth.archive import make_patient
-from echosearch.synth.render import APEX_Y, GEOM, HEIGHT, WIDTH, render_sector
+from echosearch.synth.render import APEX_Y, CM_PER_PIXEL, GEOM, HEIGHT, WIDTH, render_sector
 from echosearch.synth.reports import load_vocabulary, match_phrase, sentences, vocab_path
 from echosearch.synth.writers import FORMATS
 from echosearch.tokenizers import TemplateTokenizer
@@ -163,6 +163,17 @@ def test_pacer_lead_is_a_bright_line(view):
 def test_valve_devices_add_very_bright_echoes(finding, view):
     bright = lambda f: (f[0] >= 235).sum()  # noqa: E731
     assert bright(_render(view, 2, **{finding: True})) > bright(_render(view, 2)) + 40
+
+
+@pytest.mark.parametrize("view", ["A4C", "PLAX"])
+def test_mitraclip_is_a_body_along_the_leaflets_not_a_thicker_tip(view):
+    """~0.45 x 1.3 cm like a real clip: a blob the size of a leaflet tip vanishes at the model's 112 px."""
+    with_clip, without = _render(view, 2, mitraclip=True), _render(view, 2)
+    body = (with_clip[0] - without[0]) > 60
+    rows, cols = np.nonzero(body)
+    length_cm = max(np.ptp(rows), np.ptp(cols)) * CM_PER_PIXEL
+    assert body.sum() > 120
+    assert length_cm > 1.0
 
 
 @pytest.mark.parametrize("view", ["A4C", "PLAX"])

@@ -192,9 +192,9 @@ def _draw_a4c(cv: _Canvas, f: Findings, anat: Anatomy, c: float, o: float, ao: f
     _leaflet(cv, t_med, t_tip, (-0.15, -1.0), 0.6 * s_rv, o)
     _leaflet(cv, t_lat, t_tip, (0.1, -1.0), 0.6 * s_rv, o)
     shadows = []
-    if clip:
-        cv.paint(cv.ellipse(m_tip[0], m_tip[1] - 2, 5.5, 4.0) < 1, DEVICE)
-        shadows.append((m_tip[0], m_tip[1] - 2))
+    if clip:  # ~0.45 x 1.3 cm, along the grasped leaflet tips, pointing into the LV
+        cv.paint(cv.ellipse(m_tip[0], m_tip[1] - 7, 3.6, 10.5) < 1, DEVICE)
+        shadows.append((m_tip[0], m_tip[1] - 7))
     if f.tavr:  # seen in the LVOT of a slightly anterior-angled apical view
         ring = cv.ellipse(sep / 2 + 7, -12.0, 9.0, 6.0, 0.5)
         cv.paint((ring < 1.0) & (ring > 0.45), DEVICE)
@@ -263,8 +263,8 @@ def _draw_plax(cv: _Canvas, f: Findings, anat: Anatomy, c: float, o: float, ao: 
     _leaflet(cv, post_h, tip, (-0.9, 0.35), 0.55 * s_lv, op)
     shadows = []
     if f.mitraclip:
-        cv.paint(cv.ellipse(tip[0] - 2, tip[1], 5.5, 4.0) < 1, DEVICE)
-        shadows.append((tip[0] - 2, tip[1]))
+        cv.paint(cv.ellipse(tip[0] - 7, tip[1], 10.5, 3.6) < 1, DEVICE)
+        shadows.append((tip[0] - 7, tip[1]))
     if f.tavr:
         ring = cv.ellipse(av_x + 6, ao_cy, 10.0, s_ao + 2.0)
         cv.paint((ring < 1.0) & (ring > 0.55), DEVICE)
