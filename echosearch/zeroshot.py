@@ -4,7 +4,9 @@ EchoCLIP labels a video without any training by comparing its frame embeddings w
 report sentences ("prompts"):
 
 - binary: the mean cosine similarity over frames and prompts; a calibrated threshold turns it into a
-  yes/no decision (the paper picked its pacemaker threshold by maximising F1, see :func:`f1_threshold`);
+  yes/no decision (the paper picked its pacemaker threshold by maximising F1, see :func:`f1_threshold`).
+  A task may add negative prompts (the report sentence for "absent"); the score is then the positive
+  similarity minus the negative one, which cancels what every echo shares with both sentences;
 - regression: one prompt per candidate value ("LV EJECTION FRACTION IS <#>%." for 0..100); each frame
   ranks all prompts, the ranked values are averaged over frames and the prediction is the median of the
   top 20% of ranks (robust to a few frames that match nonsense);
@@ -96,12 +98,21 @@ def video_means(frame_embs: Any) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- scorers
 
 
-def binary_scores(frame_embs: Any, prompt_embs: Any) -> np.ndarray:
-    """Mean over frames and prompts of the cosine similarity (embeddings already normalised) -> [N]."""
+def binary_scores(frame_embs: Any, prompt_embs: Any, negative_embs: Any = None) -> np.ndarray:
+    """Mean over frames and prompts of the cosine similarity (embeddings already normalised) -> [N].
+
+    With ``negative_embs`` the same mean over the negative prompts is subtracted: a video scores high
+    when it is more like the finding's sentence than like the sentence saying it is absent.
+    """
     prompts = _as_numpy(prompt_embs).astype(np.float32, copy=False)
     means = video_means(frame_embs)
     _check_prompts(prompts, means.shape[1])
-    return (means @ prompts.mean(axis=0)).astype(np.float32)
+    direction = prompts.mean(axis=0)
+    if negative_embs is not None:
+        negatives = _as_numpy(negative_embs).astype(np.float32, copy=False)
+        _check_prompts(negatives, means.shape[1], "negative prompt embeddings")
+        direction = direction - negatives.mean(axis=0)
+    return (means @ direction).astype(np.float32)
 
 
 def regression_predictions(frame_embs: Any, prompt_embs: Any, prompt_values: Any) -> np.ndarray:
@@ -229,14 +240,15 @@ def f1_threshold(scores: Any, labels: Any) -> float:
 class Task:
     """One zero-shot task, as written in a task file.
 
-    ``prompts`` (binary), ``templates`` + ``value_range`` (regression: inclusive start, stop, step)
-    or ``classes`` (categorical: class name -> prompts, in file order) define it; ``expanded()`` gives
-    the prompts to encode and what each one stands for.
+    ``prompts`` and optional ``negative_prompts`` (binary), ``templates`` + ``value_range``
+    (regression: inclusive start, stop, step) or ``classes`` (categorical: class name -> prompts, in
+    file order) define it; ``expanded()`` gives the prompts to encode and what each one stands for.
     """
 
     name: str
     kind: str
     prompts: tuple[str, ...] = ()
+    negative_prompts: tuple[str, ...] = ()
     templates: tuple[str, ...] = ()
     value_range: tuple[float, float, float] | None = None
     classes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -260,10 +272,11 @@ class Task:
     def expanded(self) -> tuple[list[str], np.ndarray | None]:
         """Prompts to encode, and per prompt its value (regression) or class index (categorical).
 
-        Regression prompts are template-major: every value of the first template, then the second.
+        Binary: the prompts, then the negative prompts. Regression prompts are template-major:
+        every value of the first template, then the second.
         """
         if self.kind == "binary":
-            return list(self.prompts), None
+            return list(self.prompts) + list(self.negative_prompts), None
         if self.kind == "regression":
             vals = self.values()
             texts = [t.replace(SLOT, format_value(v)) for t in self.templates for v in vals]
@@ -281,7 +294,7 @@ def format_value(v: float) -> str:
 
 
 _TASK_KEYS = {
-    "binary": {"kind", "prompts", "threshold", "description", "unit"},
+    "binary": {"kind", "prompts", "negative_prompts", "threshold", "description", "unit"},
     "regression": {"kind", "templates", "range", "step", "description", "unit"},
     "categorical": {"kind", "classes", "description", "unit"},
 }
@@ -326,13 +339,21 @@ def task_from_dict(name: str, spec: Any, source: str = "tasks") -> Task:
             common[key] = spec[key]
     if kind == "binary":
         prompts = _str_list(spec.get("prompts"), "prompts", fail)
-        slotted = [p for p in prompts if SLOT in p]
+        negatives = (
+            _str_list(spec["negative_prompts"], "negative_prompts", fail)
+            if "negative_prompts" in spec
+            else ()
+        )
+        slotted = [p for p in prompts + negatives if SLOT in p]
         if slotted:
             raise fail(f"binary prompt contains '{SLOT}' (fill in a value): {slotted[0]!r}")
+        both = sorted(set(prompts) & set(negatives))
+        if both:
+            raise fail(f"prompt is both positive and negative: {both[0]!r}")
         threshold = spec.get("threshold")
         if threshold is not None:
             threshold = _number(threshold, "threshold", fail)
-        return Task(name, kind, prompts=prompts, threshold=threshold, **common)
+        return Task(name, kind, prompts=prompts, negative_prompts=negatives, threshold=threshold, **common)
     if kind == "regression":
         templates = _str_list(spec.get("templates"), "templates", fail)
         missing = [t for t in templates if SLOT not in t]
@@ -417,6 +438,8 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         spec["unit"] = task.unit
     if task.kind == "binary":
         spec["prompts"] = list(task.prompts)
+        if task.negative_prompts:
+            spec["negative_prompts"] = list(task.negative_prompts)
         if task.threshold is not None:
             spec["threshold"] = task.threshold
     elif task.kind == "regression":
@@ -559,7 +582,8 @@ def score_tasks(
         texts, extra = expanded[task.name]
         task_embs = embs[[row[p] for p in texts]]
         if task.kind == "binary":
-            results[task.name] = binary_scores(means, task_embs)
+            positives, negatives = task_embs[: len(task.prompts)], task_embs[len(task.prompts) :]
+            results[task.name] = binary_scores(means, positives, negatives if len(negatives) else None)
             threshold = thresholds.get(task.name, task.threshold)
             if threshold is not None:
                 results.thresholds[task.name] = float(threshold)

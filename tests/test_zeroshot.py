@@ -76,6 +76,14 @@ def test_binary_hand_computed():
     np.testing.assert_allclose(zs.binary_scores(frames, prompts), [0.6, 0.4], atol=1e-6)
 
 
+def test_binary_negative_prompts_subtract():
+    frames = np.array([[unit(0), unit(90)], [unit(90), unit(90)]], dtype=np.float32)
+    positives = np.array([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32)
+    negatives = np.array([[0.0, 1.0]], dtype=np.float32)
+    # video 0: 0.6 - (0 + 1) / 2; video 1: 0.4 - 1
+    np.testing.assert_allclose(zs.binary_scores(frames, positives, negatives), [0.1, -0.6], atol=1e-6)
+
+
 def test_regression_hand_computed():
     # ten prompts at 0, 10, ..., 90 degrees with values 0, 10, ..., 90; top 20% = 2 ranks
     prompts = np.array([unit(a) for a in range(0, 100, 10)], dtype=np.float32)
@@ -283,6 +291,13 @@ def _with(task: str, **changes):
         (_with("pacer", prompts="ONE STRING"), "task 'pacer': 'prompts' must be a non-empty list"),
         (_with("pacer", prompts=["LEAD <#> CM"]), "task 'pacer': binary prompt contains '<#>'"),
         (_with("pacer", threshold="high"), "task 'pacer': 'threshold' must be a finite number"),
+        (_with("pacer", negative_prompts=[]), "task 'pacer': 'negative_prompts' must be a non-empty list"),
+        (_with("pacer", negative_prompts=["NO LEAD <#>"]), "task 'pacer': binary prompt contains '<#>'"),
+        (
+            _with("pacer", negative_prompts=["PACER LEAD IN RIGHT ATRIUM. "]),
+            "task 'pacer': prompt is both positive and negative: 'PACER LEAD IN RIGHT ATRIUM. '",
+        ),
+        (_with("ef", negative_prompts=["X"]), "task 'ef': unknown key"),
         (_with("ef", templates=["EF IS NORMAL"]), "task 'ef': regression template lacks"),
         (_with("ef", range=[40, 30]), "task 'ef': need step > 0 and start <= stop"),
         (_with("ef", step=0), "task 'ef': need step > 0"),
@@ -395,6 +410,26 @@ def test_score_tasks(task_file):
     assert out.classes["lv_size"] == ("normal", "dilated") and out.class_scores["lv_size"].shape == (6, 2)
     # without an override the task's own threshold applies
     assert zs.score_tasks(tasks[:1], frames, encode_text).thresholds == {"pacer": 0.25}
+
+
+def test_score_tasks_with_negative_prompts_and_round_trip(tmp_path):
+    data = _with("pacer", negative_prompts=["NO PACER LEAD. "])
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump(data))
+    pacer = {t.name: t for t in zs.load_tasks(path)}["pacer"]
+    assert pacer.negative_prompts == ("NO PACER LEAD. ",)
+    assert pacer.expanded()[0] == [*pacer.prompts, "NO PACER LEAD. "]
+    assert zs.load_tasks(zs.save_tasks([pacer], tmp_path / "again.yaml")) == [pacer]
+    rng = np.random.default_rng(5)
+    table = {t: rng.normal(size=8) for t in pacer.expanded()[0]}
+    table = {t: v / np.linalg.norm(v) for t, v in table.items()}
+    frames = rng.normal(size=(5, 3, 8)).astype(np.float32)
+    frames /= np.linalg.norm(frames, axis=-1, keepdims=True)
+    out = zs.score_tasks([pacer], frames, lambda texts: np.stack([table[t] for t in texts]))
+    positives = np.stack([table[t] for t in pacer.prompts])
+    expected = zs.binary_scores(frames, positives) - zs.binary_scores(frames, table["NO PACER LEAD. "][None])
+    np.testing.assert_allclose(out["pacer"], expected, atol=1e-6)
+    assert out.decisions["pacer"].tolist() == (out["pacer"] >= 0.25).tolist()
 
 
 # ------------------------------------------------------------------------------------------ thresholds files
