@@ -199,6 +199,18 @@ def test_labels_from_report_text_agree_with_the_manifest(archive):
         clips = load_archive(archive)
 
 
+def test_demo_negative_prompts_are_the_absent_sentences_of_exactly_the_negative_reports(archive):
+    """A negative prompt must mean "not this finding": every report has either it or a positive prompt."""
+    tasks = [t for t in load_tasks(demo_tasks_path()) if t.negative_prompts]
+    assert {t.name for t in tasks} >= {"mitraclip", "tavr"}
+    clips = load_archive(archive)
+    for task in tasks:
+        positive = task_labels(task, clips) > 0
+        negative = [any(p.strip() in c.report for p in task.negative_prompts) for c in clips]
+        assert positive.any() and not positive.all()
+        assert negative == (~positive).tolist(), task.name
+
+
 def test_sentence_subsets_tokenize_like_the_text_they_stand_for(archive, tmp_path):
     cfg = _cfg(archive, tmp_path, "b")
     tok = prepare_start(cfg).tokenizer
