@@ -114,11 +114,21 @@ def test_training_on_several_archives_uses_all_their_studies(archive, tmp_path, 
     assert source["archive_studies"] == 6 + 4
     with pytest.raises(UsageError, match="given twice"):
         train(_cfg([archive, archive], tmp_path, "twice", max_steps=1))
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(
+        'tasks:\n  pacer:\n    kind: binary\n    prompts: ["EVALUATION OF PACEMAKER LEAD POSITION. "]\n'
+    )
     result = cli("train", "--archive", str(archive), "--archive", str(other), "--out", str(tmp_path / "cli"),
-                 "--epochs", "1", "--batch-size", "4", "--version", "9.9.9", "--json")  # fmt: skip
+                 "--epochs", "1", "--batch-size", "4", "--version", "9.9.9", "--tasks", str(tasks), "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["steps"] == 2
-    assert open_bundle(tmp_path / "cli").manifest.version == "9.9.9"
+    bundle = open_bundle(tmp_path / "cli")
+    assert bundle.manifest.version == "9.9.9"
+    assert bundle.load_tasks() == load_tasks(tasks)
+    tasks.write_text("tasks:\n  pacer:\n    kind: binary\n")
+    result = cli("train", "--archive", str(archive), "--out", str(tmp_path / "bad"), "--tasks", str(tasks))
+    assert result.returncode != 0 and "task 'pacer': 'prompts' must be" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "bad").exists()
 
 
 def test_trained_bundle_loads_encodes_and_carries_tokenizer_and_tasks(trained):

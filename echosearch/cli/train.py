@@ -60,9 +60,11 @@ model_option = click.option(
 @click.option(
     "--version", "version", default="0.1.0", show_default=True, help="Model version in the manifest."
 )
+@click.option("--tasks", "tasks_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Zero-shot task file to ship (default: configs/tasks/demo.yaml, or the --init bundle's).")  # fmt: skip
 @json_option
 def train(archives, out, init, epochs, batch_size, lr, seed, frames, weights_dtype, amp, augment, max_steps, max_minutes,
-          work_dir, resume, force, name, version, as_json) -> None:  # fmt: skip
+          work_dir, resume, force, name, version, tasks_file, as_json) -> None:  # fmt: skip
     """Contrastive (frame, report) training; writes a complete model bundle to OUT."""
     from echosearch.training.train import TrainConfig
     from echosearch.training.train import train as run
@@ -71,7 +73,7 @@ def train(archives, out, init, epochs, batch_size, lr, seed, frames, weights_dty
         archive=[Path(a) for a in archives], out=Path(out), init=init, epochs=epochs, batch_size=batch_size, lr=lr,
         seed=seed, frames=frames, weights_dtype=weights_dtype, amp=amp, augment=augment, max_steps=max_steps, max_minutes=max_minutes,
         work_dir=Path(work_dir) if work_dir else None, resume=resume, force=force, name=name,
-        version=version, progress=not as_json,
+        version=version, tasks=Path(tasks_file) if tasks_file else None, progress=not as_json,
     )  # fmt: skip
     logging.getLogger("echosearch.training").setLevel(logging.INFO)
     result = run(cfg)

@@ -37,6 +37,7 @@ from echosearch.training.data import (
     load_frames,
     study_order,
 )
+from echosearch.zeroshot import load_tasks
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,8 @@ def _bundle_start(cfg: TrainConfig) -> Start:
 
 
 def prepare_start(cfg: TrainConfig) -> Start:
+    if cfg.tasks:
+        load_tasks(cfg.tasks)  # a broken task file fails now, not when the trained bundle first loads
     return _demo_start(cfg) if cfg.init == DEMO_ARCH else _bundle_start(cfg)
 
 
