@@ -256,7 +256,7 @@ def test_shipped_demo_bundle_is_small_non_clinical_and_loads():
     assert (
         enc.encode_text(["A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE."]).shape[0] == 1
     )
-    assert bundle.load_tasks()
+    assert bundle.load_tasks() == load_tasks(demo_tasks_path())  # ships the task file it was evaluated with
 
 
 def test_cli_eval_json_and_bad_archive(cli, trained, archive, tmp_path):
