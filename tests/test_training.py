@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 
 from echosearch.errors import UsageError
 from echosearch.models import load_model, open_bundle
+from echosearch.models.bundle import Manifest, write_manifest
 from echosearch.models.registry import get_entry
 from echosearch.synth import synthesize_archive
 from echosearch.training.calibrate import calibrate
@@ -69,6 +71,20 @@ def trained(archive, tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("trained")
     train(_cfg(archive, tmp, "bundle"))
     return tmp / "bundle"
+
+
+def test_fine_tuned_bundle_names_its_init_model_and_keeps_its_licence(archive, trained, tmp_path):
+    """Weights derived from a model carry its licence; the manifest names it, not a local folder."""
+    init = tmp_path / "init"
+    shutil.copytree(trained, init)
+    manifest = json.loads((init / "manifest.json").read_text())
+    manifest.update(name="site-model", version="2.1.0", license="CC-BY-NC-4.0 (test)")
+    write_manifest(init, Manifest.from_dict(manifest))
+    train(_cfg(archive, tmp_path, "tuned", init=str(init), epochs=1, arch_overrides=None))
+    tuned = open_bundle(tmp_path / "tuned").manifest
+    assert tuned.license == "CC-BY-NC-4.0 (test)"
+    assert tuned.source["init"] == "site-model 2.1.0" and str(tmp_path) not in json.dumps(tuned.to_dict())
+    assert "site-model 2.1.0" in tuned.description and tuned.clinical is False
 
 
 def test_loss_decreases_on_a_repeated_batch(archive, tmp_path):
@@ -212,7 +228,7 @@ def test_labels_from_report_text_agree_with_the_manifest(archive):
 def test_demo_negative_prompts_are_the_absent_sentences_of_exactly_the_negative_reports(archive):
     """A negative prompt must mean "not this finding": every report has either it or a positive prompt."""
     tasks = [t for t in load_tasks(demo_tasks_path()) if t.negative_prompts]
-    assert {t.name for t in tasks} >= {"mitraclip", "tavr"}
+    assert {t.name for t in tasks} >= {"pacemaker", "mitraclip", "tavr"}
     clips = load_archive(archive)
     for task in tasks:
         positive = task_labels(task, clips) > 0

@@ -153,6 +153,8 @@ class Start:
     tokenizer_spec: dict[str, Any]
     files: dict[str, Path]  # bundle file name -> source (tokenizer files, task file)
     tasks: dict[str, str] | None
+    init_label: str  # what the weights started from, as the new manifest names it
+    license: str  # ours when trained from scratch, else the init model's: the weights derive from it
 
 
 def _demo_start(cfg: TrainConfig) -> Start:
@@ -177,6 +179,8 @@ def _demo_start(cfg: TrainConfig) -> Start:
         tokenizer_spec={"kind": "template", "vocab": VOCAB_NAME},
         files={VOCAB_NAME: vocab, TASKS_NAME: tasks_src},
         tasks={"file": TASKS_NAME, "format": "echosearch"},
+        init_label=DEMO_ARCH,
+        license="MIT (trained by echosearch on synthetic data)",
     )
 
 
@@ -200,8 +204,10 @@ def _bundle_start(cfg: TrainConfig) -> Start:
         files[TASKS_NAME] = Path(cfg.tasks)
     elif tasks:
         files[tasks["file"]] = bundle.path / tasks["file"]
+    # Name the init model by name and version, not by the local folder it was read from.
+    label = f"{bundle.name} {bundle.version}".strip()
     return Start(model, bundle.model_cfg, dict(bundle.open_clip_config.get("preprocess_cfg", {})),
-                 tokenizer, spec, files, tasks)  # fmt: skip
+                 tokenizer, spec, files, tasks, label, bundle.manifest.license)  # fmt: skip
 
 
 def prepare_start(cfg: TrainConfig) -> Start:
@@ -397,7 +403,7 @@ def write_trained_bundle(cfg: TrainConfig, start: Start, model, result: TrainRes
              for k, v in model.state_dict().items()}  # fmt: skip
     source = {
         "trained_by": "echosearch train",
-        "init": cfg.init,
+        "init": start.init_label,
         "archive": "+".join(p.name for p in cfg.archives()),
         "archive_clips": n_clips,
         "archive_studies": n_studies,
@@ -417,12 +423,12 @@ def write_trained_bundle(cfg: TrainConfig, start: Start, model, result: TrainRes
         version=cfg.version,
         tokenizer=start.tokenizer_spec,
         source=source,
-        license="MIT (trained by echosearch on synthetic data)"
+        license=start.license,
+        intended_use="Demonstrations and tests on synthetic data only; not validated on any patient data"
         if cfg.init == DEMO_ARCH
-        else "see init model",
-        intended_use="Demonstrations and tests on synthetic data only; not validated on any patient data",
+        else "Research use; not validated for clinical use",
         clinical=False,
-        description=f"CLIP trained with echosearch train from {cfg.init}; NOT a clinical model",
+        description=f"CLIP trained with echosearch train from {start.init_label}; NOT a clinical model",
         tasks=start.tasks,
     )
     write_bundle(cfg.out, manifest, start.model_cfg, start.preprocess_cfg, state_dict=state,
