@@ -548,7 +548,7 @@ class Engine:
         from echosearch.zeroshot import score_tasks
 
         encoder = self.encoder
-        tasks = encoder.bundle.load_tasks()
+        tasks, thresholds = self.zero_shot_tasks()
         if not tasks:
             return {}
         cfg = encoder.preprocess_cfg
@@ -558,7 +558,7 @@ class Engine:
             tasks,
             frame_embs[0].numpy()[None],
             lambda texts: encoder.encode_text(texts).numpy(),
-            thresholds=encoder.bundle.thresholds,
+            thresholds=thresholds,
         )
         labels: dict[str, Any] = {}
         for task in tasks:
@@ -607,9 +607,19 @@ class Engine:
             "flags": [t for t in self._binary_tasks() if t in tasks],
         }
 
+    def zero_shot_tasks(self) -> tuple[list, dict[str, float]]:
+        """The tasks and thresholds the indexer labelled this space with (the model's own for a space
+        indexed before spaces recorded them), so labels computed for a new clip match stored ones."""
+        recorded = self.space.recorded_tasks()
+        if recorded is not None:
+            return recorded
+        from echosearch.zeroshot import resolve_tasks
+
+        return resolve_tasks(self.encoder.bundle)
+
     def _binary_tasks(self) -> list[str]:
         try:
-            return [t.name for t in self.encoder.bundle.load_tasks() if t.kind == "binary"]
+            return [t.name for t in self.zero_shot_tasks()[0] if t.kind == "binary"]
         except Exception:  # no model on this machine: no flags to offer, the rest still works
             return []
 
@@ -619,7 +629,7 @@ class Engine:
         if f"{task}.positive" in self.label_tasks():
             return q.LabelCondition(f"{task}.positive", ">=", 0.5)
         try:
-            threshold = float(self.encoder.bundle.thresholds.get(task, 0.5))
+            threshold = float(self.zero_shot_tasks()[1].get(task, 0.5))
         except Exception:
             threshold = 0.5
         return q.LabelCondition(task, ">=", threshold)

@@ -554,6 +554,45 @@ def encode_prompts(texts: Sequence[str], encode_text: Callable[[list[str]], Any]
     return embs / np.maximum(norms, 1e-12)
 
 
+def carried_thresholds(
+    tasks: Sequence[Task], calibrated_for: Sequence[Task], thresholds: Mapping[str, float]
+) -> dict[str, float]:
+    """The thresholds calibrated for ``calibrated_for`` (e.g. a bundle's tasks) that hold for ``tasks``.
+
+    A threshold lives on its task's score scale, which the prompts and negative prompts set. So it
+    carries over to a task of the same name that scores the same sentences (a site file that copies
+    the bundle's task and edits its description) and never to a changed one, which needs its own
+    calibration (``echosearch calibrate --tasks FILE --out FILE``).
+    """
+
+    def scoring(t: Task) -> tuple:
+        return t.kind, t.prompts, t.negative_prompts
+
+    calibrated = {t.name: scoring(t) for t in calibrated_for}
+    return {
+        t.name: float(thresholds[t.name])
+        for t in tasks
+        if t.name in thresholds and calibrated.get(t.name) == scoring(t)
+    }
+
+
+def resolve_tasks(
+    bundle, tasks_file: str | Path | None = None, thresholds_file: str | Path | None = None
+) -> tuple[list[Task], dict[str, float]]:
+    """The tasks to score and their thresholds: a model bundle's own, or a site's task file.
+
+    Thresholds, later ones winning: each task's own ``threshold`` (applied by :func:`score_tasks`),
+    the bundle's calibrated thresholds that still hold (:func:`carried_thresholds`), then a site's
+    thresholds file (what ``echosearch calibrate --out`` writes).
+    """
+    own = bundle.load_tasks()
+    tasks = load_tasks(tasks_file) if tasks_file else own
+    thresholds = carried_thresholds(tasks, own, bundle.thresholds)
+    if thresholds_file:
+        thresholds.update(load_thresholds(thresholds_file))
+    return tasks, thresholds
+
+
 def score_tasks(
     tasks: Sequence[Task],
     frame_embs: Any,

@@ -30,7 +30,7 @@ from echosearch.store.db import Database, open_db
 from echosearch.store.schema import STATUS_INDEXED, Failure, IndexRun, Video
 from echosearch.video import parse_sampling
 from echosearch.video.meta import file_sha256
-from echosearch.zeroshot import load_tasks
+from echosearch.zeroshot import load_tasks, load_thresholds, resolve_tasks
 from indexer.discover import discover
 from indexer.distributor import CrashedJob, Distributor, default_workers, make_distributor
 from indexer.mapper import Mapper
@@ -64,6 +64,7 @@ class IndexOptions:
     device: str = "auto"
     precision: str = "auto"
     tasks: str | None = None  # a task file overriding the bundle's own zero-shot tasks
+    thresholds: str | None = None  # a site's thresholds file (what `calibrate --out` writes)
 
 
 def space_name_for(bundle_name: str) -> str:
@@ -252,7 +253,7 @@ class Runner:
 
         def flush() -> None:
             nonlocal mapper
-            mapper = mapper or self._mapper()
+            mapper = mapper or self._mapper(writer.space)
             items = mapper.embed(pending)
             summary.embedded += len(items)
             summary.frames += sum(it.frame_embs.shape[0] for it in items)
@@ -303,9 +304,11 @@ class Runner:
         finally:
             progress.close()
 
-    def _mapper(self) -> Mapper:
-        tasks = load_tasks(self.opts.tasks) if self.opts.tasks else self.bundle.load_tasks()
-        return Mapper(self.encoder, tasks, self.bundle.thresholds)
+    def _mapper(self, space: Space) -> Mapper:
+        tasks, thresholds = resolve_tasks(self.bundle, self.opts.tasks, self.opts.thresholds)
+        if tasks:
+            space.record_tasks(tasks, thresholds)
+        return Mapper(self.encoder, tasks, thresholds)
 
     def _reports(self) -> None:
         """Reports from ``--reports``, plus any report that lost its vector in an interrupted run."""
@@ -322,4 +325,8 @@ def run_index(opts: IndexOptions, distributor: Distributor | None = None) -> Ind
     """Index ``opts.paths`` into ``opts.data_dir`` (see :class:`IndexOptions`); returns the summary."""
     if not opts.paths:
         raise UsageError("give at least one file or folder to index")
+    if opts.tasks:  # a broken task or thresholds file fails now, not once readers have started
+        load_tasks(opts.tasks)
+    if opts.thresholds:
+        load_thresholds(opts.thresholds)
     return Runner(opts, distributor).run()

@@ -15,8 +15,8 @@ both at the start of the next run (vectors are rebuilt from the frame store), so
 with DB, frame store and FAISS in agreement.
 
 Label encoding (table ``labels``, with the video space's id): binary tasks store the score in
-``value``, and, when a calibrated threshold exists (bundle thresholds file or the task's own), the
-decision as a second task ``"<task>.positive"`` with value 0 or 1; regression tasks store the
+``value``, and, when a threshold exists (calibrated: the bundle's or a site's thresholds file, else
+the task's own), the decision as a second task ``"<task>.positive"`` with value 0 or 1; regression tasks store the
 predicted value; categorical tasks store the class index in ``value`` and the class name in
 ``category``. ``Video.view`` is the class of a categorical task named ``view`` when the model has one.
 Patients and accession numbers arrive as keyed hashes (``ClipMeta.patient_key``/``accession_key``).

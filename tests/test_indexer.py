@@ -212,3 +212,44 @@ def test_verify_catches_and_repairs_a_removed_vector(tmp_path, synth_archive, ti
     assert all(c.ok for c in verify_data_dir(data, open_db(data)))
     rebuilt = space.load_index().reconstruct([victim])[0]
     assert float(np.dot(rebuilt, original)) > 0.999  # rebuilt from float16 frames: same vector
+
+
+SITE_TASKS = """
+tasks:
+  pacemaker:
+    kind: binary
+    prompts: ["A PACEMAKER LEAD IS SEEN IN THE RIGHT VENTRICLE. "]
+  mitraclip:
+    kind: binary
+    prompts: ["A MITRACLIP DEVICE IS ATTACHED TO THE MITRAL LEAFLETS. "]
+"""
+
+
+def test_site_tasks_and_thresholds_label_the_index_and_new_clips_alike(tmp_path, synth_archive, tiny_bundle):
+    """`index --tasks --thresholds`: stored labels follow the site's file, the reworded pacemaker task
+    drops the bundle's threshold, and labels computed later for a new clip use the same tasks."""
+    from echosearch.search import Engine
+
+    tasks, thresholds, data = tmp_path / "site.yaml", tmp_path / "site-thresholds.json", tmp_path / "data"
+    tasks.write_text(SITE_TASKS)
+    thresholds.write_text('{"mitraclip": -1.0}')
+    summary = run_index(
+        _opts([synth_archive], data, tiny_bundle, tasks=str(tasks), thresholds=str(thresholds))
+    )
+    assert summary.embedded > 0
+    expected = {"pacemaker", "mitraclip", "mitraclip" + POSITIVE_SUFFIX}
+    db = open_db(data)
+    with db.session() as s:
+        for v in s.scalars(select(Video).where(Video.status == STATUS_INDEXED)).all():
+            labels = {lb.task: lb.value for lb in v.labels}
+            assert set(labels) == expected and labels["mitraclip" + POSITIVE_SUFFIX] == 1.0
+    db.close()
+    tasks_kept, thresholds_kept = Space.open(data, summary.space).recorded_tasks()
+    assert [t.name for t in tasks_kept] == ["pacemaker", "mitraclip"] and thresholds_kept == {
+        "mitraclip": -1.0
+    }
+
+    other = tmp_path / "other"
+    synthesize_archive(other, patients=1, seed=8, frames=(6, 8))
+    new_clip = next(p for p in sorted(other.rglob("*")) if p.suffix in (".dcm", ".avi", ".mp4"))
+    assert set(Engine.open(data).clip_labels(new_clip)) == expected

@@ -286,6 +286,34 @@ def test_cli_eval_json_and_bad_archive(cli, trained, archive, tmp_path):
     assert res.returncode == 1 and "manifest.csv" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_cli_calibrate_and_eval_a_site_task_file(cli, trained, archive, tmp_path):
+    """A site's task file is calibrated into its own thresholds file, then judged with it; the
+    bundle's thresholds file is left as it was."""
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "tasks:\n  pacer:\n    kind: binary\n"
+        '    prompts: ["A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE. "]\n'
+    )
+    bundle_thresholds = (
+        (trained / "thresholds.json").read_bytes() if (trained / "thresholds.json").exists() else None
+    )
+    common = ("--archive", str(archive), "--model", str(trained), "--frames", "4", "--tasks", str(site))
+    res = cli("calibrate", *common)
+    assert res.returncode != 0 and "pass --out FILE" in res.stderr and "Traceback" not in res.stderr
+    out = tmp_path / "site-thresholds.json"
+    res = cli("calibrate", *common, "--out", str(out), "--json")
+    assert res.returncode == 0, res.stderr
+    calibrated = json.loads(out.read_text())
+    assert set(calibrated) == {"pacer"} == set(json.loads(res.stdout)["thresholds"])
+    res = cli("eval", *common, "--thresholds", str(out), "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert set(doc["zero_shot"]) == {"pacer"} and doc["tasks"] == str(site)
+    assert doc["zero_shot"]["pacer"]["threshold"] == pytest.approx(calibrated["pacer"])
+    now = (trained / "thresholds.json").read_bytes() if (trained / "thresholds.json").exists() else None
+    assert now == bundle_thresholds
+
+
 def test_autocast_is_bf16_on_cuda_and_opt_in_on_cpu():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert not use_autocast("auto", cpu) and use_autocast("auto", cuda)

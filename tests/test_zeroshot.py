@@ -464,3 +464,24 @@ def test_documented_example_loads(tmp_path):
         ("ejection_fraction", "regression"),
         ("lv_size", "categorical"),
     ]
+
+
+def test_site_task_file_keeps_the_bundle_thresholds_only_of_unchanged_tasks(tmp_path, tiny_task_bundle):
+    """A calibrated threshold is on its task's score scale: a reworded task must not inherit it."""
+    from echosearch.models import open_bundle
+
+    bundle = open_bundle(tiny_task_bundle)
+    assert bundle.thresholds == {"pacemaker": 0.0}
+    own = {t.name: zs.task_to_dict(t) for t in bundle.load_tasks()}
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        yaml.safe_dump({"tasks": {"pacemaker": {**own["pacemaker"], "description": "site text"}}})
+    )
+    assert zs.resolve_tasks(bundle, site)[1] == {"pacemaker": 0.0}  # same sentences: still calibrated
+    reworded = {**own["pacemaker"], "negative_prompts": ["NO PACER LEAD IS SEEN. "]}
+    site.write_text(yaml.safe_dump({"tasks": {"pacemaker": reworded}}))
+    tasks, thresholds = zs.resolve_tasks(bundle, site)
+    assert [t.name for t in tasks] == ["pacemaker"] and thresholds == {}
+    site_thresholds = zs.save_thresholds(tmp_path / "site-thresholds.json", {"pacemaker": 0.05})
+    assert zs.resolve_tasks(bundle, site, site_thresholds)[1] == {"pacemaker": 0.05}
+    assert zs.resolve_tasks(bundle)[1] == {"pacemaker": 0.0}  # no site file: the bundle's own

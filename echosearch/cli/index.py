@@ -37,10 +37,15 @@ from echosearch.paths import data_dir as resolve_data_dir
     type=click.Path(dir_okay=False, exists=True),
     help="Zero-shot task file (default: the model's).",
 )
+@click.option(
+    "--thresholds",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Thresholds file for the tasks (what `echosearch calibrate --out` writes).",
+)
 @json_option
 def index(
     paths, data, model, workers, batch_size, frames, reports, include, exclude, prune, retry_failed, no_mask,
-    commit_every, tasks, as_json,
+    commit_every, tasks, thresholds, as_json,
 ) -> None:  # fmt: skip
     """Index clip files and folders (DICOM, AVI, MP4, DICOMDIR) into the data dir."""
     from echosearch.models.registry import default_model
@@ -61,6 +66,7 @@ def index(
         mask=not no_mask,
         commit_every=commit_every,
         tasks=tasks,
+        thresholds=thresholds,
         progress=None,
     )
     summary = run_index(opts)

@@ -4,6 +4,9 @@
   report ids in a report space)
 * ``frames/`` — the :class:`~echosearch.index.frames.FrameStore` (video spaces only)
 * ``space.json`` — :class:`SpaceInfo`: model name/version, dim, preprocessing, kind, index config
+* ``tasks.yaml`` + ``thresholds.json`` — the zero-shot tasks and thresholds the indexer labelled with
+  (the model's own or a site's ``--tasks``/``--thresholds``), so labels computed later for a new clip
+  match the stored ones
 
 A space holds vectors of one model only: vectors of different models are not comparable. Report-text
 embeddings live in a second space of kind ``"report"`` (by convention ``report_space_name(name)``),
@@ -28,6 +31,8 @@ SPACES_DIR = "spaces"
 INDEX_FILE = "index.faiss"
 FRAMES_DIR = "frames"
 INFO_FILE = "space.json"
+TASKS_FILE = "tasks.yaml"
+THRESHOLDS_FILE = "thresholds.json"
 SPACE_KINDS = ("video", "report")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
@@ -80,6 +85,22 @@ class Space:
     @property
     def info_path(self) -> Path:
         return self.root / INFO_FILE
+
+    def record_tasks(self, tasks: list, thresholds: dict[str, float]) -> None:
+        """Keep the zero-shot tasks and thresholds this space's labels come from (see module doc)."""
+        from echosearch.zeroshot import save_tasks, save_thresholds
+
+        save_tasks(tasks, self.root / TASKS_FILE)
+        save_thresholds(self.root / THRESHOLDS_FILE, thresholds)
+
+    def recorded_tasks(self) -> tuple[list, dict[str, float]] | None:
+        """The tasks and thresholds of :meth:`record_tasks`; None for a space indexed before either."""
+        from echosearch.zeroshot import load_tasks, load_thresholds
+
+        if not (self.root / TASKS_FILE).is_file():
+            return None
+        thresholds = self.root / THRESHOLDS_FILE
+        return load_tasks(self.root / TASKS_FILE), load_thresholds(thresholds) if thresholds.is_file() else {}
 
     @property
     def index_config(self) -> IndexConfig:

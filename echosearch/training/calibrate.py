@@ -24,14 +24,22 @@ THRESHOLDS_NAME = "thresholds.json"
 
 
 def calibrate(
-    encoder, archive: str | Path, out: Path | None = None, frames: int = EVAL_FRAMES, progress: bool = True
+    encoder,
+    archive: str | Path,
+    out: Path | None = None,
+    frames: int = EVAL_FRAMES,
+    progress: bool = True,
+    tasks_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Threshold per binary task; written to ``out`` or into the model's bundle (manifest re-hashed).
 
     Tasks whose archive labels lack a positive (or a negative) are skipped with a warning: F1 cannot
-    pick a threshold from one class.
+    pick a threshold from one class. A site's ``tasks_file`` needs ``out``: the bundle's thresholds
+    file belongs to the bundle's own tasks.
     """
-    tasks = [t for t in require_tasks(encoder) if t.kind == "binary"]
+    if tasks_file and out is None:
+        raise UsageError("thresholds of a --tasks file go to a file of their own: pass --out FILE")
+    tasks = [t for t in require_tasks(encoder, tasks_file) if t.kind == "binary"]
     if not tasks:
         raise UsageError(f"model {encoder.name!r} has no binary zero-shot task to calibrate")
     emb = embed_archive(encoder, archive, frames, progress)

@@ -291,11 +291,22 @@ def check_targets(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def evaluate(
-    encoder, archive: str | Path, frames: int = EVAL_FRAMES, progress: bool = True
+    encoder,
+    archive: str | Path,
+    frames: int = EVAL_FRAMES,
+    progress: bool = True,
+    tasks_file: str | Path | None = None,
+    thresholds_file: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Every metric of the module doc, as one JSON-able dict (``_pred``/``_truth`` arrays for plots)."""
+    """Every metric of the module doc, as one JSON-able dict (``_pred``/``_truth`` arrays for plots).
+
+    ``tasks_file``/``thresholds_file`` judge another task file than the bundle's (see
+    :func:`echosearch.zeroshot.resolve_tasks` for which thresholds apply then).
+    """
+    from echosearch.zeroshot import resolve_tasks
+
+    tasks, thresholds = resolve_tasks(encoder.bundle, tasks_file, thresholds_file)
     emb = embed_archive(encoder, archive, frames, progress)
-    tasks = encoder.bundle.load_tasks()
     metrics: dict[str, Any] = {
         "model": encoder.name,
         "version": encoder.version,
@@ -305,10 +316,11 @@ def evaluate(
         "studies": len({c.study_uid for c in emb.clips}),
         "patients": len({c.patient_id for c in emb.clips}),
         "frames_per_clip": frames,
+        "tasks": str(tasks_file) if tasks_file else "bundle",
         "video_to_report": video_to_report(encoder, emb),
         "text_to_video": text_to_video(encoder, emb),
         "same_patient": same_patient(emb),
-        "zero_shot": zero_shot(encoder, emb, tasks, encoder.bundle.thresholds) if tasks else {},
+        "zero_shot": zero_shot(encoder, emb, tasks, thresholds) if tasks else {},
     }
     metrics["targets"] = check_targets(metrics)
     return metrics
@@ -344,7 +356,8 @@ def write_report(metrics: dict[str, Any], out_dir: str | Path) -> Path:
         "",
         f"Archive `{Path(metrics['archive']).name}`: {metrics['clips']} clips, {metrics['studies']} studies, "
         f"{metrics['patients']} patients; {metrics['frames_per_clip']} frames per clip."
-        + ("" if metrics["clinical"] else " **Not a clinical model.**"),
+        + ("" if metrics["clinical"] else " **Not a clinical model.**")
+        + ("" if metrics.get("tasks", "bundle") == "bundle" else f" Zero-shot tasks: `{metrics['tasks']}`."),
         "",
         "## Targets",
         "",
@@ -429,8 +442,10 @@ def _plots(metrics: dict[str, Any], out: Path) -> list[Path]:
     return written
 
 
-def require_tasks(encoder) -> list:
-    tasks = encoder.bundle.load_tasks()
+def require_tasks(encoder, tasks_file: str | Path | None = None) -> list:
+    from echosearch.zeroshot import load_tasks
+
+    tasks = load_tasks(tasks_file) if tasks_file else encoder.bundle.load_tasks()
     if not tasks:
-        raise UsageError(f"model {encoder.name!r} has no zero-shot task file")
+        raise UsageError(f"model {encoder.name!r} has no zero-shot task file (pass --tasks FILE)")
     return tasks
