@@ -580,6 +580,25 @@ class Engine:
                 stmt = stmt.where(Label.space_id == self.space_id)
             return np.asarray(s.scalars(stmt).all(), dtype=np.float32)
 
+    def label_categories(self, task: str) -> dict[str, int]:
+        """Indexed clips per class of a categorical label, in class order (empty for a numeric label)."""
+        from echosearch.store.schema import Label
+
+        with self.db.session() as s:
+            stmt = select(Label.category, func.min(Label.value), func.count()).join(
+                Video, Video.id == Label.video_id
+            )
+            stmt = stmt.where(Label.task == task, Video.status == STATUS_INDEXED, Label.category.is_not(None))
+            if self.space_id is not None:
+                stmt = stmt.where(Label.space_id == self.space_id)
+            rows = s.execute(stmt.group_by(Label.category)).all()
+        return {name: int(n) for name, _index, n in sorted(rows, key=lambda r: (r[1] is None, r[1]))}
+
+    def positive_share(self, task: str) -> tuple[int, int] | None:
+        """(positive clips, clips with a decision) of a binary label; None when it has no threshold."""
+        decisions = self.label_values(f"{task}.positive")
+        return (int((decisions >= 0.5).sum()), len(decisions)) if len(decisions) else None
+
     def label_tasks(self) -> list[str]:
         from echosearch.store.schema import Label
 

@@ -155,6 +155,25 @@ def test_labels_page_custom_prompt(app):
     assert len(_buttons(app, "-sim")) == 8  # default top 8; the archive has 8 clips
 
 
+def test_labels_page_shows_classes_by_name_and_decisions_as_a_share(app, ui_archive):
+    app.sidebar.radio(key="page").set_value("Labels").run()
+    _ok(app)
+    headers = [m.value for m in app.markdown if m.value.startswith("**")]
+    assert headers and not any(".positive" in h for h in headers)  # decisions are not tasks of their own
+    engine = Engine.open(ui_archive["data"])
+    try:
+        categorical = [t for t in engine.label_tasks() if engine.label_categories(t)]
+        decided = [t for t in engine.label_tasks() if engine.positive_share(t)]
+        assert categorical and decided
+        classes = engine.label_categories(categorical[0])
+    finally:
+        engine.close()
+    captions = [c.value for c in app.caption]
+    first, count = next(iter(classes.items()))
+    assert any(c.startswith(f"{first} {count} (") for c in captions)  # class names, not indices
+    assert sum(c.startswith("positive at its threshold:") for c in captions) == len(decided)
+
+
 def test_index_status_counts_and_demo_warning(app, ui_archive):
     app.sidebar.radio(key="page").set_value("Index status").run()
     _ok(app)

@@ -29,29 +29,60 @@ def render(eng: Engine) -> None:
                 st.warning(note)
             common.card_grid(eng, result.results, "prompt", query_text=prompt)
     st.subheader("Distributions across the archive")
-    tasks = eng.label_tasks()
+    # A binary task's yes/no decisions are shown as a share under its score, not as a label of their own.
+    tasks = [t for t in eng.label_tasks() if not t.endswith(".positive")]
     if not tasks:
         st.info("This index has no zero-shot labels (the model has no tasks, or indexing skipped them).")
         return
     cols = st.columns(2)
     for i, task in enumerate(tasks):
-        values = eng.label_values(task)
         with cols[i % 2]:
-            st.markdown(f"**{task}** · {len(values)} clips")
-            if len(values) == 0:
-                st.caption("no numeric values")
-                continue
-            st.caption(
-                f"mean {values.mean():.2f} · median {float(sorted(values)[len(values) // 2]):.2f} · "
-                f"min {values.min():.2f} · max {values.max():.2f}"
-            )
-            chart = (
-                alt.Chart(alt.Data(values=[{"value": float(v)} for v in values]))
-                .mark_bar()
-                .encode(
-                    x=alt.X("value:Q", bin=alt.Bin(maxbins=20), title=task),
-                    y=alt.Y("count():Q", title="clips"),
-                )
-                .properties(height=160)
-            )
-            st.altair_chart(chart, width="stretch")
+            classes = eng.label_categories(task)
+            if classes:
+                _class_counts(task, classes)
+            else:
+                _score_histogram(eng, task)
+
+
+def _class_counts(task: str, classes: dict[str, int]) -> None:
+    total = sum(classes.values())
+    st.markdown(f"**{task}** · {total} clips")
+    st.caption(" · ".join(f"{name} {n} ({100 * n / total:.0f}%)" for name, n in classes.items()))
+    chart = (
+        alt.Chart(alt.Data(values=[{"class": k, "clips": v} for k, v in classes.items()]))
+        .mark_bar()
+        .encode(
+            x=alt.X("class:N", sort=list(classes), title=task, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("clips:Q", title="clips"),
+        )
+        .properties(height=160)
+    )
+    st.altair_chart(chart, width="stretch")
+
+
+def _score_histogram(eng: Engine, task: str) -> None:
+    values = eng.label_values(task)
+    st.markdown(f"**{task}** · {len(values)} clips")
+    if len(values) == 0:
+        st.caption("no numeric values")
+        return
+    st.caption(
+        f"mean {values.mean():.2f} · median {float(sorted(values)[len(values) // 2]):.2f} · "
+        f"min {values.min():.2f} · max {values.max():.2f}"
+    )
+    share = eng.positive_share(task)
+    if share is not None:
+        positive, decided = share
+        st.caption(
+            f"positive at its threshold: {positive} of {decided} clips ({100 * positive / decided:.0f}%)"
+        )
+    chart = (
+        alt.Chart(alt.Data(values=[{"value": float(v)} for v in values]))
+        .mark_bar()
+        .encode(
+            x=alt.X("value:Q", bin=alt.Bin(maxbins=20), title=task),
+            y=alt.Y("count():Q", title="clips"),
+        )
+        .properties(height=160)
+    )
+    st.altair_chart(chart, width="stretch")
