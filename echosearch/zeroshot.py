@@ -167,11 +167,14 @@ def categorical_predictions(
     prompt_embs: Any,
     prompt_classes: Sequence[int] | np.ndarray,
     classes: Sequence[str] | None = None,
+    offsets: Sequence[float] | np.ndarray | None = None,
 ) -> CategoricalPrediction:
     """Score each class as a binary task over its own prompts and pick the best class.
 
     ``prompt_classes[p]`` is the class index of prompt ``p``. ``classes`` names the classes (default
-    "0", "1", ...); a class without any prompt cannot be predicted and is rejected.
+    "0", "1", ...); a class without any prompt cannot be predicted and is rejected. ``offsets``
+    (one per class, from :func:`accuracy_offsets`) are added to the class scores before the best
+    class is picked; the returned scores include them.
     """
     prompts = _as_numpy(prompt_embs).astype(np.float32, copy=False)
     owner = np.asarray(prompt_classes, dtype=np.int64).reshape(-1)
@@ -192,6 +195,8 @@ def categorical_predictions(
     onehot[owner, np.arange(owner.size)] = 1.0
     class_embs = (onehot @ prompts) / counts[:, None].astype(np.float32)
     scores = (means @ class_embs.T).astype(np.float32)
+    if offsets is not None:
+        scores = scores + np.asarray(offsets, dtype=np.float32).reshape(1, n_classes)
     return CategoricalPrediction(index=scores.argmax(axis=1), scores=scores, classes=names)
 
 
@@ -231,6 +236,38 @@ def f1_threshold(scores: Any, labels: Any) -> float:
     f1 = 2 * tp / (2 * tp + fp + (n_pos - tp))
     best = int(np.argmax(f1))  # cuts run from highest to lowest threshold: first max = highest
     return float(cut[best])
+
+
+def accuracy_offsets(class_scores: Any, labels: Any, sweeps: int = 4, steps: int = 81) -> np.ndarray:
+    """Per-class offsets added to a categorical task's class scores that maximise accuracy.
+
+    Why: a zero-shot class score also measures how close a clip is to the class sentence's wording,
+    so one class can win too often (the demo model called most moderately dilated LVs severe). A
+    bias per class, fitted on labelled data like a binary threshold, corrects that (the
+    "calibrate before use" idea of zero-shot classifiers). Coordinate ascent: class 0 stays at 0,
+    each other class tries ``steps`` offsets across the score range, ``sweeps`` times; an offset
+    moves only when accuracy strictly improves, so a calibration set without a class leaves it at 0.
+    """
+    s = _as_numpy(class_scores).astype(np.float64)
+    y = _as_numpy(labels).reshape(-1)
+    if s.ndim != 2 or s.shape[0] != y.shape[0] or s.shape[0] == 0:
+        raise CalibrationError(f"need class scores [N, C] and N labels, got {s.shape} and {y.shape[0]}")
+    if not np.isfinite(s).all():
+        raise CalibrationError("class scores contain NaN or infinite values")
+    y = y.astype(np.int64)
+    spread = float(s.max() - s.min()) or 1.0
+    grid = np.linspace(-spread, spread, steps)
+    offsets = np.zeros(s.shape[1])
+    best = float(((s + offsets).argmax(1) == y).mean())
+    for _ in range(sweeps):
+        for c in range(1, s.shape[1]):
+            for value in grid:
+                trial = offsets.copy()
+                trial[c] = value
+                acc = float(((s + trial).argmax(1) == y).mean())
+                if acc > best + 1e-12:
+                    best, offsets = acc, trial
+    return offsets
 
 
 # --------------------------------------------------------------------------------------------- tasks
@@ -531,7 +568,8 @@ class ScoreResults(dict):
     Values: binary -> score (float32), regression -> predicted value (float32), categorical ->
     predicted class index (int64). ``classes[name]`` names a categorical task's classes and
     ``class_scores[name]`` holds its [N, C] scores; ``decisions[name]`` is the boolean
-    ``score >= threshold`` of each binary task that has a threshold; ``thresholds`` the ones used.
+    ``score >= threshold`` of each binary task that has a threshold; ``thresholds`` the ones used;
+    ``offsets`` the class offsets applied to a categorical task's scores (calibrated ones only).
     """
 
     def __init__(self) -> None:
@@ -540,6 +578,7 @@ class ScoreResults(dict):
         self.class_scores: dict[str, np.ndarray] = {}
         self.decisions: dict[str, np.ndarray] = {}
         self.thresholds: dict[str, float] = {}
+        self.offsets: dict[str, dict[str, float]] = {}  # categorical: calibrated offset per class
 
 
 def encode_prompts(texts: Sequence[str], encode_text: Callable[[list[str]], Any]) -> np.ndarray:
@@ -554,9 +593,21 @@ def encode_prompts(texts: Sequence[str], encode_text: Callable[[list[str]], Any]
     return embs / np.maximum(norms, 1e-12)
 
 
+def _class_offsets(task: Task, value: Any) -> np.ndarray | None:
+    """A categorical task's class offsets from a thresholds-file entry (classes it omits get 0)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"task '{task.name}' is categorical: give class offsets, not one threshold")
+    unknown = sorted(set(value) - set(task.class_names))
+    if unknown:
+        raise ConfigError(f"task '{task.name}': offsets for unknown classes {', '.join(map(str, unknown))}")
+    return np.asarray([float(value.get(c, 0.0)) for c in task.class_names], dtype=np.float32)
+
+
 def carried_thresholds(
-    tasks: Sequence[Task], calibrated_for: Sequence[Task], thresholds: Mapping[str, float]
-) -> dict[str, float]:
+    tasks: Sequence[Task], calibrated_for: Sequence[Task], thresholds: Mapping[str, Any]
+) -> dict[str, Any]:
     """The thresholds calibrated for ``calibrated_for`` (e.g. a bundle's tasks) that hold for ``tasks``.
 
     A threshold lives on its task's score scale, which the prompts and negative prompts set. So it
@@ -566,11 +617,11 @@ def carried_thresholds(
     """
 
     def scoring(t: Task) -> tuple:
-        return t.kind, t.prompts, t.negative_prompts
+        return t.kind, t.prompts, t.negative_prompts, tuple(t.classes.items()), t.templates, t.value_range
 
     calibrated = {t.name: scoring(t) for t in calibrated_for}
     return {
-        t.name: float(thresholds[t.name])
+        t.name: thresholds[t.name]
         for t in tasks
         if t.name in thresholds and calibrated.get(t.name) == scoring(t)
     }
@@ -578,7 +629,7 @@ def carried_thresholds(
 
 def resolve_tasks(
     bundle, tasks_file: str | Path | None = None, thresholds_file: str | Path | None = None
-) -> tuple[list[Task], dict[str, float]]:
+) -> tuple[list[Task], dict[str, Any]]:
     """The tasks to score and their thresholds: a model bundle's own, or a site's task file.
 
     Thresholds, later ones winning: each task's own ``threshold`` (applied by :func:`score_tasks`),
@@ -597,11 +648,12 @@ def score_tasks(
     tasks: Sequence[Task],
     frame_embs: Any,
     encode_text: Callable[[list[str]], Any],
-    thresholds: Mapping[str, float] | None = None,
+    thresholds: Mapping[str, Any] | None = None,
 ) -> ScoreResults:
     """Score every task on every video; each distinct prompt is encoded once, in batches.
 
-    ``thresholds`` (e.g. from :func:`load_thresholds`) override the tasks' own thresholds.
+    ``thresholds`` (e.g. from :func:`load_thresholds`) override the binary tasks' own thresholds
+    and give calibrated categorical tasks their class offsets.
     """
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
@@ -624,13 +676,20 @@ def score_tasks(
             positives, negatives = task_embs[: len(task.prompts)], task_embs[len(task.prompts) :]
             results[task.name] = binary_scores(means, positives, negatives if len(negatives) else None)
             threshold = thresholds.get(task.name, task.threshold)
+            if isinstance(threshold, Mapping):
+                raise ConfigError(
+                    f"task '{task.name}' is binary: its threshold is a number, not class offsets"
+                )
             if threshold is not None:
                 results.thresholds[task.name] = float(threshold)
                 results.decisions[task.name] = results[task.name] >= threshold
         elif task.kind == "regression":
             results[task.name] = regression_predictions(frames, task_embs, extra)
         else:
-            pred = categorical_predictions(means, task_embs, extra, task.class_names)
+            offsets = _class_offsets(task, thresholds.get(task.name))
+            pred = categorical_predictions(means, task_embs, extra, task.class_names, offsets)
+            if offsets is not None:
+                results.offsets[task.name] = dict(zip(task.class_names, offsets.tolist(), strict=True))
             results[task.name] = pred.index
             results.classes[task.name] = pred.classes
             results.class_scores[task.name] = pred.scores
@@ -641,29 +700,46 @@ def score_tasks(
 # --------------------------------------------------------------------------------------------- thresholds
 
 
-def load_thresholds(path: str | Path) -> dict[str, float]:
-    """Read a thresholds file (YAML or JSON mapping ``{task: threshold}``)."""
+def load_thresholds(path: str | Path) -> dict[str, Any]:
+    """Read a thresholds file (YAML or JSON): ``{binary task: threshold}`` and, for a calibrated
+    categorical task, ``{task: {class: offset}}``."""
     path = Path(path)
     data = _read_structured(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of task name -> threshold")
-    out = {}
-    for name, value in data.items():
+
+    def number(name: str, value: Any, what: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ConfigError(f"{path}: task '{name}': threshold must be a finite number, got {value!r}")
-        out[str(name)] = float(value)
+            raise ConfigError(f"{path}: task '{name}': {what} must be a finite number, got {value!r}")
+        return float(value)
+
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        if isinstance(value, dict):
+            out[str(name)] = {
+                str(c): number(str(name), v, f"offset of class '{c}'") for c, v in value.items()
+            }
+        else:
+            out[str(name)] = number(str(name), value, "threshold")
     return out
 
 
-def save_thresholds(path: str | Path, thresholds: Mapping[str, float]) -> Path:
-    """Write ``{task: threshold}`` (JSON for ``.json``, YAML otherwise), e.g. after calibration."""
+def save_thresholds(path: str | Path, thresholds: Mapping[str, Any]) -> Path:
+    """Write thresholds (and categorical class offsets) in the format :func:`load_thresholds` reads."""
     path = Path(path)
-    clean = {}
-    for name, value in thresholds.items():
+
+    def number(name: str, value: Any) -> float:
         if not math.isfinite(float(value)):
             raise UsageError(f"threshold for task '{name}' is not a finite number: {value!r}")
-        clean[str(name)] = float(value)
+        return float(value)
+
+    clean: dict[str, Any] = {}
+    for name, value in thresholds.items():
+        if isinstance(value, Mapping):
+            clean[str(name)] = {str(c): number(str(name), v) for c, v in value.items()}
+        else:
+            clean[str(name)] = number(str(name), value)
     _write_structured(path, clean)
     return path

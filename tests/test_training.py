@@ -186,13 +186,20 @@ def test_calibrate_writes_thresholds_that_the_bundle_then_carries(trained, archi
     copy = tmp_path / "copy"
     shutil.copytree(trained, copy)
     enc = load_model(copy, device="cpu", precision="fp32")
+    raw = evaluate(enc, archive, frames=4, progress=False)["zero_shot"]
     result = calibrate(enc, archive, frames=4, progress=False)
     assert result["thresholds"], result
     reopened = open_bundle(copy)  # checksums verified: the manifest was rewritten with the new file
-    assert reopened.thresholds == pytest.approx(result["thresholds"])
+    assert json.dumps(reopened.thresholds, sort_keys=True) == json.dumps(result["thresholds"], sort_keys=True)
     metrics = evaluate(load_model(copy, device="cpu", precision="fp32"), archive, frames=4, progress=False)
-    name = next(iter(result["thresholds"]))
-    assert metrics["zero_shot"][name]["threshold"] == pytest.approx(result["thresholds"][name])
+    binary = [n for n, v in result["thresholds"].items() if not isinstance(v, dict)]
+    assert metrics["zero_shot"][binary[0]]["threshold"] == pytest.approx(result["thresholds"][binary[0]])
+    # categorical tasks get class offsets; on the archive they were fitted on, accuracy cannot drop
+    categorical = [n for n, v in result["thresholds"].items() if isinstance(v, dict)]
+    assert categorical
+    for name in categorical:
+        assert metrics["zero_shot"][name]["offsets"] == pytest.approx(result["thresholds"][name])
+        assert metrics["zero_shot"][name]["accuracy"] >= raw[name]["accuracy"]
 
 
 def test_calibrate_to_a_site_file_leaves_the_bundle_alone(trained, archive, tmp_path):

@@ -147,6 +147,32 @@ def test_categorical_rejects_class_without_prompts():
         zs.categorical_predictions(frames, np.eye(2, dtype=np.float32), [0, 1], ["a", "b", "c"])
 
 
+def test_categorical_offsets_shift_the_pick():
+    prompts = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    frames = np.array([[[0.8, 0.6]], [[0.6, 0.8]]], dtype=np.float32)
+    assert zs.categorical_predictions(frames, prompts, [0, 1], ["a", "b"]).index.tolist() == [0, 1]
+    shifted = zs.categorical_predictions(frames, prompts, [0, 1], ["a", "b"], offsets=[0.0, 0.3])
+    assert shifted.index.tolist() == [1, 1]
+    np.testing.assert_allclose(shifted.scores, [[0.8, 0.9], [0.6, 1.1]], atol=1e-6)
+
+
+def test_accuracy_offsets_undo_a_class_bias():
+    """Class 2 wins every clip by a wording bias; the fitted offsets restore the true argmax."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=60)
+    scores = rng.normal(0.0, 0.01, size=(60, 3))
+    scores[np.arange(60), y] += 0.05  # the right class is best...
+    scores[:, 2] += 0.08  # ...until class 2's bias beats it everywhere
+    assert (scores.argmax(1) == y).mean() < 0.5
+    offsets = zs.accuracy_offsets(scores, y)
+    assert offsets[0] == 0.0 and offsets[2] < -0.03
+    assert ((scores + offsets).argmax(1) == y).mean() == 1.0
+    only_two = y < 2  # a class the labels never show keeps offset 0
+    assert zs.accuracy_offsets(scores[only_two][:, :2], y[only_two]).tolist()[0] == 0.0
+    with pytest.raises(zs.CalibrationError, match="N labels"):
+        zs.accuracy_offsets(scores, y[:5])
+
+
 def test_shape_errors_are_clear():
     with pytest.raises(EchosearchError, match=r"\[N, F, D\]"):
         zs.binary_scores(np.zeros((3, 4)), np.zeros((2, 4)))
@@ -441,6 +467,43 @@ def test_thresholds_round_trip(tmp_path, name):
     assert zs.load_thresholds(path) == {"pacemaker": 0.2125, "tavr": -0.01}
 
 
+def test_thresholds_file_holds_class_offsets(tmp_path):
+    data = {"pacemaker": 0.2, "lv_size": {"normal": 0.0, "dilated": -0.015}}
+    path = zs.save_thresholds(tmp_path / "t.json", data)
+    assert zs.load_thresholds(path) == data
+    path.write_text('{"lv_size": {"dilated": "big"}}')
+    with pytest.raises(
+        ConfigError, match="task 'lv_size': offset of class 'dilated' must be a finite number"
+    ):
+        zs.load_thresholds(path)
+
+
+def test_score_tasks_applies_class_offsets_and_rejects_mismatched_entries(task_file):
+    tasks = {t.name: t for t in zs.load_tasks(task_file)}
+    rng = np.random.default_rng(4)
+    table: dict[str, np.ndarray] = {}
+
+    def encode_text(texts):
+        for t in texts:
+            table.setdefault(t, rng.normal(size=8))
+        vecs = np.stack([table[t] for t in texts])
+        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+    frames = rng.normal(size=(6, 3, 8)).astype(np.float32)
+    lv = tasks["lv_size"]
+    out = zs.score_tasks([lv], frames, encode_text, {"lv_size": {"dilated": 5.0}})
+    assert out["lv_size"].tolist() == [1] * 6 and out.offsets == {"lv_size": {"normal": 0.0, "dilated": 5.0}}
+    assert (
+        zs.score_tasks([lv], frames, encode_text, {"lv_size": {"normal": 5.0}})["lv_size"].tolist() == [0] * 6
+    )
+    with pytest.raises(ConfigError, match="task 'lv_size' is categorical"):
+        zs.score_tasks([lv], frames, encode_text, {"lv_size": 0.1})
+    with pytest.raises(ConfigError, match="offsets for unknown classes huge"):
+        zs.score_tasks([lv], frames, encode_text, {"lv_size": {"huge": 0.1}})
+    with pytest.raises(ConfigError, match="task 'pacer' is binary"):
+        zs.score_tasks([tasks["pacer"]], frames, encode_text, {"pacer": {"yes": 0.1}})
+
+
 def test_thresholds_errors(tmp_path):
     path = tmp_path / "t.yaml"
     path.write_text("pacemaker: high\n")
@@ -485,3 +548,17 @@ def test_site_task_file_keeps_the_bundle_thresholds_only_of_unchanged_tasks(tmp_
     site_thresholds = zs.save_thresholds(tmp_path / "site-thresholds.json", {"pacemaker": 0.05})
     assert zs.resolve_tasks(bundle, site, site_thresholds)[1] == {"pacemaker": 0.05}
     assert zs.resolve_tasks(bundle)[1] == {"pacemaker": 0.0}  # no site file: the bundle's own
+
+
+def test_documented_thresholds_example_loads(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "configs" / "tasks" / "README.md").read_text()
+    section = readme.split("## Thresholds file", 1)[1]
+    path = tmp_path / "thresholds.yaml"
+    path.write_text(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    loaded = zs.load_thresholds(path)
+    assert loaded["pacemaker"] == 0.2125 and set(loaded["lv_size"]) == {
+        "normal",
+        "mild",
+        "moderate",
+        "severe",
+    }

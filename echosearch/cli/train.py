@@ -136,7 +136,7 @@ def eval_cmd(archive, model_name, out_dir, frames, tasks_file, thresholds_file, 
 @tasks_option
 @json_option
 def calibrate(archive, model_name, out_file, frames, tasks_file, as_json) -> None:
-    """F1-optimal thresholds for each binary zero-shot task, from a labelled archive."""
+    """F1-optimal thresholds of binary zero-shot tasks (class offsets of categorical ones), from a labelled archive."""
     from echosearch.training.calibrate import calibrate as run
     from echosearch.training.data import load_archive
     from echosearch.zeroshot import load_tasks
@@ -152,7 +152,10 @@ def calibrate(archive, model_name, out_file, frames, tasks_file, as_json) -> Non
         emit_json(result)
         return
     for name, value in result["thresholds"].items():
-        click.echo(f"{name:<24} {value:.5f}")
+        if isinstance(value, dict):  # a categorical task's class offsets
+            click.echo(f"{name:<24} " + "  ".join(f"{c} {v:+.5f}" for c, v in value.items()))
+        else:
+            click.echo(f"{name:<24} {value:.5f}")
     click.echo(f"wrote {result['path']}")
 
 

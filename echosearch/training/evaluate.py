@@ -253,6 +253,13 @@ def zero_shot(encoder, emb: Embedded, tasks, thresholds: dict[str, float] | None
         else:
             entry["accuracy"] = float((pred[known] == y[known]).mean()) if known.any() else float("nan")
             entry["classes"] = list(results.classes[task.name])
+            entry["recall"] = {  # per class: calibration offsets may trade a hard class for accuracy
+                name: float((pred[known][y[known] == i] == i).mean())
+                for i, name in enumerate(entry["classes"])
+                if (y[known] == i).any()
+            }
+            if task.name in results.offsets:
+                entry["offsets"] = results.offsets[task.name]
         entry["_pred"], entry["_truth"] = pred[known], y[known]
         out[task.name] = entry
     return out
@@ -396,6 +403,9 @@ def write_report(metrics: dict[str, Any], out_dir: str | Path) -> Path:
     for name, e in pub["zero_shot"].items():
         key = {"binary": "auc", "regression": "mae", "categorical": "accuracy"}[e["kind"]]
         extra = f" (threshold {e['threshold']:.4f}, F1 {e['f1']:.3f})" if "threshold" in e else ""
+        if "recall" in e:
+            recall = ", ".join(f"{c} {r:.2f}" for c, r in e["recall"].items())
+            extra = f" (recall: {recall}{'; calibrated class offsets' if 'offsets' in e else ''})"
         lines.append(f"| {name} | {e['kind']} | {e['n']} | {key.upper()} | {_fmt(e[key])}{extra} |")
     lines += ["", *(f"![{p.stem}]({p.name})" for p in plots), ""]
     report = out / "report.md"
