@@ -16,6 +16,7 @@ import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -36,6 +37,7 @@ from indexer.distributor import CrashedJob, Distributor, default_workers, make_d
 from indexer.mapper import Mapper
 from indexer.reader import ReaderConfig, ReadJob, ReadResult, read_one
 from indexer.reconcile import check_report_space, check_video_space
+from indexer.relabel import relabel_space
 from indexer.reports_csv import index_reports, missing_report_ids, read_reports_csv
 from indexer.summary import IndexSummary, Progress
 from indexer.writer import Writer, mtime_of
@@ -169,6 +171,7 @@ class Runner:
         writer = Writer(self.db, space, space_id, commit_every=opts.commit_every)
         status = "ok"
         try:
+            self._labels_follow_tasks(space, space_id)
             jobs = self._plan(writer)
             if jobs:  # readers start importing their libraries now; the model loads on the first clip
                 self.distributor.start()
@@ -304,10 +307,26 @@ class Runner:
         finally:
             progress.close()
 
+    @cached_property
+    def zero_shot(self) -> tuple[list, dict]:
+        """The tasks and thresholds this run labels with (see :func:`resolve_tasks`)."""
+        return resolve_tasks(self.bundle, self.opts.tasks, self.opts.thresholds)
+
+    def _labels_follow_tasks(self, space: Space, space_id: int) -> None:
+        """Relabel the clips indexed earlier when the tasks or thresholds changed since (a new
+        ``--tasks``/``--thresholds``, a recalibrated bundle), so every clip of the space carries labels
+        of the same tasks; from the frame store, no video is read again."""
+        recorded = space.recorded_tasks()
+        if recorded is None or recorded == self.zero_shot:
+            return
+        tasks, thresholds = self.zero_shot
+        done = relabel_space(self.db, space, space_id, self.encoder, tasks, thresholds, self.opts.progress)
+        self.summary.relabelled = done.clips
+        log.info("tasks or thresholds changed: relabelled %d clips from the frame store", done.clips)
+
     def _mapper(self, space: Space) -> Mapper:
-        tasks, thresholds = resolve_tasks(self.bundle, self.opts.tasks, self.opts.thresholds)
-        if tasks:
-            space.record_tasks(tasks, thresholds)
+        tasks, thresholds = self.zero_shot
+        space.record_tasks(tasks, thresholds)
         return Mapper(self.encoder, tasks, thresholds)
 
     def _reports(self) -> None:

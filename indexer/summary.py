@@ -27,6 +27,7 @@ class IndexSummary:
     unreadable_paths: int = 0  # folders/paths discovery could not look into
     missing: int = 0  # indexed files no longer on disk (removed with --prune)
     pruned: int = 0
+    relabelled: int = 0  # clips indexed earlier whose labels were redone (tasks or thresholds changed)
     frames: int = 0
     embedded: int = 0  # clips that went through the model in this run
     reports: dict[str, int] = field(default_factory=dict)
@@ -69,6 +70,10 @@ class IndexSummary:
             out.append(f"missing on disk: {self.missing} (pruned {self.pruned}; use --prune to remove them)")
         if self.unreadable_paths:
             out.append(f"unreadable paths: {self.unreadable_paths}")
+        if self.relabelled:
+            out.append(
+                f"zero-shot tasks or thresholds changed: relabelled {self.relabelled} clips indexed earlier"
+            )
         if self.reports:
             out.append("reports: " + ", ".join(f"{k} {v}" for k, v in self.reports.items()))
         if any(self.reconciled.values()):

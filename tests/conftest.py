@@ -59,6 +59,7 @@ def tiny_task_bundle(tmp_path_factory) -> Path:
     """A tiny model bundle (EchoCLIP's shape at toy size, random weights) with zero-shot tasks
     (binary, regression, categorical "view") and a thresholds file (pacemaker: 0.0)."""
     import open_clip
+    import torch
 
     from echosearch.models import Manifest, write_bundle
     from echosearch.models.arch import echoclip_preprocess_cfg, tiny_model_cfg
@@ -66,6 +67,7 @@ def tiny_task_bundle(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny-bundle")
     (root / "tasks.yaml").write_text(TINY_TASKS)
     cfg = tiny_model_cfg(image_size=32)
+    torch.manual_seed(0)  # the same random weights every session: a failure can be reproduced
     manifest = Manifest(
         name="tiny-test", version="1", tokenizer={"kind": "clip-bpe"}, tasks={"file": "tasks.yaml"}
     )

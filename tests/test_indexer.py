@@ -8,6 +8,7 @@ with its own zero-shot tasks and a thresholds file, so labels go through the rea
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -253,3 +254,67 @@ def test_site_tasks_and_thresholds_label_the_index_and_new_clips_alike(tmp_path,
     synthesize_archive(other, patients=1, seed=8, frames=(6, 8))
     new_clip = next(p for p in sorted(other.rglob("*")) if p.suffix in (".dcm", ".avi", ".mp4"))
     assert set(Engine.open(data).clip_labels(new_clip)) == expected
+
+
+def test_relabel_recomputes_labels_from_the_frame_store(tmp_path, synth_archive, tiny_bundle, cli):
+    """Relabelling with a site's tasks gives the labels indexing with them gives (up to the float16
+    frame store), without reading a video; relabelling with the model's own tasks restores them."""
+    from echosearch.search import Engine
+    from indexer.relabel import relabel
+
+    tasks, thresholds = tmp_path / "site.yaml", tmp_path / "site-thresholds.json"
+    tasks.write_text(SITE_TASKS)
+    thresholds.write_text('{"mitraclip": -1.0}')
+    direct, later = tmp_path / "direct", tmp_path / "later"
+    run_index(_opts([synth_archive], direct, tiny_bundle, tasks=str(tasks), thresholds=str(thresholds)))
+    run_index(_opts([synth_archive], later, tiny_bundle))
+
+    def labels(data: Path) -> dict[str, dict[str, float]]:
+        db = open_db(data)
+        with db.session() as s:
+            videos = s.scalars(select(Video).where(Video.status == STATUS_INDEXED)).all()
+            out = {v.path: {lb.task: lb.value for lb in v.labels} for v in videos}
+        db.close()
+        return out
+
+    before = labels(later)
+    assert all(set(v) == TASK_NAMES for v in before.values())
+    engine = Engine.open(later)
+    summary = relabel(engine, tasks, thresholds)
+    engine.close()
+    assert summary.clips == len(before) and summary.tasks == ["pacemaker", "mitraclip"]
+    expected, got = labels(direct), labels(later)
+    assert got.keys() == expected.keys()
+    for path, values in got.items():
+        assert values.keys() == expected[path].keys()
+        for task, value in values.items():
+            assert value == pytest.approx(expected[path][task], abs=2e-3), (path, task)
+
+    res = cli("relabel", "--data", str(later), "--json")  # the model's own tasks again
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["clips"] == len(before)
+    restored = labels(later)
+    for path, values in restored.items():  # (random weights: EF and view may flip on float16 noise)
+        assert values.keys() == before[path].keys()
+        assert values["pacemaker"] == pytest.approx(before[path]["pacemaker"], abs=2e-3)
+    res = cli("relabel", "--data", str(tmp_path / "nothing"))
+    assert res.returncode == 1 and "no echosearch index" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_rerun_with_other_tasks_relabels_the_clips_indexed_before(tmp_path, synth_archive, tiny_bundle):
+    tasks = tmp_path / "site.yaml"
+    tasks.write_text(SITE_TASKS)
+    data = tmp_path / "data"
+    first = run_index(_opts([synth_archive], data, tiny_bundle))
+    runner = Runner(_opts([synth_archive], data, tiny_bundle, tasks=str(tasks)))
+    second = runner.run()
+    assert second.embedded == 0 and second.relabelled == first.embedded
+    assert any("relabelled" in line for line in second.lines())
+    db = open_db(data)
+    with db.session() as s:
+        for v in s.scalars(select(Video).where(Video.status == STATUS_INDEXED)).all():
+            assert {lb.task for lb in v.labels} == {"pacemaker", "mitraclip"}  # the bundle's 0.0 threshold
+    db.close()  # is not carried to the reworded pacemaker task, and no clip keeps old labels
+    runner = Runner(_opts([synth_archive], data, tiny_bundle, tasks=str(tasks)))
+    third = runner.run()  # same tasks again: nothing to redo, the model is not even loaded
+    assert third.relabelled == 0 and not runner.model_loaded

@@ -79,6 +79,42 @@ def index(
 
 @cli.command()
 @data_option
+@click.option("--model", "model", default=None, help="Model space to relabel (default: latest).")
+@click.option(
+    "--tasks",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Zero-shot task file (default: the model's).",
+)
+@click.option(
+    "--thresholds",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Thresholds file for the tasks (what `echosearch calibrate --out` writes).",
+)
+@json_option
+def relabel(data, model, tasks, thresholds, as_json) -> None:
+    """Recompute every zero-shot label from the stored frame embeddings (no video is read again)."""
+    from echosearch.search import Engine
+    from echosearch.zeroshot import load_tasks, load_thresholds
+    from indexer.relabel import relabel as run
+
+    if tasks:  # a broken file fails before the model loads
+        load_tasks(tasks)
+    if thresholds:
+        load_thresholds(thresholds)
+    engine = Engine.open(data, space=model)
+    try:
+        summary = run(engine, tasks, thresholds)
+    finally:
+        engine.close()
+    if as_json:
+        emit_json(summary.to_dict())
+    else:
+        for line in summary.lines():
+            click.echo(line)
+
+
+@cli.command()
+@data_option
 @click.option("--repair", is_flag=True, help="Fix what is wrong (rebuild vectors from the frame store).")
 @json_option
 def verify(data, repair, as_json) -> None:

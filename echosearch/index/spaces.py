@@ -90,6 +90,10 @@ class Space:
         """Keep the zero-shot tasks and thresholds this space's labels come from (see module doc)."""
         from echosearch.zeroshot import save_tasks, save_thresholds
 
+        if not tasks:  # a task file cannot be empty: no record means "the model's own (none)"
+            for name in (TASKS_FILE, THRESHOLDS_FILE):
+                (self.root / name).unlink(missing_ok=True)
+            return
         save_tasks(tasks, self.root / TASKS_FILE)
         save_thresholds(self.root / THRESHOLDS_FILE, thresholds)
 
