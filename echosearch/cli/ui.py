@@ -61,11 +61,21 @@ def ui(ctx: click.Context, data: str | None, port: int, host: str) -> None:
         raise UsageError(f"the UI files are missing ({APP}); reinstall echosearch from its repository")
     env = dict(os.environ, **{DATA_ENV: str(root.resolve())}, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     click.echo(f"echosearch UI on http://{host}:{port}  (data: {root}; Ctrl+C to stop)", err=True)
+    sys.exit(run_streamlit(streamlit_command(port, host), env))
+
+
+def run_streamlit(command: list[str], env: dict[str, str]) -> int:
+    """Run the server. On POSIX this process becomes the server (exec), so a signal meant for
+    `echosearch ui` (Ctrl+C, a service manager's or a test's SIGTERM) reaches Streamlit itself and
+    no orphaned server keeps the port; elsewhere wait on it as a child."""
+    if os.name == "posix":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(command[0], command, env)
     try:
-        code = subprocess.call(streamlit_command(port, host), env=env)
+        return subprocess.call(command, env=env)
     except KeyboardInterrupt:
-        code = 0
-    sys.exit(code)
+        return 0
 
 
 @ui.command("set-password")
