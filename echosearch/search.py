@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from echosearch.errors import UsageError
 from echosearch.index import Space, VectorIndex, list_spaces, report_space_name
+from echosearch.reports import SLOT
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db, url_for_data_dir
 from echosearch.store.schema import STATUS_INDEXED, Patient, Report, Study, Video
@@ -32,6 +33,8 @@ from echosearch.store.schema import STATUS_INDEXED, Patient, Report, Study, Vide
 log = logging.getLogger(__name__)
 
 REPORT_EXCERPT_CHARS = 240
+#: Clips ranked by text similarity before label preferences re-rank them (at least 20 x k).
+CANDIDATE_POOL = 200
 
 
 # ---------------------------------------------------------------- results
@@ -98,9 +101,10 @@ class SearchResult:
     suggestions: list[str] = field(default_factory=list)
     elapsed_ms: float = 0.0
     model: str | None = None
+    interpretation: dict[str, Any] | None = None  # how a free-text query was understood
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "query": self.query,
             "model": self.model,
             "elapsed_ms": round(self.elapsed_ms, 2),
@@ -108,6 +112,9 @@ class SearchResult:
             "suggestions": self.suggestions,
             "results": [r.to_dict() for r in self.results],
         }
+        if self.interpretation is not None:
+            out["interpretation"] = self.interpretation
+        return out
 
 
 @dataclass
@@ -145,6 +152,7 @@ class Engine:
             row = q.get_space(s, space.name)
             self.space_id = row.id if row else None
         self._encoder = None
+        self._lexicon = None
         self._clinical: bool | None = None
         self._site_key: bytes | None = None
         self._studies: tuple[list[str], np.ndarray] | None = None
@@ -300,11 +308,15 @@ class Engine:
         k: int = 10,
         filters: q.VideoFilter | None = None,
         negatives: Sequence[str] = (),
+        literal: bool = False,
     ) -> SearchResult:
-        """Text -> video. Free text goes through the model's tokenizer; "A4C, not pacer" style
-        negatives are subtracted. A template-tokenizer query that matches no phrase returns no
-        results, a note and the nearest template phrases instead of searching for nothing."""
-        return self.search_combined(texts=[(query, 1.0)], negatives=negatives, k=k, filters=filters)
+        """Text -> video. Free clinical text is interpreted first (:meth:`interpret`): the model reads
+        the vocabulary's phrases for what was asked, stated numbers and exclusions become filters and
+        the labels that measure a finding best join the ranking. ``literal`` sends the text to the
+        tokenizer as typed (the behaviour before query understanding)."""
+        return self.search_combined(
+            texts=[(query, 1.0)], negatives=negatives, k=k, filters=filters, literal=literal
+        )
 
     def search_combined(
         self,
@@ -314,17 +326,30 @@ class Engine:
         k: int = 10,
         filters: q.VideoFilter | None = None,
         negative_weight: float = 0.5,
+        literal: bool = False,
     ) -> SearchResult:
-        """A weighted sum of text and clip vectors, minus negatives, normalised, then searched."""
+        """A weighted sum of text and clip vectors, minus negatives, normalised, then searched, with
+        the filters and label preferences of the texts' interpretations."""
         started = time.perf_counter()
         query_doc: dict[str, Any] = {"texts": [t for t, _ in texts], "negatives": list(negatives)}
-        texts, negatives = _split_negatives(texts, negatives)
+        if literal:
+            texts, negatives = _split_negatives(texts, negatives)
         notes: list[str] = []
         total = np.zeros(self.space.info.dim, dtype=np.float32)
         exclude: list[int] = []
+        conditions: list[Any] = []
+        preferences: list[Any] = []
+        interpretations: list[Any] = []
         try:
             for text, weight in texts:
-                vec, text_notes = self.text_vector(text)
+                if literal:
+                    vec, text_notes = self.text_vector(text)
+                else:
+                    plan = self.interpret(text)
+                    interpretations.append(plan)
+                    vec, text_notes = self._plan_vector(plan)
+                    conditions += plan.filters
+                    preferences += plan.preferences
                 total += weight * vec
                 notes += text_notes
             for target, weight in clips:
@@ -338,18 +363,171 @@ class Engine:
                 notes += text_notes
         except NoTemplateMatch as miss:
             result = SearchResult(query_doc, [], [str(miss)], miss.suggestions, model=self.model_name)
+            if interpretations:
+                result.interpretation = interpretations[0].to_dict()
             result.elapsed_ms = 1000 * (time.perf_counter() - started)
             self._audit("search_text", query_doc)
             return result
-        if not np.any(total):
+        if not np.any(total) and not conditions and not preferences:
             raise UsageError("give at least one text or clip to search for")
         if clips and len(exclude):
             filters = _with_excluded_videos(filters, exclude)
-        hits = self._search_videos(total, k, filters)
+        filters = self._with_conditions(filters, conditions, notes)
+        prefs = self._resolve_preferences(preferences, notes)
+        hits = self._search_ranked(total, k, filters, prefs)
         result = SearchResult(query_doc, hits, notes, model=self.model_name)
+        if interpretations:
+            result.interpretation = interpretations[0].to_dict()
+            if not hits:
+                result.notes.append(_empty_reason(interpretations[0], filters))
+                result.suggestions = self.suggest(" ".join(t for t, _ in texts))
         result.elapsed_ms = 1000 * (time.perf_counter() - started)
         self._audit("search_text" if not clips else "search_combined", query_doc)
         return result
+
+    # -------------------------------------------------------------- query understanding
+
+    @property
+    def lexicon(self):
+        """The model's query lexicon (configs/lexicon/): what clinicians' words mean to it."""
+        if self._lexicon is None:
+            from echosearch.query.lexicon import lexicon_for
+
+            self._lexicon = lexicon_for(self.model_name, self.encoder.tokenizer)
+        return self._lexicon
+
+    def interpret(self, text: str):
+        """How a free-text query is read for this space's model (an ``Interpretation``)."""
+        from echosearch.query import interpret
+
+        text = (text or "").strip()
+        if not text:
+            raise UsageError("the query is empty")
+        return interpret(text, self.lexicon, self.encoder.tokenizer)
+
+    def _plan_vector(self, plan) -> tuple[np.ndarray, list[str]]:
+        """The query vector of an interpretation: its weighted phrases minus its negatives."""
+        notes = [plan.summary()]
+        if plan.corrections:
+            notes.append("read " + ", ".join(f"'{a}' as '{b}'" for a, b in plan.corrections.items()))
+        if plan.unmatched:
+            notes.append("not understood: " + ", ".join(plan.unmatched))
+        notes += plan.notes
+        dim = self.space.info.dim
+        if not plan.phrases and not plan.negatives:
+            if plan.filters or plan.preferences:
+                return np.zeros(dim, dtype=np.float32), notes
+            if getattr(self.encoder.tokenizer, "phrases", None) is not None:
+                raise NoTemplateMatch(plan.query, self.suggest(plan.query))
+            notes.append("no clinical term recognised: searched as typed")
+            return self.encoder.encode_text([plan.query]).numpy()[0], notes
+        texts = [p.text for p in plan.phrases] + [p.text for p in plan.negatives]
+        weights = np.array([p.weight for p in plan.phrases] + [-p.weight for p in plan.negatives], np.float32)
+        vectors = self.encoder.encode_text(texts).numpy()
+        vec = weights @ vectors
+        norm = float(np.linalg.norm(vec))
+        return (vec / norm if norm > 0 else vec).astype(np.float32), notes
+
+    def _label_sources(self) -> dict[str, Any]:
+        """{task: (LabelSource, class names)} for the tasks this space stores labels of."""
+        from echosearch.query.rank import LabelSource, class_grades
+
+        try:
+            tasks, thresholds = self.zero_shot_tasks()
+        except Exception:  # no model and no recorded tasks: no label can be used
+            return {}
+        stored = set(self.label_tasks())
+        out = {}
+        for task in tasks:
+            if task.name not in stored:
+                continue
+            classes = list(task.classes) if task.kind == "categorical" else []
+            decision = f"{task.name}.positive" if f"{task.name}.positive" in stored else None
+            source = LabelSource(
+                task.kind,
+                decision,
+                float(thresholds.get(task.name, 0.0)),
+                class_grades(classes, self.lexicon),
+            )
+            out[task.name] = (source, classes)
+        return out
+
+    def _with_conditions(self, filters: q.VideoFilter | None, conditions: list, notes: list[str]):
+        """The user's filters plus the interpretation's hard conditions the space can answer."""
+        from dataclasses import replace
+
+        from echosearch.query.rank import sql_condition
+
+        if not conditions:
+            return filters
+        f = replace(filters) if filters is not None else q.VideoFilter()
+        sources = self._label_sources()
+        stored_views = None
+        for cond in conditions:
+            if cond.kind == "view":
+                if stored_views is None:
+                    stored_views = set(self.filter_options()["views"])
+                if not stored_views:
+                    notes.append(f"{cond.describe()}: not applied, this index stores no views")
+                elif cond.exclude:
+                    f.exclude_views = [*f.exclude_views, *cond.views]
+                else:
+                    f.views = [*f.views, *cond.views]
+                continue
+            source, classes = sources.get(cond.task, (None, []))
+            parts = sql_condition(cond, source, classes) if source is not None else []
+            if not parts:
+                notes.append(f"{cond.describe()}: not applied, this index stores no such label")
+            f.labels = [*f.labels, *parts]
+        return f
+
+    def _resolve_preferences(self, preferences: list, notes: list[str]) -> list[tuple[Any, Any, list[str]]]:
+        sources = self._label_sources()
+        out = []
+        for cond in preferences:
+            if cond.task in sources and cond.weight > 0:
+                source, classes = sources[cond.task]
+                out.append((cond, source, classes))
+        return out
+
+    def _search_ranked(
+        self, vec: np.ndarray, k: int, filters: q.VideoFilter | None, prefs: list
+    ) -> list[VideoHit]:
+        """Search by the text vector alone, or, with label preferences, rank a candidate pool (the
+        nearest clips by text plus the clips each preferred label picks) by similarity + preferences."""
+        from dataclasses import replace
+
+        from echosearch.query.rank import combined_scores, signal, sql_condition
+
+        if not prefs:
+            return self._search_videos(vec, k, filters)
+        if k < 1:
+            raise UsageError("k must be at least 1")
+        pool = max(CANDIDATE_POOL, 20 * k)
+        base = replace(filters) if filters is not None else q.VideoFilter()
+        if self.space_id is not None and base.label_space_id is None:
+            base.label_space_id = self.space_id
+        with self.db.session() as s:
+            allowed = q.filter_video_ids(s, base)
+            if allowed is not None and allowed.size == 0:
+                return []
+            candidates = [self.index.search(vec[None, :].astype(np.float32), pool, ids=allowed)[0].ids]
+            for cond, source, classes in prefs:
+                parts = sql_condition(cond, source, classes)
+                if parts:
+                    picked = q.filter_video_ids(s, replace(base, labels=[*base.labels, *parts]))
+                    candidates.append(picked[: 5 * pool])
+            ids = np.unique(np.concatenate(candidates).astype(np.int64))
+            ids = ids[np.isin(ids, self.index.ids())]
+            if ids.size == 0:
+                return []
+            labels = q.labels_for(s, ids.tolist(), self.space_id)
+        similarity = self.index.reconstruct(ids) @ vec.astype(np.float32)
+        signals = np.array([[signal(c, src, labels[int(i)]) for c, src, _ in prefs] for i in ids], np.float32)
+        weights = np.array([c.weight for c, _, _ in prefs], np.float32)
+        scores = combined_scores(similarity, signals, weights)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return self._video_hits([(int(ids[i]), float(scores[i])) for i in order])
 
     def search_clip(
         self,
@@ -482,7 +660,8 @@ class Engine:
         Ranked by shared words first (a clinician's words are usually in the phrase), then by
         character similarity, so "dilated lv" finds "<#> DILATED LEFT VENTRICLE." style phrases.
         """
-        return suggest_phrases(query, getattr(self.encoder.tokenizer, "phrases", None) or [], n)
+        phrases = [*self.lexicon.phrases(), *(getattr(self.encoder.tokenizer, "phrases", None) or [])]
+        return suggest_phrases(query, [_example(p) for p in phrases], n)
 
     # -------------------------------------------------------------- lookups
 
@@ -865,8 +1044,31 @@ def suggest_phrases(query: str, phrases: Sequence[str], n: int = 5) -> list[str]
         overlap = len(words & pwords) / len(words)
         return overlap, difflib.SequenceMatcher(None, text, " ".join(sorted(pwords))).ratio()
 
-    scored = sorted(((rank(p), p) for p in phrases), key=lambda item: item[0], reverse=True)
-    return [p.strip() for (overlap, ratio), p in scored[:n] if overlap > 0 or ratio > 0.3]
+    unique = list(dict.fromkeys(p.strip() for p in phrases))
+    scored = sorted(((rank(p), p) for p in unique), key=lambda item: item[0], reverse=True)
+    return [p for (overlap, ratio), p in scored[:n] if overlap > 0 or ratio > 0.3]
+
+
+def _example(phrase: str) -> str:
+    """A vocabulary phrase with its slots filled by a typical value, so a suggestion can be searched
+    as it is: a number before % or a unit, a severity word elsewhere."""
+    out = phrase.strip()
+    while SLOT in out:
+        after = out.split(SLOT, 1)[1][:4]
+        value = "35" if after[:1] in ("%", "M", "C") or after.startswith(" BPM") else "MODERATE"
+        out = out.replace(SLOT, value, 1)
+    return out
+
+
+def _empty_reason(plan, filters: q.VideoFilter | None) -> str:
+    """Why a query found nothing: the words, or the filters."""
+    if not plan.understood:
+        return "nothing in the query was understood" + (
+            f" ({', '.join(plan.unmatched)})" if plan.unmatched else ""
+        )
+    if filters is not None and not filters.is_empty():
+        return "no clip passes the filters; loosen them"
+    return "no clip matches"
 
 
 def _split_negatives(

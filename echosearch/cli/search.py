@@ -28,7 +28,7 @@ def _print_videos(result: SearchResult) -> None:
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if result.suggestions:
-        click.echo("nearest template phrases:", err=True)
+        click.echo("try one of these phrases:", err=True)
         for phrase in result.suggestions:
             click.echo(f"  {phrase}", err=True)
     if not result.results:
@@ -67,13 +67,16 @@ def _fmt(value) -> str:
 @k_option
 @where_option
 @click.option("--not", "negatives", multiple=True, metavar="TEXT", help="Push results away from TEXT.")
+@click.option("--literal", is_flag=True, help="Send TEXT to the model as typed (no query interpretation).")
 @model_option
 @data_option
 @json_option
-def search(text, k, where, negatives, model, data, as_json) -> None:
-    """Find clips matching free TEXT ("severe dilated left ventricle, not pacer")."""
+def search(text, k, where, negatives, literal, model, data, as_json) -> None:
+    """Find clips matching free clinical TEXT ("severe LV dysfunction, no pacer"; see `interpret`)."""
     engine = _open(data, model)
-    result = engine.search_text(text, k=k, filters=parse_where(where, engine), negatives=negatives)
+    result = engine.search_text(
+        text, k=k, filters=parse_where(where, engine), negatives=negatives, literal=literal
+    )
     emit_json(result.to_dict()) if as_json else _print_videos(result)
 
 

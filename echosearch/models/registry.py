@@ -48,6 +48,7 @@ class RegistryEntry:
     intended_use: str = ""
     clinical: bool = False
     paper: str | None = None
+    lexicon: str | None = None  # configs/lexicon/<name>.yaml: how free-text queries become its phrases
     registry_dir: Path = field(default_factory=Path)
 
     @property

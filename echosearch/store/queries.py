@@ -372,7 +372,7 @@ class VideoFilter:
     """What a search may return. Every field is optional; set fields are ANDed.
 
     ``date_from``/``date_to`` are inclusive study dates; ``views``/``manufacturers`` match any of the
-    given values (manufacturer case-insensitively, as a prefix: "GE" matches "GE Healthcare");
+    given values, ``exclude_views`` none of them (manufacturer case-insensitively, as a prefix: "GE" matches "GE Healthcare");
     ``labels`` are label conditions (in ``label_space_id`` when given, else any space);
     ``patient_key`` is a keyed hash; ``study_uids`` restrict to studies; ``exclude_study_uids`` and
     ``exclude_video_ids`` remove items (video->video search excludes the query's own study).
@@ -382,6 +382,7 @@ class VideoFilter:
     date_from: dt.date | None = None
     date_to: dt.date | None = None
     views: Sequence[str] = ()
+    exclude_views: Sequence[str] = ()
     manufacturers: Sequence[str] = ()
     labels: Sequence[LabelCondition] = ()
     label_space_id: int | None = None
@@ -397,6 +398,7 @@ class VideoFilter:
                 self.date_from,
                 self.date_to,
                 self.views,
+                self.exclude_views,
                 self.manufacturers,
                 self.labels,
                 self.patient_key,
@@ -425,6 +427,8 @@ def filter_select(f: VideoFilter) -> Select:
         q = q.where(Study.study_uid.not_in(list(f.exclude_study_uids)))
     if f.views:
         q = q.where(func.lower(Video.view).in_([v.lower() for v in f.views]))
+    if f.exclude_views:  # a clip without a view is not excluded: nothing says it is that view
+        q = q.where(or_(Video.view.is_(None), func.lower(Video.view).not_in([v.lower() for v in f.exclude_views])))
     if f.manufacturers:
         q = q.where(or_(*[func.lower(Video.manufacturer).like(m.lower() + "%") for m in f.manufacturers]))
     for cond in f.labels:

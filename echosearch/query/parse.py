@@ -1,0 +1,240 @@
+"""Reading a clinician's query into findings: clauses, atoms, severities, numbers, negation, typos.
+
+The query is split into clauses (at , ; . and at words such as "and", "with"); each clause is read
+as a bag of marks found by longest match against the lexicon's surfaces (so "heart failure with
+reduced ejection fraction" stays one term although it contains "with"). A finding fires in a clause
+when all atoms of one of its sets are there; when one finding's atoms are a strict subset of
+another's, the more specific one wins ("PSAX papillary" is the papillary view, not any PSAX).
+
+Clauses lean on their neighbours the way clinicians write: "dilated LV and RV" (the RV clause borrows
+"dilated"), "dilated RV with reduced function" (the function clause borrows the RV), "no pacer or
+ICD" (the ICD clause borrows the negation). Words that are not in the lexicon are corrected to the
+nearest lexicon word within a small edit distance ("pacmaker" -> "pacemaker").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
+
+from echosearch.query.lexicon import Lexicon, words_of
+
+_CLAUSE_BREAK = re.compile(r"[,;!?\n]|\.(?!\d)")
+_RANGE = re.compile(r"(\d+(?:\.\d+)?)\s*%?\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)(\s*%)?")
+_NUMBER = re.compile(r"^(\d+(?:\.\d+)?)(%?)$")
+_RANGE_TOKEN = re.compile(r"^range(\d+(?:\.\d+)?)to(\d+(?:\.\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Number:
+    """A number a query gives for a finding: ``=`` a value, ``<``/``>`` a bound, or a ``between`` range."""
+
+    op: str
+    value: float
+    high: float | None = None
+
+    def describe(self) -> str:
+        if self.op == "between":
+            return f"{self.value:g}-{self.high:g}"
+        return f"{self.op} {self.value:g}" if self.op != "=" else f"{self.value:g}"
+
+
+@dataclass
+class Mention:
+    """One finding the query names, as the clinician said it."""
+
+    finding: str
+    grade: str | None = None
+    negated: bool = False
+    number: Number | None = None
+    words: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Parsed:
+    mentions: list[Mention] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+    corrections: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Clause:
+    atoms: list[str] = field(default_factory=list)
+    grades: list[str] = field(default_factory=list)
+    negated: bool = False
+    numbers: list[Number] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+    joined_by_or: bool = False
+    pending_op: str | None = None
+
+
+def _max_typo_distance(word: str) -> int:
+    return 0 if len(word) < 4 else 1 if len(word) < 7 else 2
+
+
+def _correct(word: str, lex: Lexicon, corrections: dict[str, str]) -> str:
+    """The lexicon word nearest an unknown word, within an edit distance that grows with its length."""
+    low = word.lower()
+    if not low.isalpha() or low in lex.known_words or (low,) in lex.surfaces:
+        return word
+    limit = _max_typo_distance(low)
+    if limit == 0:
+        return word
+    best = process.extractOne(low, lex.known_words, scorer=Levenshtein.distance, score_cutoff=limit)
+    if best is None:
+        return word
+    corrections[word] = best[0]
+    return best[0]
+
+
+def _tokens(chunk: str, lex: Lexicon, corrections: dict[str, str]) -> list[str]:
+    chunk = _RANGE.sub(lambda m: f" range{m.group(1)}to{m.group(2)} ", chunk)
+    return [_correct(w, lex, corrections) for w in words_of(chunk)]
+
+
+def _marks(tokens: list[str], lex: Lexicon) -> list[tuple[str, str, str]]:
+    """(kind, value, surface text) for each longest lexicon match; numbers and unknown words too."""
+    out: list[tuple[str, str, str]] = []
+    i = 0
+    while i < len(tokens):
+        for n in range(min(lex.max_surface, len(tokens) - i), 0, -1):
+            original = tuple(tokens[i : i + n])
+            key = tuple(w.lower() for w in original)
+            marks = lex.surfaces.get(key)
+            if marks and (key not in lex.case_sensitive or all(w.isupper() for w in original)):
+                out.extend((kind, value, " ".join(original)) for kind, value in marks)
+                i += n
+                break
+        else:
+            word = tokens[i]
+            if _NUMBER.match(word) or _RANGE_TOKEN.match(word):
+                out.append(("num", word, word))
+            else:
+                out.append(("word", word, word))
+            i += 1
+    return out
+
+
+def _clauses(text: str, lex: Lexicon, parsed: Parsed) -> list[_Clause]:
+    clauses: list[_Clause] = []
+    for chunk in _CLAUSE_BREAK.split(text):
+        current = _Clause()
+        clauses.append(current)
+        for kind, value, surface in _marks(_tokens(chunk, lex, parsed.corrections), lex):
+            if kind == "sep":
+                current = _Clause(joined_by_or=surface.lower() == "or")
+                clauses.append(current)
+                continue
+            current.words.append(surface)
+            if kind == "atom":
+                current.atoms.append(value)
+            elif kind == "grade":
+                current.grades.append(value)
+            elif kind == "neg":
+                current.negated = True
+            elif kind == "cmp":
+                current.pending_op = value
+            elif kind == "num":
+                current.numbers.append(_number(value, current.pending_op))
+                current.pending_op = None
+            elif kind == "word":
+                parsed.unmatched.append(surface)
+    return [c for c in clauses if c.words]
+
+
+def _number(token: str, op: str | None) -> Number:
+    m = _RANGE_TOKEN.match(token)
+    if m:
+        low, high = sorted((float(m.group(1)), float(m.group(2))))
+        return Number("between", low, high)
+    return Number(op or "=", float(_NUMBER.match(token).group(1)))
+
+
+def _fire(atoms: set[str], lex: Lexicon) -> dict[str, frozenset[str]]:
+    """Findings whose atom sets the clause holds, the most specific kept."""
+    hits: dict[str, frozenset[str]] = {}
+    for rule in lex.rules.values():
+        for group in rule.when:
+            if group <= atoms and len(group) > len(hits.get(rule.name, ())):
+                hits[rule.name] = group
+    return {n: g for n, g in hits.items() if not any(g < other for other in hits.values())}
+
+
+def _attribute_atoms(lex: Lexicon) -> set[str]:
+    """Atoms that describe a chamber (DILATED, REDUCED, ...): those sharing a rule with an organ."""
+    out: set[str] = set()
+    for rule in lex.rules.values():
+        for group in rule.when:
+            if group & lex.organs:
+                out |= group - lex.organs
+    return out
+
+
+def _read_clause(clause: _Clause, previous: _Clause | None, lex: Lexicon) -> dict[str, frozenset[str]]:
+    atoms = set(clause.atoms)
+    hits = _fire(atoms, lex)
+    if hits:
+        return hits
+    organs, attributes = atoms & lex.organs, atoms & _attribute_atoms(lex)
+    prev_atoms = set(previous.atoms) if previous is not None else set()
+    if attributes and not organs:
+        borrowed = prev_atoms & lex.organs or {lex.default_organ}
+        hits = _fire(atoms | borrowed, lex)
+    elif organs and not attributes:
+        hits = _fire(atoms | (prev_atoms & _attribute_atoms(lex)), lex)
+        if not hits:
+            hits = {f: frozenset(organs) for o in organs for f in lex.organ_findings[o]}
+    if hits:
+        clause.atoms = sorted(atoms | set().union(*hits.values()))
+    return hits
+
+
+def _grade(clause: _Clause) -> str | None:
+    abnormal = [g for g in clause.grades if g != "normal"]
+    return abnormal[0] if abnormal else (clause.grades[0] if clause.grades else None)
+
+
+def parse_query(text: str, lex: Lexicon) -> Parsed:
+    """The findings a free-text query names, with their grades, numbers and negation."""
+    parsed = Parsed()
+    previous: _Clause | None = None
+    seen: set[tuple[str, bool]] = set()
+    for clause in _clauses(text, lex, parsed):
+        if clause.joined_by_or and previous is not None and previous.negated:
+            clause.negated = True
+        hits = _read_clause(clause, previous, lex)
+        grade = _grade(clause)
+        negated = clause.negated
+        if negated and grade == "normal":  # "not normal LV function": abnormal, any grade
+            grade, negated = None, False
+        number_rules = [lex.rules[h] for h in hits if lex.rules[h].number]
+        if not hits and clause.numbers and any(w.endswith("%") for w in clause.words):
+            number_rules = [r for r in lex.rules.values() if r.number][:1]
+            hits = {r.name: frozenset() for r in number_rules}
+        for name in hits:
+            rule = lex.rules[name]
+            mention = Mention(name, grade if rule.graded else None, negated, words=" ".join(clause.words))
+            if rule.number:
+                if clause.numbers:
+                    mention.number = clause.numbers[0]
+                elif grade is not None and rule.graded_as:
+                    mention = Mention(rule.graded_as, grade, negated, words=mention.words)
+                else:
+                    parsed.notes.append(f"'{mention.words}': give a value, e.g. '{mention.words} < 40'")
+                    continue
+            if (mention.finding, mention.negated) not in seen:
+                seen.add((mention.finding, mention.negated))
+                parsed.mentions.append(mention)
+        if clause.numbers and not number_rules:
+            parsed.notes.append(
+                f"the number in '{' '.join(clause.words)}' was not used (no finding takes it)"
+            )
+        previous = clause
+    return parsed
