@@ -327,11 +327,16 @@ class Engine:
         filters: q.VideoFilter | None = None,
         negative_weight: float = 0.5,
         literal: bool = False,
+        plans: Sequence[tuple[Any, float]] = (),
     ) -> SearchResult:
         """A weighted sum of text and clip vectors, minus negatives, normalised, then searched, with
-        the filters and label preferences of the texts' interpretations."""
+        the filters and label preferences of the texts' interpretations. ``plans`` are
+        interpretations given ready (e.g. edited by the user), searched like interpreted texts."""
         started = time.perf_counter()
-        query_doc: dict[str, Any] = {"texts": [t for t, _ in texts], "negatives": list(negatives)}
+        query_doc: dict[str, Any] = {
+            "texts": [t for t, _ in texts] + [p.query for p, _ in plans],
+            "negatives": list(negatives),
+        }
         if literal:
             texts, negatives = _split_negatives(texts, negatives)
         notes: list[str] = []
@@ -344,12 +349,15 @@ class Engine:
             for text, weight in texts:
                 if literal:
                     vec, text_notes = self.text_vector(text)
+                    total += weight * vec
+                    notes += text_notes
                 else:
-                    plan = self.interpret(text)
-                    interpretations.append(plan)
-                    vec, text_notes = self._plan_vector(plan)
-                    conditions += plan.filters
-                    preferences += plan.preferences
+                    plans = [*plans, (self.interpret(text), weight)]
+            for plan, weight in plans:
+                interpretations.append(plan)
+                vec, text_notes = self._plan_vector(plan)
+                conditions += plan.filters
+                preferences += plan.preferences
                 total += weight * vec
                 notes += text_notes
             for target, weight in clips:
@@ -396,6 +404,10 @@ class Engine:
             self._lexicon = lexicon_for(self.model_name, self.encoder.tokenizer)
         return self._lexicon
 
+    def search_interpretation(self, plan, k: int = 10, filters: q.VideoFilter | None = None) -> SearchResult:
+        """Search with a given interpretation (one the user edited: phrases, filters, preferences)."""
+        return self.search_combined(plans=[(plan, 1.0)], k=k, filters=filters)
+
     def interpret(self, text: str):
         """How a free-text query is read for this space's model (an ``Interpretation``)."""
         from echosearch.query import interpret
@@ -407,7 +419,7 @@ class Engine:
 
     def _plan_vector(self, plan) -> tuple[np.ndarray, list[str]]:
         """The query vector of an interpretation: its weighted phrases minus its negatives."""
-        notes = [plan.summary()]
+        notes = []
         if plan.corrections:
             notes.append("read " + ", ".join(f"'{a}' as '{b}'" for a, b in plan.corrections.items()))
         if plan.unmatched:
@@ -443,10 +455,11 @@ class Engine:
                 continue
             classes = list(task.classes) if task.kind == "categorical" else []
             decision = f"{task.name}.positive" if f"{task.name}.positive" in stored else None
+            threshold = thresholds.get(task.name) if task.kind == "binary" else None
             source = LabelSource(
                 task.kind,
                 decision,
-                float(thresholds.get(task.name, 0.0)),
+                float(threshold) if isinstance(threshold, (int, float)) else 0.0,
                 class_grades(classes, self.lexicon),
             )
             out[task.name] = (source, classes)

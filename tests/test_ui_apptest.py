@@ -90,8 +90,38 @@ def test_filters_restrict_results(app, manifest):
 def test_example_query_button_fills_the_box(app):
     app.button(key="ex-0").click().run()
     _ok(app)
-    assert app.text_input(key="q").value == "SEVERE DILATED LEFT VENTRICLE."
+    assert app.text_input(key="q").value == "severe LV dysfunction"
     assert _buttons(app, "-sim")
+
+
+def test_a_clinicians_words_find_clips_and_the_reading_is_shown(app):
+    _search(app, "pacmaker, no effusion")
+    infos = [i.value for i in app.info]
+    assert any(i.startswith("**Searched as:**") and "PACEMAKER" in i for i in infos), infos
+    assert any("'pacmaker' as 'pacemaker'" in w.value for w in app.warning)
+    assert _buttons(app, "-sim")
+
+
+def test_the_reading_can_be_edited_and_searched_again(app, ui_archive):
+    _search(app, "dilated LV")
+    area = app.text_area[0]
+    assert "DILATED LEFT VENTRICLE." in area.value
+    area.input("A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE.")
+    for box in app.checkbox:
+        if box.key and box.key.startswith("p-"):
+            box.uncheck()
+    next(b for b in app.button if b.label == "Search with these").click().run()
+    _ok(app)
+    infos = [i.value for i in app.info]
+    assert any("PACEMAKER LEAD" in i and "prefer" not in i for i in infos), infos
+    assert _buttons(app, "-sim")
+
+
+def test_a_query_with_nothing_understood_says_why_and_suggests(app):
+    _search(app, "xyzzy plugh")
+    warnings = [w.value for w in app.warning]
+    assert any("xyzzy" in w for w in warnings), warnings
+    assert not _buttons(app, "-sim")
 
 
 def test_similar_clips_opens_query_by_clip(app):

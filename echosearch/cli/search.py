@@ -25,6 +25,8 @@ def _open(data: str | None, model: str | None) -> Engine:
 
 
 def _print_videos(result: SearchResult) -> None:
+    if result.interpretation is not None:
+        click.echo(result.interpretation["summary"], err=True)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if result.suggestions:

@@ -428,7 +428,9 @@ def filter_select(f: VideoFilter) -> Select:
     if f.views:
         q = q.where(func.lower(Video.view).in_([v.lower() for v in f.views]))
     if f.exclude_views:  # a clip without a view is not excluded: nothing says it is that view
-        q = q.where(or_(Video.view.is_(None), func.lower(Video.view).not_in([v.lower() for v in f.exclude_views])))
+        q = q.where(
+            or_(Video.view.is_(None), func.lower(Video.view).not_in([v.lower() for v in f.exclude_views]))
+        )
     if f.manufacturers:
         q = q.where(or_(*[func.lower(Video.manufacturer).like(m.lower() + "%") for m in f.manufacturers]))
     for cond in f.labels:

@@ -9,11 +9,11 @@ from echosearch.search import Engine
 from ui import common
 
 EXAMPLES = (
-    "SEVERE DILATED LEFT VENTRICLE.",
-    "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE.",
-    "THE LEFT VENTRICULAR EJECTION FRACTION IS 30%.",
-    "A TRANSCATHETER AORTIC VALVE PROSTHESIS IS PRESENT.",
-    "APICAL FOUR CHAMBER VIEW, not pacemaker",
+    "severe LV dysfunction",
+    "pacemaker",
+    "EF < 30%",
+    "s/p TAVR, no effusion",
+    "A4C, not pacer",
 )
 
 
@@ -21,15 +21,9 @@ def _use(text: str):
     def callback() -> None:
         st.session_state.q = text
         st.session_state.cam_video = None
+        st.session_state.edited_plan = None
 
     return callback
-
-
-def _has_phrases(eng: Engine) -> bool:
-    try:
-        return bool(getattr(eng.encoder.tokenizer, "phrases", None))
-    except Exception:
-        return False
 
 
 def render(eng: Engine) -> None:
@@ -38,45 +32,92 @@ def render(eng: Engine) -> None:
     query = st.text_input(
         "Describe what you are looking for",
         key="q",
-        placeholder="e.g. SEVERE DILATED LEFT VENTRICLE.  (add ', not pacemaker' to exclude)",
+        placeholder="e.g. severe LV dysfunction, pacer lead  (add ', no effusion' to exclude)",
     ).strip()
     st.caption("Examples:")
     cols = st.columns(len(EXAMPLES))
     for i, (col, example) in enumerate(zip(cols, EXAMPLES, strict=True)):
         col.button(example, key=f"ex-{i}", on_click=_use(example), width="stretch")
-    if query and _has_phrases(eng):
-        phrases = eng.suggest(query)
-        if phrases:
-            st.caption("Template phrases like your query (click to use):")
-            pcols = st.columns(len(phrases))
-            for i, (col, phrase) in enumerate(zip(pcols, phrases, strict=True)):
-                col.button(phrase, key=f"sug-{i}", on_click=_use(phrase), width="stretch")
     if not query:
-        st.info("Type a finding, a view or a device; results are the clips the model finds most alike.")
+        st.info(
+            "Type findings, devices, numbers or a view the way you would say them; results are the clips the model finds most alike."
+        )
         return
-    sig = (query, common.filter_signature(filters, k))
+    edited = st.session_state.get("edited_plan")
+    if edited is not None and edited.query != query:
+        edited = st.session_state.edited_plan = None
+    sig = (
+        query,
+        common.filter_signature(filters, k),
+        None if edited is None else edited.to_dict()["summary"],
+    )
     if st.session_state.get("search_sig") != sig:
-        result = common.guarded(lambda: eng.search_text(query, k=k, filters=filters))
+        if edited is None:
+            result = common.guarded(lambda: eng.search_text(query, k=k, filters=filters))
+        else:
+            result = common.guarded(lambda: eng.search_interpretation(edited, k=k, filters=filters))
         st.session_state.search_sig = sig if result is not None else None
         st.session_state.search_result = result
         st.session_state.cam_video = None
     result = st.session_state.get("search_result")
     if result is None:
         return
+    _interpretation(eng, query, result)
     st.caption(f"{len(result.results)} results in {result.elapsed_ms:.0f} ms · model {result.model}")
     for note in result.notes:
         st.warning(note)
     if result.suggestions:
-        st.caption("Did you mean:")
+        st.caption("Try one of these phrases:")
         for i, phrase in enumerate(result.suggestions):
             st.button(phrase, key=f"miss-{i}", on_click=_use(phrase))
     if not result.results:
-        st.info("No clips match. Loosen the filters or rephrase the query.")
         return
     cam = st.session_state.get("cam_video")
     if cam is not None:
         _gradcam_panel(eng, int(cam), query)
     common.card_grid(eng, result.results, "res", query_text=query)
+
+
+def _interpretation(eng: Engine, query: str, result) -> None:
+    """How the query was understood, and a form to change it (phrases one per line, conditions)."""
+    doc = result.interpretation
+    if doc is None:
+        return
+    st.info(doc["summary"].replace("searched as:", "**Searched as:**", 1))
+    with st.expander("Change how the query is read"):
+        with st.form("edit-plan"):
+            text = st.text_area(
+                "Phrases the model reads (one per line)", "\n".join(p["text"] for p in doc["phrases"])
+            )
+            keep_filters = [
+                st.checkbox(f"filter: {c['text']}", value=True, key=f"f-{i}")
+                for i, c in enumerate(doc["filters"])
+            ]
+            keep_prefs = [
+                st.checkbox(f"prefer: {c['text']}", value=True, key=f"p-{i}")
+                for i, c in enumerate(doc["preferences"])
+            ]
+            if st.form_submit_button("Search with these"):
+                plan = common.guarded(lambda: eng.interpret(query))
+                if plan is not None:
+                    st.session_state.edited_plan = edit_plan(plan, text, keep_filters, keep_prefs)
+                    st.rerun()
+
+
+def edit_plan(plan, phrases_text: str, keep_filters: list[bool], keep_prefs: list[bool]):
+    """The interpretation with the user's phrases (equal weights) and only the conditions they kept."""
+    from dataclasses import replace
+
+    from echosearch.query import Phrase
+
+    lines = [line.strip() for line in phrases_text.splitlines() if line.strip()]
+    return replace(
+        plan,
+        phrases=[Phrase(line, 1.0 / len(lines)) for line in lines],
+        filters=[c for c, keep in zip(plan.filters, keep_filters, strict=False) if keep],
+        preferences=[c for c, keep in zip(plan.preferences, keep_prefs, strict=False) if keep],
+        exact=False,
+    )
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing where the model looks…")

@@ -1,0 +1,215 @@
+"""Query understanding: clinicians' words -> vocabulary phrases, filters, preferences (configs/lexicon)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from echosearch.errors import ConfigError, UsageError
+from echosearch.query import interpret, load_lexicon
+from echosearch.query.lexicon import lexicon_for
+from echosearch.synth.reports import vocab_path
+from echosearch.tokenizers import TemplateTokenizer
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_lexicon("demo"), TemplateTokenizer.from_files(None, vocab_path(), 32)
+
+
+@pytest.fixture(scope="module")
+def real(echoclip_ref):
+    return load_lexicon("echoclip-r"), TemplateTokenizer.from_files(None, echoclip_ref / "template_vocab.txt")
+
+
+def _reads_fully(tokenizer, phrase: str) -> bool:
+    ex = tokenizer.explain(phrase)
+    return len(ex.phrases) >= 1 and not ex.unmatched
+
+
+def test_every_demo_lexicon_phrase_is_read_whole_by_the_demo_vocabulary(demo):
+    lex, tok = demo
+    bad = [p for p in lex.phrases() if not _reads_fully(tok, p)]
+    assert not bad
+
+
+def test_every_echoclip_r_lexicon_phrase_is_read_whole_by_the_real_vocabulary(real):
+    lex, tok = real
+    bad = [p for p in lex.phrases() if not _reads_fully(tok, p)]
+    assert not bad
+
+
+# query -> (phrases that must all be there, phrases that must not)
+DEMO_TABLE = {
+    "severe LV dysfunction": ["SEVERE REDUCED LEFT VENTRICULAR SYSTOLIC FUNCTION."],
+    "pacemaker": ["A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE."],
+    "PPM": ["A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE."],
+    "pacmaker": ["A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE."],
+    "MitraClip": ["A MITRACLIP DEVICE IS ATTACHED TO THE MITRAL LEAFLETS."],
+    "s/p TEER": ["A MITRACLIP DEVICE IS ATTACHED TO THE MITRAL LEAFLETS."],
+    "TAVI": ["A TRANSCATHETER AORTIC VALVE PROSTHESIS IS PRESENT."],
+    "fluid around the heart": ["THERE IS A MODERATE PERICARDIAL EFFUSION."],
+    "small effusion": ["THERE IS A MILD PERICARDIAL EFFUSION."],
+    "large pericardial effusion": ["THERE IS A SEVERE PERICARDIAL EFFUSION."],
+    "dilated RV": ["MILD DILATED RIGHT VENTRICLE.", "SEVERE DILATED RIGHT VENTRICLE."],
+    "severely enlarged left ventricle": ["SEVERE DILATED LEFT VENTRICLE."],
+    "moderate to severe LV dilation": ["MODERATE DILATED LEFT VENTRICLE.", "SEVERE DILATED LEFT VENTRICLE."],
+    "dilated LV and RV": ["SEVERE DILATED LEFT VENTRICLE.", "SEVERE DILATED RIGHT VENTRICLE."],
+    "biatrial enlargement": ["MILD DILATED LEFT ATRIUM.", "MILD DILATED RIGHT ATRIUM."],
+    "normal LV function": ["LEFT VENTRICULAR SYSTOLIC FUNCTION IS NORMAL."],
+    "EF 25%": ["THE LEFT VENTRICULAR EJECTION FRACTION IS 25%."],
+    "A4C": ["APICAL FOUR CHAMBER VIEW."],
+    "apical 4 chamber view with pacer": [
+        "APICAL FOUR CHAMBER VIEW.",
+        "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE.",
+    ],
+}
+
+
+@pytest.mark.parametrize("query", sorted(DEMO_TABLE))
+def test_clinical_words_become_filled_demo_phrases(demo, query):
+    lex, tok = demo
+    plan = interpret(query, lex, tok)
+    texts = [p.text for p in plan.phrases]
+    assert set(DEMO_TABLE[query]) <= set(texts), plan.summary()
+    assert not any("<#>" in t for t in texts)
+    assert not plan.unmatched
+
+
+# EchoCLIP-R's real vocabulary: each query must give at least one acceptable phrase (and no other finding)
+REAL_TABLE = {
+    "pacemaker": {"ECHO DENSITY IN RIGHT VENTRICLE SUGGESTIVE OF CATHETER, PACER LEAD, OR ICD LEAD."},
+    "ICD lead in RV": {"ECHO DENSITY IN RIGHT VENTRICLE SUGGESTIVE OF CATHETER, PACER LEAD, OR ICD LEAD."},
+    "s/p mitraclip": {"ONE MITRACLIP IS SEEN ON THE ANTERIOR AND POSTERIOR LEAFLETS OF THE MITRAL VALVE."},
+    "TAVR": {"A BIOPROSTHETIC STENT-VALVE IS PRESENT IN THE AORTIC POSITION."},
+    "severe LV dysfunction": {"SEVERE DEPRESSED LEFT VENTRICULAR SYSTOLIC FUNCTION."},
+    "moderately dilated left ventricle": {"MODERATE DILATED LEFT VENTRICLE."},
+    "large effusion": {"LARGE PERICARDIAL EFFUSION."},
+    "small pericardial effusion": {"SMALL PERICARDIAL EFFUSION."},
+    "moderate to large effusion": {"MODERATE TO LARGE PERICARDIAL EFFUSION."},
+    "LVEF 35%": {"LV EJECTION FRACTION IS 35%."},
+    "no effusion": {"NORMAL PERICARDIUM WITH NO PERICARDIAL EFFUSION."},
+    "normal RV size": {"NORMAL RIGHT VENTRICULAR SIZE."},
+    "severely dilated LA": {"SEVERE DILATED LEFT ATRIUM."},
+    "mild RA enlargement": {"MILD DILATED RIGHT ATRIUM."},
+    "mild to moderate LV dilation": {"MILD/MODERATE DILATED LEFT VENTRICLE."},
+}
+
+
+@pytest.mark.parametrize("query", sorted(REAL_TABLE))
+def test_clinical_words_become_real_echoclip_r_phrases(real, query):
+    lex, tok = real
+    plan = interpret(query, lex, tok)
+    texts = {p.text for p in plan.phrases}
+    assert texts & REAL_TABLE[query], plan.summary()
+    assert all(_reads_fully(tok, t) for t in texts)
+
+
+def test_numbers_become_a_phrase_and_a_filter_on_the_ef_label(demo):
+    lex, tok = demo
+    for query, low, high in (("LVEF < 30%", None, 30), ("EF under 40", None, 40), ("ef >= 55", 55, None),
+                             ("EF 30-40%", 30, 40), ("EF of 25 %", 15, 35)):  # fmt: skip
+        plan = interpret(query, lex, tok)
+        assert [(f.task, f.low, f.high) for f in plan.filters] == [("ejection_fraction", low, high)], query
+        assert len(plan.phrases) == 1 and re.search(r"IS \d+%\.$", plan.phrases[0].text)
+
+
+def test_a_label_that_measures_the_finding_better_joins_the_ranking(demo):
+    plan = interpret("severe LV dysfunction", *demo)
+    prefs = {(c.kind, c.task) for c in plan.preferences}
+    assert prefs == {("label", "lv_function"), ("range", "ejection_fraction")}
+    ef = next(c for c in plan.preferences if c.kind == "range")
+    assert (ef.low, ef.high) == (0, 30)
+
+
+def test_negation_is_a_negative_term_and_a_filter_never_a_wiped_query(demo):
+    plan = interpret("A4C, not pacer", *demo)
+    assert [p.text for p in plan.phrases] == ["APICAL FOUR CHAMBER VIEW."]
+    assert "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE." in [p.text for p in plan.negatives]
+    kinds = {(c.kind, c.task, tuple(c.grades)) for c in plan.filters}
+    assert ("label", "pacemaker", ("normal",)) in kinds and any(c.kind == "view" for c in plan.filters)
+    # an unknown negated word does not empty a valid query
+    plan = interpret("pacemaker, not foobar", *demo)
+    assert plan.phrases and plan.unmatched == ["foobar"]
+
+
+def test_negation_carries_over_or_and_graded_negation_means_normal(demo):
+    plan = interpret("no pacer or ICD", *demo)
+    assert [m.negated for m in plan.mentions] == [True]
+    plan = interpret("no LV dilation", *demo)
+    assert [p.text for p in plan.phrases] == ["NORMAL LEFT VENTRICULAR CAVITY SIZE."]
+    plan = interpret("no effusion", *demo)
+    assert [p.text for p in plan.phrases] == ["NO PERICARDIAL EFFUSION IS SEEN."]
+
+
+def test_typos_are_corrected_and_reported(demo):
+    plan = interpret("severly dilatd left ventrical", *demo)
+    assert [p.text for p in plan.phrases] == ["SEVERE DILATED LEFT VENTRICLE."]
+    assert plan.corrections
+
+
+def test_unknown_words_are_reported_and_nothing_understood_says_so(demo):
+    plan = interpret("xyzzy flurb", *demo)
+    assert not plan.understood and plan.unmatched == ["xyzzy", "flurb"]
+    assert plan.summary() == "nothing understood"
+
+
+def test_an_exact_template_sentence_is_read_as_typed(demo):
+    text = "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE."
+    plan = interpret(text, *demo)
+    assert plan.exact and [p.text for p in plan.phrases] == [text]
+    assert plan.preferences  # the label still helps
+
+
+def test_several_findings_are_weighted_equally(demo):
+    plan = interpret("pacemaker, TAVR and large effusion", *demo)
+    by_finding: dict[str, float] = {}
+    for p in plan.phrases:
+        by_finding[p.finding] = by_finding.get(p.finding, 0) + p.weight
+    assert by_finding == pytest.approx({"pacemaker": 1.0, "tavr": 1.0, "pericardial_effusion": 1.0})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_any_text_interprets_without_error_and_never_yields_a_raw_slot(text):
+    lex = load_lexicon("demo")
+    plan = interpret(text, lex)
+    assert not any("<#>" in p.text for p in plan.phrases + plan.negatives)
+    json.dumps(plan.to_dict())
+
+
+def test_the_registry_names_each_models_lexicon():
+    assert lexicon_for("echosearch-demo").name == "demo"
+    assert lexicon_for("echoclip-r").name == "echoclip-r"
+    assert lexicon_for("echoclip").name == "echoclip-r"
+
+
+def test_a_template_model_without_a_registry_entry_gets_the_lexicon_its_vocabulary_holds(demo):
+    assert lexicon_for("some-local-bundle", demo[1]).name == "demo"
+
+
+def test_lexicon_files_are_validated_strictly(tmp_path):
+    clinical = (load_lexicon("demo").source and __import__("pathlib").Path(load_lexicon("demo").source)).parent
+    (tmp_path / "clinical.yaml").write_text((clinical / "clinical.yaml").read_text())
+    model = (clinical / "demo.yaml").read_text()
+    (tmp_path / "typo.yaml").write_text(model.replace("  lv_size:\n    present:", "  lv_size:\n    presnt:"))
+    with pytest.raises(ConfigError, match="presnt"):
+        load_lexicon(tmp_path / "typo.yaml")
+    (tmp_path / "unknown.yaml").write_text(model.replace("  tavr:\n", "  tavr_valve:\n"))
+    with pytest.raises(ConfigError, match="tavr_valve"):
+        load_lexicon(tmp_path / "unknown.yaml")
+    (tmp_path / "clinical.yaml").write_text(
+        (clinical / "clinical.yaml").read_text().replace('negations: ["no",', "negations: [no,")
+    )
+    (tmp_path / "fine.yaml").write_text(model)
+    with pytest.raises(ConfigError, match="quote"):
+        load_lexicon(tmp_path / "fine.yaml")
+
+
+def test_an_unknown_lexicon_name_is_a_usage_error():
+    with pytest.raises(UsageError, match="demo"):
+        load_lexicon("no-such-lexicon")
