@@ -212,7 +212,11 @@ def main() -> None:
     empty = [r["query"] for r in clinical if r["returned"] == 0]
     print(f"\nmean precision@10: {_mean([r['precision_at_10'] for r in clinical]):.3f}; "
           f"queries with an empty result: {len(empty)} {empty if empty else ''}")  # fmt: skip
-    _table("Exact template sentences: with query understanding (P@10) and as typed (literal)", exact, "literal_p10")
+    _table(
+        "Exact template sentences: with query understanding (P@10) and as typed (literal)",
+        exact,
+        "literal_p10",
+    )
     print(f"\nmean precision@10 of exact sentences: interpreted {_mean([r['precision_at_10'] for r in exact]):.3f}, "
           f"literal {_mean([r['literal_p10'] for r in exact]):.3f}")  # fmt: skip
     if args.json:

@@ -370,7 +370,9 @@ class Engine:
                 total -= negative_weight * vec
                 notes += text_notes
         except NoTemplateMatch as miss:
-            result = SearchResult(query_doc, [], [str(miss)], miss.suggestions, model=self.model_name)
+            result = SearchResult(
+                query_doc, [], [*notes, *miss.notes, str(miss)], miss.suggestions, model=self.model_name
+            )
             if interpretations:
                 result.interpretation = interpretations[0].to_dict()
             result.elapsed_ms = 1000 * (time.perf_counter() - started)
@@ -430,7 +432,9 @@ class Engine:
             if plan.filters or plan.preferences:
                 return np.zeros(dim, dtype=np.float32), notes
             if getattr(self.encoder.tokenizer, "phrases", None) is not None:
-                raise NoTemplateMatch(plan.query, self.suggest(plan.query))
+                miss = NoTemplateMatch(plan.query, self.suggest(plan.query))
+                miss.notes = notes
+                raise miss
             notes.append("no clinical term recognised: searched as typed")
             return self.encoder.encode_text([plan.query]).numpy()[0], notes
         texts = [p.text for p in plan.phrases] + [p.text for p in plan.negatives]
@@ -673,8 +677,13 @@ class Engine:
         Ranked by shared words first (a clinician's words are usually in the phrase), then by
         character similarity, so "dilated lv" finds "<#> DILATED LEFT VENTRICLE." style phrases.
         """
-        phrases = [*self.lexicon.phrases(), *(getattr(self.encoder.tokenizer, "phrases", None) or [])]
-        return suggest_phrases(query, [_example(p) for p in phrases], n)
+        lexicon = [_example(p) for p in self.lexicon.phrases()]
+        phrases = [*lexicon, *(_example(p) for p in getattr(self.encoder.tokenizer, "phrases", None) or [])]
+        # Nothing alike: a few phrases of different findings, so the user still sees what works.
+        return (
+            suggest_phrases(query, phrases, n)
+            or list(dict.fromkeys(lexicon))[:: max(1, len(lexicon) // n)][:n]
+        )
 
     # -------------------------------------------------------------- lookups
 
@@ -1026,6 +1035,7 @@ class NoTemplateMatch(UsageError):
 
     def __init__(self, text: str, suggestions: list[str]):
         self.suggestions = suggestions
+        self.notes: list[str] = []
         hint = f" Try: {suggestions[0]!r}" if suggestions else ""
         super().__init__(f"the query {text!r} matches no phrase of the model's reporting template.{hint}")
 

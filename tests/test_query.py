@@ -129,7 +129,9 @@ def test_a_label_that_measures_the_finding_better_joins_the_ranking(demo):
 def test_negation_is_a_negative_term_and_a_filter_never_a_wiped_query(demo):
     plan = interpret("A4C, not pacer", *demo)
     assert [p.text for p in plan.phrases] == ["APICAL FOUR CHAMBER VIEW."]
-    assert "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE." in [p.text for p in plan.negatives]
+    assert "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE." in [
+        p.text for p in plan.negatives
+    ]
     kinds = {(c.kind, c.task, tuple(c.grades)) for c in plan.filters}
     assert ("label", "pacemaker", ("normal",)) in kinds and any(c.kind == "view" for c in plan.filters)
     # an unknown negated word does not empty a valid query
@@ -193,7 +195,9 @@ def test_a_template_model_without_a_registry_entry_gets_the_lexicon_its_vocabula
 
 
 def test_lexicon_files_are_validated_strictly(tmp_path):
-    clinical = (load_lexicon("demo").source and __import__("pathlib").Path(load_lexicon("demo").source)).parent
+    clinical = (
+        load_lexicon("demo").source and __import__("pathlib").Path(load_lexicon("demo").source)
+    ).parent
     (tmp_path / "clinical.yaml").write_text((clinical / "clinical.yaml").read_text())
     model = (clinical / "demo.yaml").read_text()
     (tmp_path / "typo.yaml").write_text(model.replace("  lv_size:\n    present:", "  lv_size:\n    presnt:"))

@@ -7,6 +7,7 @@ import click
 from echosearch.cli.common import data_option, emit_json, json_option
 from echosearch.cli.main import cli
 from echosearch.cli.tokenize import _model_tokenizer
+from echosearch.errors import UsageError
 from echosearch.query import interpret as interpret_text
 from echosearch.query import load_lexicon
 from echosearch.query.lexicon import lexicon_for
@@ -60,6 +61,9 @@ def interpret(text, model, vocab, lexicon, data, as_json) -> None:
     else:
         name = model or default_model()
         tokenizer, _ = _model_tokenizer(name)
-    lex = load_lexicon(lexicon) if lexicon else lexicon_for(name, tokenizer)
+    try:
+        lex = load_lexicon(lexicon) if lexicon else lexicon_for(name, tokenizer)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lexicon") from None
     doc = interpret_text(text, lex, tokenizer).to_dict()
     emit_json(doc) if as_json else _print(doc)

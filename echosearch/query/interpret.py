@@ -261,6 +261,11 @@ def interpret(text: str, lex: Lexicon, tokenizer: Any = None) -> Interpretation:
         # Every word of the query is a phrase of the vocabulary: read it as typed.
         interp.phrases = [Phrase(" ".join(explanation.phrases), 1.0)]
         interp.unmatched, interp.corrections, interp.exact = [], {}, True
+        # A value inside a report sentence ranks; it filters only when the user states it as a bound.
+        for cond in [c for c in interp.filters if c.kind == "range"]:
+            cond.weight = lex.findings[cond.finding].weight
+            interp.filters.remove(cond)
+            interp.preferences.append(cond)
     _merge_duplicates(interp)
     return interp
 
