@@ -192,6 +192,25 @@ def _number_condition(mention: Mention, real: Realisation) -> Condition | None:
     return Condition("range", real.task, mention.finding, low=low, high=high)
 
 
+def _graded_by_value(mention: Mention, bound: Condition, lex: Lexicon) -> list[Condition]:
+    """A stated EF also asks for the LV function grades it spans ("EF < 30%" is severely reduced):
+    the grades of ``ef_grades`` that the range covers at least half of, through the graded finding."""
+    rule = lex.rules[mention.finding]
+    real = lex.findings.get(rule.graded_as or "")
+    if real is None or real.task is None:
+        return []
+    low = bound.low if bound.low is not None else -1e9
+    high = bound.high if bound.high is not None else 1e9
+    grades = [
+        g
+        for g, (g_low, g_high) in lex.ef_grades.items()
+        if (min(high, g_high) - max(low, g_low)) >= 0.5 * (g_high - g_low)
+    ]
+    if not grades:
+        return []
+    return [Condition("label", real.task, rule.graded_as, real.weight, grades=grades)]
+
+
 def _label_conditions(mention: Mention, real: Realisation, lex: Lexicon) -> list[Condition]:
     """The stored labels that measure a finding: its own task, the EF estimate, or the view."""
     if real.views:
@@ -219,6 +238,7 @@ def _add_mention(interp: Interpretation, mention: Mention, lex: Lexicon) -> None
         condition = _number_condition(mention, real)
         if condition is not None:
             interp.filters.append(condition)
+            interp.preferences += _graded_by_value(mention, condition, lex)
         return
     rule = lex.rules[mention.finding]
     if mention.negated and not rule.graded and not real.absent:

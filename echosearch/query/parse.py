@@ -138,6 +138,10 @@ def _clauses(text: str, lex: Lexicon, parsed: Parsed) -> list[_Clause]:
             elif kind == "grade":
                 current.grades.append(value)
             elif kind == "neg":
+                if current.atoms or current.grades:  # "pacemaker without effusion": a new clause
+                    current.words.pop()
+                    current = _Clause(words=[surface])
+                    clauses.append(current)
                 current.negated = True
             elif kind == "cmp":
                 current.pending_op = value
@@ -177,7 +181,9 @@ def _attribute_atoms(lex: Lexicon) -> set[str]:
     return out
 
 
-def _read_clause(clause: _Clause, previous: _Clause | None, lex: Lexicon) -> dict[str, frozenset[str]]:
+def _read_clause(
+    clause: _Clause, previous: _Clause | None, following: _Clause | None, lex: Lexicon
+) -> dict[str, frozenset[str]]:
     atoms = set(clause.atoms)
     hits = _fire(atoms, lex)
     if hits:
@@ -189,7 +195,9 @@ def _read_clause(clause: _Clause, previous: _Clause | None, lex: Lexicon) -> dic
         hits = _fire(atoms | borrowed, lex)
     elif organs and not attributes:
         hits = _fire(atoms | (prev_atoms & _attribute_atoms(lex)), lex)
-        if not hits:
+        next_atoms = set(following.atoms) if following is not None else set()
+        lends = next_atoms & _attribute_atoms(lex) and not next_atoms & lex.organs  # "LV not dilated"
+        if not hits and not lends:
             hits = {f: frozenset(organs) for o in organs for f in lex.organ_findings[o]}
     if hits:
         clause.atoms = sorted(atoms | set().union(*hits.values()))
@@ -206,10 +214,11 @@ def parse_query(text: str, lex: Lexicon) -> Parsed:
     parsed = Parsed()
     previous: _Clause | None = None
     seen: set[tuple[str, bool]] = set()
-    for clause in _clauses(text, lex, parsed):
+    clauses = _clauses(text, lex, parsed)
+    for i, clause in enumerate(clauses):
         if clause.joined_by_or and previous is not None and previous.negated:
             clause.negated = True
-        hits = _read_clause(clause, previous, lex)
+        hits = _read_clause(clause, previous, clauses[i + 1] if i + 1 < len(clauses) else None, lex)
         grade = _grade(clause)
         negated = clause.negated
         if negated and grade == "normal":  # "not normal LV function": abnormal, any grade
