@@ -28,6 +28,7 @@ from echosearch.training.train import (
     train,
     train_step,
     use_autocast,
+    view_sentences,
 )
 from echosearch.zeroshot import load_tasks
 
@@ -339,3 +340,26 @@ def test_augmentation_is_deterministic_for_a_generator_and_changes_frames():
     b = augment_frames(frames, torch.Generator().manual_seed(5))
     assert a.dtype == torch.uint8 and a.shape == frames.shape
     assert torch.equal(a, b) and not torch.equal(a, frames)
+
+
+def test_each_clips_view_sentence_precedes_the_report_when_the_archive_has_more_views(archive, tmp_path):
+    """A report describes the study; a clip's view is learnt only from text of the clip itself."""
+    views = tmp_path / "views"
+    synthesize_archive(views, patients=2, seed=5, studies=(1, 1), clips_per_study=(3, 3), frames=(2, 3),
+                       formats=("dicom-explicit",), views="all", report_style="varied")  # fmt: skip
+    assert view_sentences(_cfg(archive, tmp_path, "a"), load_archive(archive)) is None  # A4C/PLAX: as before
+    cfg = _cfg(views, tmp_path, "v")
+    tok = prepare_start(cfg).tokenizer
+    clips = load_archive(views)
+    phrases = view_sentences(cfg, clips)
+    assert phrases and view_sentences(_cfg(views, tmp_path, "n", view_text=False), clips) is None
+    cache = load_frames(clips, TINY_PX, 2, tmp_path / "frames", progress=False)
+    sampler = PairSampler(
+        clips, cache, tok, (0.5,) * 3, (0.25,) * 3, sentence_keep=1.0, view_sentences=phrases
+    )
+    _, tokens = sampler.batch(list(range(sampler.n_studies)), torch.Generator().manual_seed(0))
+    for study, row in enumerate(tokens.tolist()):
+        own = [clips[i] for i in sampler.study_clips[study]]
+        expected = [tok.encode(f"{phrases[c.row['view']]} {c.report}") for c in own]
+        assert row in expected
+        assert tok.decode(row)[1] in {p.strip() for p in phrases.values()}
