@@ -15,12 +15,15 @@ from echosearch.errors import UsageError
 from echosearch.models import load_model, open_bundle
 from echosearch.models.bundle import Manifest, write_manifest
 from echosearch.models.registry import get_entry
+from echosearch.paths import package_data
 from echosearch.synth import synthesize_archive
+from echosearch.tokenizers import TemplateTokenizer
 from echosearch.training.calibrate import calibrate
 from echosearch.training.data import PairSampler, load_archive, load_frames, split_sentences, study_order
 from echosearch.training.evaluate import auc, evaluate, task_labels, write_report
 from echosearch.training.train import (
     TrainConfig,
+    _warn_unread_text,
     demo_tasks_path,
     lr_lambda,
     param_groups,
@@ -363,3 +366,19 @@ def test_each_clips_view_sentence_precedes_the_report_when_the_archive_has_more_
         expected = [tok.encode(f"{phrases[c.row['view']]} {c.report}") for c in own]
         assert row in expected
         assert tok.decode(row)[1] in {p.strip() for p in phrases.values()}
+
+
+def test_training_warns_when_the_vocabulary_drops_report_text(tmp_path, caplog):
+    """The shipped bundle's 74-phrase vocabulary cannot read varied reports' new wordings ("LVEF IS")."""
+    out = tmp_path / "varied"
+    synthesize_archive(out, patients=4, seed=9, studies=(1, 1), clips_per_study=(1, 1), frames=(2, 2),
+                       formats=("avi",), report_style="varied")  # fmt: skip
+    clips = load_archive(out)
+    new = TemplateTokenizer.from_files(None, package_data() / "demo_vocab" / "template_vocab.txt")
+    shipped = TemplateTokenizer.from_files(
+        None, package_data() / "models" / "echosearch-demo" / "template_vocab.txt"
+    )
+    assert _warn_unread_text(new, clips) == 0
+    with caplog.at_level("WARNING"):
+        assert _warn_unread_text(shipped, clips) > 0
+    assert "does not read" in caplog.text

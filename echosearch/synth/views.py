@@ -59,7 +59,7 @@ VIEW_SPECS: dict[str, ViewSpec] = {
             "PARASTERNAL SHORT AXIS VIEW AT THE PAPILLARY MUSCLE LEVEL.",
             0.8,
             (LV, RV),
-            (150.0, 0.0, 1.0),
+            (165.0, 0.0, 0.9),
         ),
         _spec(
             "PSAX-AV",

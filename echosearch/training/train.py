@@ -325,6 +325,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     clips, cache = _load_training_clips(cfg, size)
     from echosearch.video import CLIP_MEAN, CLIP_STD
 
+    _warn_unread_text(start.tokenizer, clips)
     sampler = PairSampler(clips, cache, start.tokenizer, pre.get("mean", CLIP_MEAN), pre.get("std", CLIP_STD),
                           cfg.sentence_keep, cfg.augment, view_sentences(cfg, clips))  # fmt: skip
     batch = min(cfg.batch_size, sampler.n_studies)
@@ -375,6 +376,27 @@ def train(cfg: TrainConfig) -> TrainResult:
     result.planned_steps = total
     write_trained_bundle(cfg, start, model, result, len(clips), sampler.n_studies)
     return result
+
+
+def _warn_unread_text(tokenizer, clips: Sequence[ArchiveClip]) -> int:
+    """Warn when the tokenizer drops text of the training reports; returns how many reports lose text.
+
+    Why: a template tokenizer silently skips phrases its vocabulary lacks, e.g. the varied reports'
+    "LVEF IS 35%." read with an older bundle's vocabulary loses the EF, and training would go on.
+    """
+    if not hasattr(tokenizer, "explain") or not hasattr(tokenizer, "phrases"):
+        return 0
+    reports = {c.study_uid: c.report for c in clips}
+    lost = [r for r in reports.values() if tokenizer.explain(r).unmatched]
+    if lost:
+        log.warning(
+            "%d of %d training reports have text the tokenizer's vocabulary does not read (first: %r); "
+            "it is dropped from training",
+            len(lost),
+            len(reports),
+            tokenizer.explain(lost[0]).unmatched[0],
+        )
+    return len(lost)
 
 
 def view_sentences(cfg: TrainConfig, clips: Sequence[ArchiveClip]) -> dict[str, str] | None:
