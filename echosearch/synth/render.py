@@ -6,6 +6,11 @@ clip. Chambers are axis-aligned or tilted ellipses evaluated on the sector's pix
 few dozen vectorised numpy operations, no per-pixel Python. Findings are drawn so that they are
 visible to a model: EF is the LV area change over the cycle, dilation scales chambers, devices are
 bright echoes with acoustic shadows, an effusion is a dark rim inside a bright pericardium.
+
+Each view has its own draw function (:data:`DRAW`) and pose (:mod:`echosearch.synth.views`, which also
+says what each view shows, hence which findings it draws). A5C and SC4C reuse the 4-chamber heart: the
+A5C adds the aortic root between the atria, the SC4C turns it so the RV lies under the liver and the
+apex points right. A4C and PLAX are drawn exactly as before the other views existed.
 """
 
 from __future__ import annotations
