@@ -11,6 +11,7 @@ import numpy as np
 from echosearch.synth.anatomy import draw_anatomy, draw_baseline
 from echosearch.synth.archive import synthesize_archive
 from echosearch.synth.render import compose, render_sector
+from echosearch.synth.views import ALL_VIEWS
 from echosearch.synth.writers import EXTENSIONS, FORMATS, DicomHeader, derived_uid, write_dicom, write_video
 
 
@@ -18,7 +19,7 @@ def main(frames: int = 45, repeats: int = 3) -> None:
     rng = np.random.default_rng(0)
     anatomy, findings = draw_anatomy(rng), draw_baseline(rng)
     rows = []
-    for view in ("A4C", "PLAX"):
+    for view in ALL_VIEWS:
         t = time.perf_counter()
         for _ in range(repeats):
             sector = render_sector(view, anatomy, findings, frames, 30.0, 0.0, rng)
@@ -38,7 +39,15 @@ def main(frames: int = 45, repeats: int = 3) -> None:
             )
             rows.append((f"write {fmt}", time.perf_counter() - t))
         summary = synthesize_archive(Path(tmp) / "archive", patients=4, seed=0)
-    rows.append((f"whole archive, per clip ({summary.clips} clips, 30-60 frames)", summary.seconds_per_clip))
+        rows.append(
+            (f"whole archive, per clip ({summary.clips} clips, 30-60 frames)", summary.seconds_per_clip)
+        )
+        summary = synthesize_archive(
+            Path(tmp) / "all", patients=4, seed=0, views="all", report_style="varied"
+        )
+        rows.append(
+            (f"  --views all --report-style varied ({summary.clips} clips)", summary.seconds_per_clip)
+        )
     print(f"{'step (' + str(frames) + ' frames)':<55} {'seconds':>8}")
     for name, secs in rows:
         print(f"{name:<55} {secs:8.3f}")

@@ -14,6 +14,7 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
+from echosearch.paths import package_data
 from echosearch.synth import Findings, read_manifest, synthesize_archive
 from echosearch.synth.anatomy import Anatomy
 from echosearch.synth.archive import make_patient
@@ -212,10 +213,18 @@ def test_vocabulary_format():
 def test_vocabulary_is_our_own(echoclip_ref):
     reference = {line.strip() for line in (echoclip_ref / "template_vocab.txt").read_text().splitlines()}
     shared = set(load_vocabulary()) & reference
-    # only the standard severity-grading statements that the demo queries use
+    # only the standard severity-grading statements that the demo queries use, and the two standard
+    # abbreviated EF statements every echo report writes (the varied reports' "LVEF IS 35%.")
     assert shared <= {
         f"<#> DILATED {c}." for c in ("LEFT VENTRICLE", "RIGHT VENTRICLE", "LEFT ATRIUM", "RIGHT ATRIUM")
-    }
+    } | {"LVEF IS <#>%.", "LV EJECTION FRACTION IS <#>%."}
+
+
+def test_vocabulary_keeps_the_shipped_bundles_phrase_ids():
+    """New phrases go at the end: the shipped demo model's copy must stay a prefix of the demo vocabulary."""
+    bundle = package_data() / "models" / "echosearch-demo" / "template_vocab.txt"
+    shipped = bundle.read_text().splitlines()
+    assert vocab_path().read_text().splitlines()[: len(shipped)] == shipped
 
 
 def test_reports_use_only_vocabulary_phrases_and_state_the_truth(archive):

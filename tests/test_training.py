@@ -15,12 +15,15 @@ from echosearch.errors import UsageError
 from echosearch.models import load_model, open_bundle
 from echosearch.models.bundle import Manifest, write_manifest
 from echosearch.models.registry import get_entry
+from echosearch.paths import package_data
 from echosearch.synth import synthesize_archive
+from echosearch.tokenizers import TemplateTokenizer
 from echosearch.training.calibrate import calibrate
 from echosearch.training.data import PairSampler, load_archive, load_frames, split_sentences, study_order
 from echosearch.training.evaluate import auc, evaluate, task_labels, write_report
 from echosearch.training.train import (
     TrainConfig,
+    _warn_unread_text,
     demo_tasks_path,
     lr_lambda,
     param_groups,
@@ -28,6 +31,7 @@ from echosearch.training.train import (
     train,
     train_step,
     use_autocast,
+    view_sentences,
 )
 from echosearch.zeroshot import load_tasks
 
@@ -339,3 +343,42 @@ def test_augmentation_is_deterministic_for_a_generator_and_changes_frames():
     b = augment_frames(frames, torch.Generator().manual_seed(5))
     assert a.dtype == torch.uint8 and a.shape == frames.shape
     assert torch.equal(a, b) and not torch.equal(a, frames)
+
+
+def test_each_clips_view_sentence_precedes_the_report_when_the_archive_has_more_views(archive, tmp_path):
+    """A report describes the study; a clip's view is learnt only from text of the clip itself."""
+    views = tmp_path / "views"
+    synthesize_archive(views, patients=2, seed=5, studies=(1, 1), clips_per_study=(3, 3), frames=(2, 3),
+                       formats=("dicom-explicit",), views="all", report_style="varied")  # fmt: skip
+    assert view_sentences(_cfg(archive, tmp_path, "a"), load_archive(archive)) is None  # A4C/PLAX: as before
+    cfg = _cfg(views, tmp_path, "v")
+    tok = prepare_start(cfg).tokenizer
+    clips = load_archive(views)
+    phrases = view_sentences(cfg, clips)
+    assert phrases and view_sentences(_cfg(views, tmp_path, "n", view_text=False), clips) is None
+    cache = load_frames(clips, TINY_PX, 2, tmp_path / "frames", progress=False)
+    sampler = PairSampler(
+        clips, cache, tok, (0.5,) * 3, (0.25,) * 3, sentence_keep=1.0, view_sentences=phrases
+    )
+    _, tokens = sampler.batch(list(range(sampler.n_studies)), torch.Generator().manual_seed(0))
+    for study, row in enumerate(tokens.tolist()):
+        own = [clips[i] for i in sampler.study_clips[study]]
+        expected = [tok.encode(f"{phrases[c.row['view']]} {c.report}") for c in own]
+        assert row in expected
+        assert tok.decode(row)[1] in {p.strip() for p in phrases.values()}
+
+
+def test_training_warns_when_the_vocabulary_drops_report_text(tmp_path, caplog):
+    """The shipped bundle's 74-phrase vocabulary cannot read varied reports' new wordings ("LVEF IS")."""
+    out = tmp_path / "varied"
+    synthesize_archive(out, patients=4, seed=9, studies=(1, 1), clips_per_study=(1, 1), frames=(2, 2),
+                       formats=("avi",), report_style="varied")  # fmt: skip
+    clips = load_archive(out)
+    new = TemplateTokenizer.from_files(None, package_data() / "demo_vocab" / "template_vocab.txt")
+    shipped = TemplateTokenizer.from_files(
+        None, package_data() / "models" / "echosearch-demo" / "template_vocab.txt"
+    )
+    assert _warn_unread_text(new, clips) == 0
+    with caplog.at_level("WARNING"):
+        assert _warn_unread_text(shipped, clips) > 0
+    assert "does not read" in caplog.text

@@ -6,7 +6,10 @@ import click
 
 from echosearch.cli.common import emit_json, json_option
 from echosearch.cli.main import cli
+from echosearch.errors import UsageError
 from echosearch.synth import synthesize_archive
+from echosearch.synth.reports import REPORT_STYLES
+from echosearch.synth.views import ALL_VIEWS, DEFAULT_VIEWS, parse_views
 from echosearch.synth.writers import FORMATS
 
 
@@ -25,6 +28,20 @@ class CountRange(click.ParamType):
             self.fail(f"{value!r} is not N or MIN-MAX (e.g. 2-4)", param, ctx)
 
 
+class Views(click.ParamType):
+    """``all`` or a comma list of view codes -> the codes (bad usage, exit 2, on an unknown one)."""
+
+    name = "VIEWS"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_views(value)
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @cli.command()
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--patients", default=10, show_default=True, type=click.IntRange(min=1), help="Patients.")
@@ -36,14 +53,31 @@ class CountRange(click.ParamType):
 )
 @click.option("--studies", default="1-3", show_default=True, type=CountRange(), help="Studies per patient.")
 @click.option("--clips-per-study", default="2-4", show_default=True, type=CountRange(),
-              help="Clips per study (the first two are A4C and PLAX).")  # fmt: skip
+              help="Clips per study (default views: the first two are A4C and PLAX).")  # fmt: skip
 @click.option("--frames", default="30-60", show_default=True, type=CountRange(), help="Frames per clip.")
+@click.option(
+    "--views",
+    default=",".join(DEFAULT_VIEWS),
+    show_default=True,
+    type=Views(),
+    help=f"'all' ({','.join(ALL_VIEWS)}) or a comma list of them; a study samples distinct views.",
+)
+@click.option(
+    "--report-style",
+    default="template",
+    show_default=True,
+    type=click.Choice(REPORT_STYLES),
+    help="template: one fixed wording per finding; varied: synonyms, abbreviations, varied order.",
+)
 @json_option
-def synth(out, patients, seed, formats, studies, clips_per_study, frames, as_json) -> None:
+def synth(
+    out, patients, seed, formats, studies, clips_per_study, frames, views, report_style, as_json
+) -> None:
     """Write a synthetic echo archive (DICOM/AVI/MP4, manifest.csv, reports.csv) into OUT."""
     chosen = tuple(f.strip() for f in formats.split(",") if f.strip()) if formats else None
     summary = synthesize_archive(out, patients=patients, seed=seed, formats=chosen, studies=studies,
-                                 clips_per_study=clips_per_study, frames=frames)  # fmt: skip
+                                 clips_per_study=clips_per_study, frames=frames, views=views,
+                                 report_style=report_style)  # fmt: skip
     if as_json:
         emit_json(summary.to_dict())
         return
@@ -52,4 +86,5 @@ def synth(out, patients, seed, formats, studies, clips_per_study, frames, as_jso
         f"in {summary.seconds:.1f} s ({summary.seconds_per_clip:.2f} s/clip)"
     )
     click.echo("formats: " + ", ".join(f"{k} {v}" for k, v in summary.formats.items()))
+    click.echo("views: " + ", ".join(f"{k} {v}" for k, v in summary.views.items()))
     click.echo(f"ground truth: {summary.manifest}; reports: {summary.reports}")

@@ -20,8 +20,9 @@ import numpy as np
 
 from echosearch.errors import UsageError
 from echosearch.synth.anatomy import Anatomy, Findings, draw_anatomy, draw_baseline, follow_up
-from echosearch.synth.render import VIEWS, compose, render_sector
-from echosearch.synth.reports import study_report
+from echosearch.synth.render import compose, render_sector
+from echosearch.synth.reports import REPORT_STYLES, study_report
+from echosearch.synth.views import DEFAULT_VIEWS, VIEW_SPECS, parse_views
 from echosearch.synth.writers import (
     EXTENSIONS,
     FORMATS,
@@ -116,14 +117,23 @@ def synthesize_archive(
     clips_per_study: tuple[int, int] = (2, 4),
     frames: tuple[int, int] = (30, 60),
     formats: tuple[str, ...] | None = None,
+    views: str | tuple[str, ...] | None = None,
+    report_style: str = "template",
 ) -> ArchiveSummary:
     """Write a synthetic archive of ``patients`` patients into ``out_dir`` (created; must be empty).
 
     ``studies``/``clips_per_study``/``frames`` are inclusive ranges; ``formats`` restricts the clip
-    formats (default: the DICOM-heavy mix of :data:`FORMAT_CYCLE`). Every study has an A4C and a PLAX
-    clip; extra clips repeat a view at another phase and frame count.
+    formats (default: the DICOM-heavy mix of :data:`FORMAT_CYCLE`). ``views`` (``"all"``, a comma
+    list or a tuple of codes of :data:`~echosearch.synth.views.VIEW_SPECS`; default A4C and PLAX, what
+    the shipped demo model knows): with the default every study has an A4C and a PLAX clip and extra
+    clips repeat one; otherwise a study of N clips samples N distinct views, the common ones more
+    often. ``report_style`` ``"template"`` (default) or ``"varied"``: see
+    :mod:`echosearch.synth.reports`; the ground truth does not depend on it.
     """
     out = Path(out_dir)
+    chosen_views = parse_views(views)
+    if report_style not in REPORT_STYLES:
+        raise UsageError(f"unknown report style {report_style!r}; choose from {', '.join(REPORT_STYLES)}")
     if patients < 1:
         raise UsageError("--patients must be at least 1")
     for name, (lo, hi), least in (("studies", studies, 1), ("clips per study", clips_per_study, 1),
@@ -150,8 +160,9 @@ def synthesize_archive(
             srng = _rng(seed, p, s + 1, 0)
             findings = draw_baseline(srng) if prior is None else follow_up(prior, srng)
             study = _write_study(
-                out, seed, patient, s, when, findings, prior, srng, cycle, clips_per_study, frames, rows
-            )
+                out, seed, patient, s, when, findings, prior, srng, cycle, clips_per_study, frames, rows,
+                chosen_views, report_style,
+            )  # fmt: skip
             report_rows.append(study)
             n_studies += 1
             prior = findings
@@ -182,21 +193,40 @@ def synthesize_archive(
     return summary
 
 
+def study_views(views: tuple[str, ...], n_clips: int, rng: np.random.Generator) -> list[str]:
+    """The views of a study's clips: distinct while there are views left, common ones more likely.
+
+    Every view appears once before any appears twice (a study of more clips than views starts over).
+    """
+    out: list[str] = []
+    while len(out) < n_clips:
+        w = np.array([VIEW_SPECS[v].weight for v in views])
+        order = rng.choice(len(views), size=len(views), replace=False, p=w / w.sum())
+        out += [views[i] for i in order]
+    return out[:n_clips]
+
+
 def _write_study(
-    out, seed, patient, s, when, findings, prior, srng, cycle, clips_range, frames_range, rows
+    out, seed, patient, s, when, findings, prior, srng, cycle, clips_range, frames_range, rows, views, style
 ) -> dict:
     accession = f"ACC{seed % 1000:03d}{patient.index:05d}{s:02d}"
     study_uid = derived_uid(seed, patient.index, s, "study")
     study_date = when.strftime("%Y%m%d")
     study_time = f"{int(srng.integers(7, 18)):02d}{int(srng.integers(0, 60)):02d}00"
     vendor, model = VENDORS[patient.index % len(VENDORS)]
-    report = study_report(findings, prior, srng)
+    # wording has its own stream so that the report style changes no other draw of the archive
+    report = study_report(findings, prior, srng, style, _rng(seed, patient.index, s + 1, 0, 1))
     n_clips = int(srng.integers(clips_range[0], clips_range[1] + 1))
+    legacy = set(views) == set(DEFAULT_VIEWS)  # the draw the shipped demo model's archives had
+    chosen = None if legacy else study_views(views, n_clips, _rng(seed, patient.index, s + 1, 0, 2))
     folder = out / patient.patient_id / accession
     folder.mkdir(parents=True, exist_ok=True)
     for c in range(n_clips):
         crng = _rng(seed, patient.index, s + 1, c + 1)
-        view = VIEWS[c % 2] if c < 2 else VIEWS[int(crng.integers(0, 2))]
+        if chosen is None:
+            view = DEFAULT_VIEWS[c % 2] if c < 2 else DEFAULT_VIEWS[int(crng.integers(0, 2))]
+        else:
+            view = chosen[c]
         fmt = cycle[(patient.index * 7 + s * 3 + c) % len(cycle)]
         n_frames = int(crng.integers(frames_range[0], frames_range[1] + 1))
         phase0 = float(crng.uniform(0, 1))

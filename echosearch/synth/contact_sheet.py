@@ -1,4 +1,5 @@
-"""A contact sheet of synthetic clips: one row per finding, end-diastole and end-systole of both views.
+"""A contact sheet of synthetic clips: one row per finding, one column per view (end-diastole; the EF
+row shows end-systole, where a low EF shows as a still-large LV).
 
 Used to eyeball realism (docs/synth_contact_sheet.png) and by anyone who wants to see what the demo
 model is trained on. ``python -m echosearch.synth.contact_sheet OUT.png``.
@@ -14,6 +15,7 @@ import numpy as np
 
 from echosearch.synth.anatomy import Findings, draw_anatomy
 from echosearch.synth.render import compose, contraction, render_sector
+from echosearch.synth.views import ALL_VIEWS
 
 NORMAL = Findings(62, 0, 0, 0, 0, False, False, False, 0, 70)
 ROWS = (
@@ -26,7 +28,9 @@ ROWS = (
 )
 
 
-def contact_sheet(path: str | Path, seed: int = 0, scale: float = 0.5) -> Path:
+def contact_sheet(
+    path: str | Path, seed: int = 0, scale: float = 0.5, views: tuple[str, ...] = ALL_VIEWS
+) -> Path:
     from PIL import Image, ImageDraw
 
     tiles = []
@@ -34,13 +38,13 @@ def contact_sheet(path: str | Path, seed: int = 0, scale: float = 0.5) -> Path:
         rng = np.random.default_rng([seed, i])
         anatomy = draw_anatomy(rng)
         row = []
-        for view in ("A4C", "PLAX"):
+        for view in views:
             n = 30
             sector = render_sector(view, anatomy, findings, n, 30.0, 0.0, rng)
             phase = np.arange(n) / 30.0 * findings.heart_rate / 60.0
             rgb = compose(sector, "DOE^JANE", "2020-01-01 09:00", view, findings.heart_rate, phase)
             c = contraction(phase)
-            row += [rgb[int(np.argmin(c))], rgb[int(np.argmax(c))]]
+            row.append(rgb[int(np.argmax(c))] if findings.ef < 40 else rgb[int(np.argmin(c))])
         img = Image.fromarray(np.concatenate(row, axis=1))
         ImageDraw.Draw(img).text((6, 110), label, fill=(255, 120, 120))
         tiles.append(np.asarray(img))

@@ -6,15 +6,22 @@ clip. Chambers are axis-aligned or tilted ellipses evaluated on the sector's pix
 few dozen vectorised numpy operations, no per-pixel Python. Findings are drawn so that they are
 visible to a model: EF is the LV area change over the cycle, dilation scales chambers, devices are
 bright echoes with acoustic shadows, an effusion is a dark rim inside a bright pericardium.
+
+Each view has its own draw function (:data:`DRAW`) and pose (:mod:`echosearch.synth.views`, which also
+says what each view shows, hence which findings it draws). A5C and SC4C reuse the 4-chamber heart: the
+A5C adds the aortic root between the atria, the SC4C turns it so the RV lies under the liver and the
+apex points right. A4C and PLAX are drawn exactly as before the other views existed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from echosearch.synth.anatomy import Anatomy, Findings
+from echosearch.synth.views import ALL_VIEWS, VIEW_SPECS
 
 HEIGHT, WIDTH = 300, 400
 APEX_X, APEX_Y = 200.0, 20.0  # transducer position (sector apex)
@@ -23,7 +30,7 @@ SECTOR_HALF_ANGLE = np.deg2rad(38.0)
 DEPTH_CM = 16.0
 CM_PER_PIXEL = DEPTH_CM / SECTOR_RADIUS
 ECG_TOP, ECG_BOTTOM = 279, 299
-VIEWS = ("A4C", "PLAX")
+VIEWS = ALL_VIEWS  # what render_sector draws (echosearch.synth.views says what each shows)
 
 # echogenicity levels (before speckle and compression)
 TISSUE, BLOOD, PERICARDIUM, VALVE, DEVICE, EFFUSION = 0.13, 0.008, 1.0, 0.95, 1.8, 0.005
@@ -111,20 +118,23 @@ class _Shadows:
 
 def _to_pixels(anat: Anatomy, view: str) -> tuple[np.ndarray, np.ndarray]:
     """Heart coordinates of every sector pixel for this patient and view."""
-    crux = (APEX_X + anat.shift_x, (188.0 if view == "A4C" else 150.0) + anat.shift_y)
-    rot = np.deg2rad(anat.rotation_deg + (0.0 if view == "A4C" else -8.0))
+    depth, tilt, size = VIEW_SPECS[view].pose
+    crux = (APEX_X + anat.shift_x, depth + anat.shift_y)
+    rot = np.deg2rad(anat.rotation_deg + tilt)
+    scale = anat.scale * size
     dx = GEOM.cols.astype(np.float32) - crux[0]
     dy = GEOM.rows.astype(np.float32) - crux[1]
     c, s = float(np.cos(rot)), float(np.sin(rot))
-    hx, hy = (c * dx + s * dy) / anat.scale, (-s * dx + c * dy) / anat.scale
+    hx, hy = (c * dx + s * dy) / scale, (-s * dx + c * dy) / scale
     return hx.astype(np.float32), hy.astype(np.float32)
 
 
 def _heart_to_pixel(anat: Anatomy, view: str, x: float, y: float) -> tuple[float, float]:
-    crux = (APEX_X + anat.shift_x, (188.0 if view == "A4C" else 150.0) + anat.shift_y)
-    rot = np.deg2rad(anat.rotation_deg + (0.0 if view == "A4C" else -8.0))
+    depth, tilt, size = VIEW_SPECS[view].pose
+    crux = (APEX_X + anat.shift_x, depth + anat.shift_y)
+    rot = np.deg2rad(anat.rotation_deg + tilt)
     c, s = np.cos(rot), np.sin(rot)
-    x, y = x * anat.scale, y * anat.scale
+    x, y = x * anat.scale * size, y * anat.scale * size
     return crux[0] + c * x - s * y, crux[1] + s * x + c * y
 
 
@@ -148,7 +158,18 @@ def _lv_axes(f: Findings, anat: Anatomy, c: float) -> tuple[float, float, float]
     return short, long, wall0 * (1 + 0.6 * (f.ef / 60.0) * c)
 
 
-def _draw_a4c(cv: _Canvas, f: Findings, anat: Anatomy, c: float, o: float, ao: float) -> list:
+def _draw_a4c(
+    cv: _Canvas,
+    f: Findings,
+    anat: Anatomy,
+    c: float,
+    o: float,
+    ao: float,
+    five: bool = False,
+    lvot_tavr: bool = True,
+) -> list:
+    """Apical 4-chamber; ``five``: the A5C (aortic root between the atria, TAVR in it); the SC4C is
+    this heart seen from below (its pose turns it), without the LVOT ring (``lvot_tavr``)."""
     s_lv, l_lv, w_lv = _lv_axes(f, anat, c)
     area_rv = 1.0 - 0.35 * c
     s_rv = 21.0 * _grow(f.rv_size, 0.2) * anat.rv_shape * area_rv**0.6
@@ -161,6 +182,9 @@ def _draw_a4c(cv: _Canvas, f: Findings, anat: Anatomy, c: float, o: float, ao: f
     rv = (-(sep / 2 + 4 + s_rv), -0.78 * l_rv, s_rv, l_rv, -0.16)
     la = (2 + s_la, 0.8 * l_la, s_la, l_la)
     ra = (-(2 + s_ra), 0.8 * l_ra, s_ra, l_ra)
+    if five:  # tilted anteriorly: the atria are cut smaller, apart, around the aortic root
+        la = (la[0] + 9.0, la[1] + 5.0, 0.85 * la[2], 0.85 * la[3])
+        ra = (ra[0] - 9.0, ra[1] + 5.0, 0.85 * ra[2], 0.85 * ra[3])
     above, below = cv.y < 0, cv.y >= 0
     eff = (0.0, 5.0, 10.0, 16.0)[f.effusion]
     peri = np.zeros_like(above)
@@ -180,6 +204,17 @@ def _draw_a4c(cv: _Canvas, f: Findings, anat: Anatomy, c: float, o: float, ao: f
     blood = ((cv.ellipse(*lv) < 1) | (cv.ellipse(*rv) < 1)) & above
     blood |= ((cv.ellipse(*la) < 1) | (cv.ellipse(*ra) < 1)) & below
     cv.paint(blood, BLOOD)
+    root = None
+    if five:  # LVOT and aortic root, running from the LV base down between the atria
+        root = (sep / 2 + 3.0, 20.0, 11.0, 26.0, 0.15)
+        cv.paint(cv.ellipse(*root[:2], root[2] + 3.5, root[3] + 3.5, root[4]) < 1, wall)
+        cv.paint((cv.ellipse(*root) < 1) | (cv.ellipse(sep / 2 + 3.0, -6.0, 10.0, 8.0) < 1), BLOOD)
+        av = (root[0] - 1.0, 2.0)
+        for side in (-1, 1):
+            hinge = (av[0] + side * 10.0, av[1] - 1.0)
+            closed, opened = (av[0], av[1] + 5.0), (av[0] + side * 8.5, av[1] + 12.0)
+            tip = (closed[0] + (opened[0] - closed[0]) * ao, closed[1] + (opened[1] - closed[1]) * ao)
+            cv.paint(cv.segment(hinge, tip, 1.5), VALVE)
     # mitral and tricuspid leaflets: hinge at the annulus, meet in systole, open towards the apex
     m_med, m_lat = (sep / 2 + 0.45 * s_lv, 0.0), (sep / 2 + 1.55 * s_lv, 0.0)
     m_tip = (sep / 2 + s_lv, -6.0)
@@ -195,7 +230,11 @@ def _draw_a4c(cv: _Canvas, f: Findings, anat: Anatomy, c: float, o: float, ao: f
     if clip:  # ~0.45 x 1.3 cm, along the grasped leaflet tips, pointing into the LV
         cv.paint(cv.ellipse(m_tip[0], m_tip[1] - 7, 3.6, 10.5) < 1, DEVICE)
         shadows.append((m_tip[0], m_tip[1] - 7))
-    if f.tavr:  # seen in the LVOT of a slightly anterior-angled apical view
+    if f.tavr and root is not None:  # the valve frame in the aortic root
+        ring = cv.ellipse(root[0] - 1.0, 3.0, 12.5, 7.0, 0.15)
+        cv.paint((ring < 1.0) & (ring > 0.5), DEVICE)
+        shadows.append((root[0] - 1.0, 3.0))
+    elif f.tavr and lvot_tavr:  # seen in the LVOT of a slightly anterior-angled apical view
         ring = cv.ellipse(sep / 2 + 7, -12.0, 9.0, 6.0, 0.5)
         cv.paint((ring < 1.0) & (ring > 0.45), DEVICE)
         shadows.append((sep / 2 + 7, -12.0))
@@ -275,6 +314,179 @@ def _draw_plax(cv: _Canvas, f: Findings, anat: Anatomy, c: float, o: float, ao: 
     return shadows
 
 
+def _rims(cv: _Canvas, shapes, eff: float, keep: np.ndarray | None = None) -> None:
+    """Pericardium (bright) around ``shapes`` (cx, cy, a, b, tilt), an effusion (dark) inside it."""
+    inner = np.zeros(cv.x.shape, dtype=bool)
+    fluid = np.zeros_like(inner)
+    outer = np.zeros_like(inner)
+    for cx, cy, a, b, t in shapes:
+        inner |= cv.ellipse(cx, cy, a, b, t) < 1
+        fluid |= cv.ellipse(cx, cy, a + eff, b + eff, t) < 1
+        outer |= cv.ellipse(cx, cy, a + eff + 3, b + eff + 3, t) < 1
+    keep = np.ones_like(inner) if keep is None else keep
+    cv.paint(outer & ~fluid & keep, PERICARDIUM)
+    if eff:
+        cv.paint(fluid & ~inner & keep, EFFUSION)
+
+
+def _mitral(cv: _Canvas, cx: float, half: float, s_lv: float, o: float, clip: bool) -> list:
+    """Mitral leaflets hinged at the annulus (y = 0, ``cx`` +- ``half``), a MitraClip on their tips."""
+    tip = (cx, -6.0)
+    op = o * (0.35 if clip else 1.0)
+    _leaflet(cv, (cx - half, 0.0), tip, (0.15, -1.0), 0.75 * s_lv, op)
+    _leaflet(cv, (cx + half, 0.0), tip, (-0.1, -1.0), 0.6 * s_lv, op)
+    if not clip:
+        return []
+    cv.paint(cv.ellipse(tip[0], tip[1] - 7, 3.6, 10.5) < 1, DEVICE)
+    return [(tip[0], tip[1] - 7)]
+
+
+def _atrium(f_size: int, anat: Anatomy, c: float, width: float, height: float) -> tuple[float, float]:
+    return width * _grow(f_size, 0.16) * anat.atria_shape * (1.0 + 0.12 * c), height * _grow(f_size, 0.14)
+
+
+def _draw_a2c(cv: _Canvas, f: Findings, anat: Anatomy, c: float, o: float, ao: float) -> list:
+    """Apical 2-chamber: LV above LA only (no right heart), the LA appendage on the lateral side."""
+    s_lv, l_lv, w_lv = _lv_axes(f, anat, c)
+    s_lv *= 1.08
+    s_la, l_la = _atrium(f.la_size, anat, c, 24.0, 22.0)
+    lv = (0.0, -0.78 * l_lv, s_lv, l_lv, 0.04)
+    la = (0.0, 0.8 * l_la, s_la, l_la, 0.0)
+    laa = (0.95 * s_la, 0.15 * l_la, 8.0, 4.5, -0.6)
+    eff = (0.0, 5.0, 10.0, 16.0)[f.effusion]
+    _rims(cv, [(lv[0], lv[1], lv[2] + w_lv, lv[3] + w_lv, lv[4])], eff, cv.y < 3)
+    walls = cv.ellipse(*lv[:2], lv[2] + w_lv, lv[3] + w_lv, lv[4]) < 1
+    walls |= (cv.ellipse(*la[:2], la[2] + 3.5, la[3] + 3.5) < 1) | (cv.ellipse(*laa[:2], 11.0, 7.5, -0.6) < 1)
+    cv.paint(walls, anat.wall_brightness)
+    blood = (cv.ellipse(*lv) < 1) & (cv.y < 0)
+    blood |= ((cv.ellipse(*la) < 1) | (cv.ellipse(*laa) < 1)) & (cv.y >= 0)
+    cv.paint(blood, BLOOD)
+    return _mitral(cv, 0.0, 0.55 * s_lv, s_lv, o, f.mitraclip)
+
+
+def _draw_a3c(cv: _Canvas, f: Findings, anat: Anatomy, c: float, o: float, ao: float) -> list:
+    """Apical long axis: LV above, LA below on the septal side, LVOT and aortic root running down-laterally."""
+    s_lv, l_lv, w_lv = _lv_axes(f, anat, c)
+    s_la, l_la = _atrium(f.la_size, anat, c, 21.0, 21.0)
+    lv = (0.0, -0.78 * l_lv, s_lv, l_lv, 0.06)
+    la = (-0.5 * s_lv, 2.0 + 0.8 * l_la, s_la, l_la, 0.0)
+    axis = (0.43, 0.9)  # direction of the aortic root, away from the LV
+    av = (0.5 * s_lv + 5.0, 1.0)
+    aorta = (av[0] + 24 * axis[0], av[1] + 24 * axis[1], 11.0, 30.0, -0.45)
+    eff = (0.0, 5.0, 10.0, 16.0)[f.effusion]
+    _rims(cv, [(lv[0], lv[1], lv[2] + w_lv, lv[3] + w_lv, lv[4])], eff, cv.y < 3)
+    walls = cv.ellipse(*lv[:2], lv[2] + w_lv, lv[3] + w_lv, lv[4]) < 1
+    walls |= cv.ellipse(*la[:2], la[2] + 3.5, la[3] + 3.5) < 1
+    walls |= cv.ellipse(*aorta[:2], aorta[2] + 3.5, aorta[3] + 3.5, aorta[4]) < 1
+    cv.paint(walls, anat.wall_brightness)
+    blood = (cv.ellipse(*lv) < 1) & (cv.y < 0)
+    blood |= (cv.ellipse(*la) < 1) & (cv.y >= 0)
+    blood |= (cv.ellipse(*aorta) < 1) | (cv.ellipse(av[0] - 3.0, -5.0, 10.0, 7.0) < 1)  # root + LVOT
+    cv.paint(blood, BLOOD)
+    across = (axis[1], -axis[0])
+    for side in (-1, 1):  # aortic cusps: meet mid-root in diastole, lie against the walls in systole
+        hinge = (av[0] + side * 10 * across[0], av[1] + side * 10 * across[1])
+        closed = (av[0] + 4 * axis[0], av[1] + 4 * axis[1])
+        opened = (hinge[0] + 10 * axis[0], hinge[1] + 10 * axis[1])
+        tip = (closed[0] + (opened[0] - closed[0]) * ao, closed[1] + (opened[1] - closed[1]) * ao)
+        cv.paint(cv.segment(hinge, tip, 1.5), VALVE)
+    shadows = _mitral(cv, la[0], 0.5 * s_la, s_lv, o, f.mitraclip)
+    if f.tavr:
+        ring = cv.ellipse(av[0], av[1], 12.5, 7.0, -0.45)
+        cv.paint((ring < 1.0) & (ring > 0.5), DEVICE)
+        shadows.append(av)
+    return shadows
+
+
+def _draw_psax_pm(cv: _Canvas, f: Findings, anat: Anatomy, c: float, o: float, ao: float) -> list:
+    """Short axis at the papillary muscles: a round LV with two papillary muscles, the RV crescent in front."""
+    _, _, w_lv = _lv_axes(f, anat, c)
+    r = 31.0 * _grow(f.lv_size, 0.17) * anat.lv_sphericity**0.5 * (1.0 - f.ef / 100.0 * c) ** 0.5
+    lv = (0.0, 0.0, 1.04 * r, r, 0.0)
+    g_rv = _grow(f.rv_size, 0.2) * anat.rv_shape * (1.0 - 0.3 * c) ** 0.5
+    rv = (-0.25 * r - 4.0, -(0.45 * r + 8.0), (r + 20.0) * g_rv, 0.6 * r + 12.0 * g_rv, 0.45)
+    eff = (0.0, 5.0, 10.0, 16.0)[f.effusion]
+    _rims(cv, [(0.0, 0.0, lv[2] + w_lv, lv[3] + w_lv, 0.0), (rv[0], rv[1], rv[2] + 4, rv[3] + 4, rv[4])], eff)
+    lv_wall = cv.ellipse(0.0, 0.0, lv[2] + w_lv, lv[3] + w_lv) < 1
+    cv.paint((cv.ellipse(rv[0], rv[1], rv[2] + 4, rv[3] + 4, rv[4]) < 1) | lv_wall, anat.wall_brightness)
+    cv.paint((cv.ellipse(*rv) < 1) & ~lv_wall, BLOOD)
+    cv.paint(cv.ellipse(*lv) < 1, BLOOD)
+    pap = 0.22 * r * (1.0 + 0.3 * c)
+    muscles = (cv.ellipse(-0.45 * r, 0.5 * r, pap, 1.2 * pap) < 1) | (
+        cv.ellipse(0.5 * r, 0.4 * r, pap, 1.2 * pap) < 1
+    )
+    cv.paint(muscles, anat.wall_brightness)
+    if not f.pacer:
+        return []
+    lead = (rv[0] - 0.2 * rv[2], rv[1] + 0.1 * rv[3])  # the lead crosses the cut obliquely
+    cv.paint(cv.segment((lead[0] - 6, lead[1] - 3), (lead[0] + 6, lead[1] + 3), 1.8), DEVICE)
+    return [lead]
+
+
+def _draw_psax_av(cv: _Canvas, f: Findings, anat: Anatomy, c: float, o: float, ao: float) -> list:
+    """Short axis at the aortic valve: three cusps in the middle, LA behind, RA and tricuspid valve to
+    the left, the RV outflow tract arching in front to the pulmonary valve and artery on the right."""
+    R = 12.5
+    s_la, h_la = _atrium(f.la_size, anat, c, 22.0, 16.0)
+    s_ra, h_ra = _atrium(f.ra_size, anat, c, 16.0, 15.0)
+    la = (4.0, R + 6.0 + h_la, s_la, h_la, 0.0)
+    ra = (-R - 8.0 - 0.7 * s_ra, R - 2.0 + 0.6 * h_ra, s_ra, h_ra, -0.3)
+    g_rv = _grow(f.rv_size, 0.15) * (1.0 - 0.25 * c)
+    out_rv = (-4.0, -2.0, (R + 30.0) * g_rv, (R + 26.0) * g_rv, 0.0)
+    pa = (29.0, -4.0, 8.5, 20.0, -0.35)
+    eff = (0.0, 5.0, 10.0, 16.0)[f.effusion]
+    outline = [(*out_rv[:2], out_rv[2] + 4, out_rv[3] + 4, 0.0), (*la[:4], 0.0), (*ra[:4], -0.3), pa]
+    _rims(cv, [(cx, cy, a + 3.5, b + 3.5, t) for cx, cy, a, b, t in outline], eff, cv.y > -out_rv[3] - 8)
+    rvot = (
+        (cv.ellipse(*out_rv) < 1)
+        & (cv.ellipse(-1.0, 1.0, R + 10.0, R + 10.0) >= 1)
+        & (cv.y < 4)
+        & (cv.x < 24)
+    )
+    walls = (cv.ellipse(*la[:2], la[2] + 3.5, la[3] + 3.5) < 1) | (
+        cv.ellipse(*ra[:2], ra[2] + 3.5, ra[3] + 3.5, -0.3) < 1
+    )
+    walls |= cv.ellipse(*pa[:2], pa[2] + 3.5, pa[3] + 3.5, pa[4]) < 1
+    walls |= (cv.ellipse(out_rv[0], out_rv[1], out_rv[2] + 4, out_rv[3] + 4) < 1) & (cv.y < 8) & (cv.x < 26)
+    walls |= cv.ellipse(0.0, 0.0, R + 4.0, R + 4.0) < 1
+    cv.paint(walls, anat.wall_brightness)
+    blood = (cv.ellipse(*la) < 1) | (cv.ellipse(*ra) < 1) | (cv.ellipse(*pa) < 1) | rvot
+    blood |= cv.ellipse(0.0, 0.0, R, R) < 1
+    cv.paint(blood, BLOOD)
+    # three cusps: closed they meet in the centre (the "Mercedes" sign), open they leave a triangle
+    angles = np.deg2rad([-90.0, 30.0, 150.0])
+    for k in range(3):
+        a0, a1 = angles[k], angles[(k + 1) % 3]
+        mid = (a0 + a1) / 2 + (np.pi if k == 2 else 0.0)
+        h0, h1 = (R * np.cos(a0), R * np.sin(a0)), (R * np.cos(a1), R * np.sin(a1))
+        belly = (0.8 * R * np.cos(mid) * ao, 0.8 * R * np.sin(mid) * ao)
+        cv.paint(cv.segment(h0, belly, 1.4) | cv.segment(belly, h1, 1.4), VALVE)
+    tv_tip = (-R - 13.0, -4.0 - 8.0 * o)  # tricuspid leaflets between RA and RV inflow
+    cv.paint(cv.segment((-R - 6.0, 2.0), tv_tip, 1.5) | cv.segment((-R - 21.0, 0.0), tv_tip, 1.5), VALVE)
+    shadows = []
+    if f.tavr:  # the valve frame seen end-on: a bright ring in the annulus
+        ring = cv.ellipse(0.0, 0.0, R + 3.0, R + 3.0)
+        cv.paint((ring < 1.0) & (ring > 0.72), DEVICE)
+        shadows.append((0.0, R + 3.0))
+    if f.pacer:
+        p0, p1, p2 = (ra[0] - 0.2 * s_ra, ra[1] + 0.5 * h_ra), (-R - 13.0, 0.0), (-R - 24.0, -16.0)
+        cv.paint(cv.segment(p0, p1, 1.6) | cv.segment(p1, p2, 1.6), DEVICE)
+        shadows.append(p1)
+    return shadows
+
+
+DRAW = {
+    "A4C": _draw_a4c,
+    "PLAX": _draw_plax,
+    "A2C": _draw_a2c,
+    "A3C": _draw_a3c,
+    "A5C": partial(_draw_a4c, five=True),
+    "PSAX-PM": _draw_psax_pm,
+    "PSAX-AV": _draw_psax_av,
+    "SC4C": partial(_draw_a4c, lvot_tavr=False),
+}
+
+
 def _polar_noise(rng: np.random.Generator, frames: int) -> np.ndarray:
     """Speckle: Rayleigh noise on a polar grid (coarse across beams), smoothed, mean ~1."""
     nd, na = 200, 110
@@ -308,8 +520,8 @@ def render_sector(
     t = np.arange(frames) / fps
     phase = phase0 + t * f.heart_rate / 60.0
     cs, os_, aos = contraction(phase), mitral_opening(phase), aortic_opening(phase)
-    base = TISSUE * _tissue_texture(anat.texture_seed)
     r, th = GEOM.radius, GEOM.theta
+    base = TISSUE * _tissue_texture(anat.texture_seed)
     speckle = _polar_noise(rng, frames)
     ri = np.clip((r / SECTOR_RADIUS * 199).astype(np.int32), 0, 199)
     ti = np.clip(((th + SECTOR_HALF_ANGLE) / (2 * SECTOR_HALF_ANGLE) * 109).astype(np.int32), 0, 109)
@@ -317,7 +529,10 @@ def render_sector(
     tgc = (0.75 + 0.5 * depth) * np.exp(-1.1 * depth) * 1.9 * anat.tissue_gain
     haze = 0.45 * np.exp(-(((r - 4) / 22.0) ** 2))  # near-field clutter under the probe
     edge = np.clip((SECTOR_HALF_ANGLE - np.abs(th)) / 0.06, 0.35, 1.0)
-    draw = _draw_a4c if view == "A4C" else _draw_plax
+    draw = DRAW[view]
+    if view == "SC4C":  # the liver lies between the transducer and the heart
+        liver = np.clip((100.0 - r) / 14.0, 0.0, 1.0) * np.clip((r - 10.0) / 10.0, 0.0, 1.0)
+        base = base * (1.0 + 0.9 * liver)
     out = np.zeros((frames, HEIGHT, WIDTH), dtype=np.float32)
     for i in range(frames):
         cv = _Canvas(x, y, base)

@@ -17,7 +17,7 @@ import csv
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,6 +174,11 @@ class PairSampler:
     batch as a negative; two rows with the same report would be pushed apart from their own text.
     ``sentence_keep`` < 1 trains on random subsets of a report's sentences in half the rows, so
     the text tower also learns the short, single-finding texts that queries and zero-shot prompts are.
+
+    ``view_sentences`` (view code -> sentence, e.g. ``{"A4C": "APICAL FOUR CHAMBER VIEW."}``): a
+    report describes the study, not the clip, so a view can only be learnt from text that belongs to
+    the clip; with it each row's text is the drawn clip's view sentence (from its manifest ``view``)
+    followed by the report or the report's subset. Clips without a known view get the report alone.
     """
 
     def __init__(
@@ -185,6 +190,7 @@ class PairSampler:
         std: Sequence[float],
         sentence_keep: float = 0.5,
         augment: bool = False,
+        view_sentences: Mapping[str, str] | None = None,
     ) -> None:
         self.cache, self.tokenizer, self.mean, self.std = cache, tokenizer, mean, std
         self.sentence_keep, self.augment = sentence_keep, augment
@@ -205,19 +211,29 @@ class PairSampler:
             ]
             for r in reports
         ]
+        self.view_ids: list[list[int]] = [[] for _ in clips]
+        if view_sentences:
+            views = sorted({c.row.get("view", "") for c in clips} & set(view_sentences))
+            encoded = tokenizer.encode_batch([view_sentences[v] for v in views]).tolist() if views else []
+            known = {v: [i for i in row if i not in special] for v, row in zip(views, encoded, strict=True)}
+            self.view_ids = [known.get(c.row.get("view", ""), []) for c in clips]
 
     @property
     def n_studies(self) -> int:
         return len(self.studies)
 
-    def _tokens(self, study: int, g: torch.Generator) -> torch.Tensor:
+    def _tokens(self, study: int, g: torch.Generator, clip: int | None = None) -> torch.Tensor:
         sents = self.sentence_ids[study]
+        view = self.view_ids[clip] if clip is not None else []
         if self.sentence_keep >= 1 or len(sents) < 2 or torch.rand((), generator=g).item() < 0.5:
-            return self.full[study]
-        keep = torch.rand(len(sents), generator=g) < self.sentence_keep
-        if not keep.any():
-            keep[torch.randint(len(sents), (), generator=g)] = True
-        ids = [i for s, k in zip(sents, keep.tolist(), strict=True) if k for i in s]
+            if not view:
+                return self.full[study]
+            keep = torch.ones(len(sents), dtype=torch.bool)
+        else:
+            keep = torch.rand(len(sents), generator=g) < self.sentence_keep
+            if not keep.any():
+                keep[torch.randint(len(sents), (), generator=g)] = True
+        ids = view + [i for s, k in zip(sents, keep.tolist(), strict=True) if k for i in s]
         n = self.full.shape[1]
         ids = [self.tokenizer.bos_id, *ids[: n - 2], self.tokenizer.eos_id]
         return torch.tensor(ids + [0] * (n - len(ids)), dtype=self.full.dtype)
@@ -235,7 +251,7 @@ class PairSampler:
         if self.augment:
             frames = augment_frames(frames, g)
         images = normalize(frames, self.mean, self.std)
-        return images, torch.stack([self._tokens(s, g) for s in studies])
+        return images, torch.stack([self._tokens(s, g, r[0]) for s, r in zip(studies, rows, strict=True)])
 
 
 def augment_frames(frames: torch.Tensor, g: torch.Generator, min_scale: float = 0.75) -> torch.Tensor:

@@ -30,6 +30,7 @@ from echosearch.models import Manifest, write_bundle
 from echosearch.models.arch import echoclip_model_cfg, echoclip_preprocess_cfg
 from echosearch.paths import cache_dir, configs_dir, package_data
 from echosearch.training.data import (
+    ArchiveClip,
     FrameCache,
     PairSampler,
     default_cache_dir,
@@ -105,6 +106,9 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max gradient norm: small CLIPs from scratch collapse after a spike
     amp: str = "auto"  # bf16 autocast: "auto" = on CUDA only (see train_step), "bf16", "none"
     max_minutes: float | None = None  # wall-clock guard: stop early (checkpointed), still write the bundle
+    # each clip's view sentence before its study's report: None = when an archive has views beyond the
+    # synthetic default A4C/PLAX (archives like the shipped model's train exactly as before)
+    view_text: bool | None = None
 
     def archives(self) -> list[Path]:
         """The training archives (``archive`` may name one or several); the same folder twice is an error."""
@@ -321,8 +325,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     clips, cache = _load_training_clips(cfg, size)
     from echosearch.video import CLIP_MEAN, CLIP_STD
 
+    _warn_unread_text(start.tokenizer, clips)
     sampler = PairSampler(clips, cache, start.tokenizer, pre.get("mean", CLIP_MEAN), pre.get("std", CLIP_STD),
-                          cfg.sentence_keep, cfg.augment)  # fmt: skip
+                          cfg.sentence_keep, cfg.augment, view_sentences(cfg, clips))  # fmt: skip
     batch = min(cfg.batch_size, sampler.n_studies)
     if batch < 2:
         raise UsageError("contrastive training needs at least 2 studies with reports")
@@ -371,6 +376,39 @@ def train(cfg: TrainConfig) -> TrainResult:
     result.planned_steps = total
     write_trained_bundle(cfg, start, model, result, len(clips), sampler.n_studies)
     return result
+
+
+def _warn_unread_text(tokenizer, clips: Sequence[ArchiveClip]) -> int:
+    """Warn when the tokenizer drops text of the training reports; returns how many reports lose text.
+
+    Why: a template tokenizer silently skips phrases its vocabulary lacks, e.g. the varied reports'
+    "LVEF IS 35%." read with an older bundle's vocabulary loses the EF, and training would go on.
+    """
+    if not hasattr(tokenizer, "explain") or not hasattr(tokenizer, "phrases"):
+        return 0
+    reports = {c.study_uid: c.report for c in clips}
+    lost = [r for r in reports.values() if tokenizer.explain(r).unmatched]
+    if lost:
+        log.warning(
+            "%d of %d training reports have text the tokenizer's vocabulary does not read (first: %r); "
+            "it is dropped from training",
+            len(lost),
+            len(reports),
+            tokenizer.explain(lost[0]).unmatched[0],
+        )
+    return len(lost)
+
+
+def view_sentences(cfg: TrainConfig, clips: Sequence[ArchiveClip]) -> dict[str, str] | None:
+    """The view sentences to put before each clip's report (see ``PairSampler``), or None."""
+    from echosearch.synth.reports import VIEW_PHRASES
+    from echosearch.synth.views import DEFAULT_VIEWS
+
+    views = {c.row.get("view", "") for c in clips} - {""}
+    use = cfg.view_text if cfg.view_text is not None else bool(views - set(DEFAULT_VIEWS))
+    if use:
+        log.info("training text: each clip's view sentence + its report (views %s)", ", ".join(sorted(views)))
+    return dict(VIEW_PHRASES) if use else None
 
 
 def _load_training_clips(cfg: TrainConfig, size: int) -> tuple[list, FrameCache]:
