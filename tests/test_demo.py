@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
@@ -24,3 +25,17 @@ def test_demo_indexes_a_small_archive_and_reruns_incrementally(tmp_path, cli):
     assert again["new"] == 0 and again["unchanged"] == doc["index"]["new"]
     search = cli("search", "SEVERE DILATED LEFT VENTRICLE.", "-k", "3", "--data", str(data), "--json")
     assert search.returncode == 0 and len(json.loads(search.stdout)["results"]) == 3
+    built = [
+        m["name"] for m in list_models() if m["name"].startswith("echosearch-demo") and m["status"] == "ready"
+    ]
+    assert doc["models"] == [m for m in ("echosearch-demo", "echosearch-demo-bpe") if m in built]
+    # every search the demo suggests, in a clinician's words and for each model, finds clips or
+    # says why not (a 2-patient archive may have no clip with an EF under 30)
+    for line in doc["try"]:
+        args = shlex.split(line)
+        if args[1] == "search":
+            done = cli(*args[1:], "-k", "3", "--json")
+            assert done.returncode == 0, done.stderr
+            found = json.loads(done.stdout)
+            assert found["results"] or any("filters" in n for n in found["notes"]), line
+            assert found["interpretation"]["unmatched"] == [], line

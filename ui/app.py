@@ -50,6 +50,9 @@ def main() -> None:
     root = common.data_dir()
     if not _login_gate(root):
         return
+    spaces = common.video_spaces(root)
+    if len(spaces) > 1:  # e.g. the demo: a template-tokenizer and a BPE model, one space each
+        st.sidebar.selectbox("Model", spaces, key="space", help="The archive is indexed with several models.")
     try:
         eng = common.engine()
     except EchosearchError as exc:

@@ -40,8 +40,8 @@ def data_dir() -> Path:
 
 
 @st.cache_resource(show_spinner="Opening the index and loading the model…")
-def _open_engine(root: str) -> Engine:
-    engine = Engine.open(root)
+def _open_engine(root: str, space: str | None = None) -> Engine:
+    engine = Engine.open(root, space=space)
     try:
         engine.encoder  # noqa: B018 - load the model now, once, not on the first query
     except EchosearchError as exc:
@@ -49,9 +49,17 @@ def _open_engine(root: str) -> Engine:
     return engine
 
 
+def video_spaces(root: Path) -> list[str]:
+    """The archive's embedding spaces (one per model it was indexed with), newest first."""
+    from echosearch.index import list_spaces
+
+    spaces = [sp for sp in list_spaces(root) if sp.info.kind == "video"]
+    return [sp.name for sp in sorted(spaces, key=lambda sp: sp.info.created_at, reverse=True)]
+
+
 def engine() -> Engine:
-    """The process-wide Engine, tagged with this session's user for the audit log."""
-    eng = _open_engine(str(data_dir()))
+    """The process-wide Engine of the space this session picked, tagged with its user for the audit log."""
+    eng = _open_engine(str(data_dir()), st.session_state.get("space"))
     eng.who = who()
     return eng
 

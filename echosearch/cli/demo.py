@@ -21,15 +21,17 @@ from echosearch.errors import UsageError
 log = logging.getLogger(__name__)
 
 DEMO_MODEL = "echosearch-demo"
+#: Every demo model that is built is indexed (one space each): a template-tokenizer model, like
+#: EchoCLIP-R, and a CLIP-BPE one, like EchoCLIP, so both kinds run end to end.
+DEMO_MODELS = ("echosearch-demo", "echosearch-demo-bpe")
 DEMO_SEED = 2024
-# The demo model reads its own reporting template: queries in its phrases, and one free-text query
-# that shows the phrase suggestions.
+# What a clinician would type: abbreviations, a typo, a number, a negation, several findings.
 QUERIES = (
-    "SEVERE DILATED LEFT VENTRICLE.",
-    "THERE IS A MODERATE PERICARDIAL EFFUSION.",
-    "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE.",
-    "SEVERE DILATED LEFT VENTRICLE., not A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE.",
-    "pacer lead",
+    "severe LV dysfunction",
+    "pacmaker",
+    "s/p TAVR, no effusion",
+    "EF < 30% with dilated LV",
+    "A4C, not pacer",
 )
 
 
@@ -46,10 +48,10 @@ def _ensure_archive(archive: Path, patients: int, seed: int) -> None:
     click.echo(f"  {summary.clips} clips of {summary.studies} studies in {summary.seconds:.0f} s", err=True)
 
 
-def _model_available() -> bool:
+def _built(name: str) -> bool:
     from echosearch.models import list_models
 
-    return any(m["name"] == DEMO_MODEL and m.get("status") == "ready" for m in list_models())
+    return any(m["name"] == name and m.get("status") == "ready" for m in list_models())
 
 
 def _first_study(data: Path) -> str | None:
@@ -70,11 +72,16 @@ def _first_study(data: Path) -> str | None:
 @data_option
 @click.option("--patients", default=40, show_default=True, type=click.IntRange(1, 5000))
 @click.option("--seed", default=DEMO_SEED, show_default=True, help="Seed of the synthetic archive.")
-@click.option("--model", default=DEMO_MODEL, show_default=True, help="Model to index with.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="Model to index with, repeatable (default: every built demo model: " + ", ".join(DEMO_MODELS) + ").",
+)
 @click.option("--no-ui", is_flag=True, help="Stop after indexing instead of starting the UI.")
 @click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535))
 @json_option
-def demo(data, patients, seed, model, no_ui, port, as_json) -> None:
+def demo(data, patients, seed, models, no_ui, port, as_json) -> None:
     """Run the whole product offline: synthetic archive -> index -> what to try -> browser UI."""
     from echosearch.paths import data_dir as resolve_data_dir
     from indexer.runner import IndexOptions, run_index
@@ -82,22 +89,27 @@ def demo(data, patients, seed, model, no_ui, port, as_json) -> None:
     root = (
         resolve_data_dir(data) if data or os.environ.get("ECHOSEARCH_HOME") else Path("echosearch-demo-data")
     )
-    if model == DEMO_MODEL and not _model_available():
+    models = list(models) or [m for m in DEMO_MODELS if _built(m)]
+    if not models or (DEMO_MODEL in models and not _built(DEMO_MODEL)):
         raise UsageError(
             "the bundled demo model is missing from this installation (see docs/demo_model.md to train it)"
         )
     archive = root / "archive"
     _ensure_archive(archive, patients, seed)
-    opts = IndexOptions(
-        paths=[str(archive)],
-        data_dir=str(root),
-        model=model,
-        reports=str(archive / "reports.csv"),
-        progress=None if not as_json else False,
-    )
-    summary = run_index(opts)
+    summaries = []
+    for model in models:
+        opts = IndexOptions(
+            paths=[str(archive)],
+            data_dir=str(root),
+            model=model,
+            reports=str(archive / "reports.csv"),
+            progress=None if not as_json else False,
+        )
+        summaries.append(run_index(opts))
     study = _first_study(root)
     tries = [f"echosearch search {q!r} --data {root}" for q in QUERIES]
+    tries += [f"echosearch interpret {QUERIES[0]!r}"]
+    tries += [f"echosearch search {QUERIES[1]!r} --model {m} --data {root}" for m in models[1:]]
     tries += [
         f"echosearch similar 1 --data {root}",
         f"echosearch labels 1 --data {root}",
@@ -106,13 +118,18 @@ def demo(data, patients, seed, model, no_ui, port, as_json) -> None:
         f"echosearch ui --data {root}",
     ]
     if as_json:
-        emit_json({"data_dir": str(root), "archive": str(archive), "index": summary.to_dict(), "try": tries})
+        doc = {"data_dir": str(root), "archive": str(archive), "models": models, "try": tries}
+        doc["index"] = summaries[0].to_dict()
+        doc["indexes"] = {m: s.to_dict() for m, s in zip(models, summaries, strict=True)}
+        emit_json(doc)
     else:
-        for line in summary.lines():
-            click.echo(line, err=True)
-        click.echo(f"\nThe demo archive is indexed in {root}.")
-        if model == DEMO_MODEL:
-            click.echo(f"Note: {model} is a demo model trained on synthetic clips, not a clinical one.")
+        for model, summary in zip(models, summaries, strict=True):
+            click.echo(f"[{model}]", err=True)
+            for line in summary.lines():
+                click.echo(line, err=True)
+        click.echo(f"\nThe demo archive is indexed in {root} with {', '.join(models)}.")
+        if any(m in DEMO_MODELS for m in models):
+            click.echo("Note: the demo models are trained on synthetic clips; they are not clinical models.")
         click.echo("Try:")
         for line in tries:
             click.echo(f"  {line}")
