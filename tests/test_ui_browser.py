@@ -127,11 +127,12 @@ def _page(page, name: str) -> None:
 def test_clinician_path(page, ui_archive):
     from playwright.sync_api import expect
 
-    # search: type a query, see result cards with latency and animated previews
+    # search in a clinician's words: see how it was read, result cards with latency and previews
     box = page.get_by_label("Describe what you are looking for", exact=True)
-    box.fill("SEVERE DILATED LEFT VENTRICLE.")
+    box.fill("severely dilated LV, no effusion")
     box.press("Enter")
     expect(page.get_by_text("results in", exact=False)).to_be_visible()
+    expect(page.get_by_text("SEVERE DILATED LEFT VENTRICLE.", exact=False).first).to_be_visible()
     expect(page.get_by_role("button", name="Similar clips").first).to_be_visible()
     expect(page.locator("img.echo-preview").first).to_be_visible()
     _shot(page, "01-search.png")

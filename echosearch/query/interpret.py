@@ -146,11 +146,8 @@ def _filled(real: Realisation, grade: str, lex: Lexicon) -> list[str]:
 
 
 def _present_phrases(mention: Mention, real: Realisation, lex: Lexicon) -> list[str]:
-    grades = ABNORMAL_GRADES if mention.grade in (None, "normal") and not mention.negated else None
-    if mention.grade is not None and mention.grade != "normal":
-        grades = (mention.grade,)
-    if grades is None:
-        grades = ABNORMAL_GRADES
+    """The phrases saying the finding is there, at the grade asked for (every abnormal grade if none)."""
+    grades = (mention.grade,) if mention.grade not in (None, "normal") else ABNORMAL_GRADES
     out: list[str] = []
     for grade in grades:
         out += _filled(real, grade, lex)
