@@ -25,6 +25,7 @@ from echosearch.errors import UsageError
 from echosearch.index import Space, SpaceInfo, list_spaces, report_space_name
 from echosearch.models import Encoder, load_model, resolve_bundle
 from echosearch.models.arch import is_arch
+from echosearch.paths import filesystem_path, storable_path
 from echosearch.privacy import load_or_create_site_key
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db
@@ -195,8 +196,9 @@ class Runner:
         found = discover(opts.paths, include=opts.include, exclude=opts.exclude)
         summary.found = len(found.candidates)
         summary.unreadable_paths = len(found.unreadable)
-        for path, why in found.unreadable:
-            log.warning("cannot look into %s: %s", path, why)
+        for path, why in found.unreadable:  # recorded like a file that failed to read: seen in stats
+            log.warning("cannot look into %s: %s", storable_path(path), why)
+            writer.record_path_failure(storable_path(path), why)
         with self.db.session() as s:
             cols = select(Video.path, Video.id, Video.status, Video.size, Video.mtime, Video.sha256)
             known = {p: (vid, st, size, mtime, sha) for p, vid, st, size, mtime, sha in s.execute(cols).all()}
@@ -207,14 +209,14 @@ class Runner:
         gone = [
             vid
             for path, (vid, status, *_rest) in known.items()
-            if status == STATUS_INDEXED and not os.path.exists(path)
+            if status == STATUS_INDEXED and not os.path.exists(filesystem_path(path))
         ]
         summary.missing = len(gone)
         if opts.prune and gone:
             summary.pruned = writer.prune(gone)
         jobs = []
         for c in found.candidates:
-            path = str(c.path)
+            path = storable_path(c.path)
             row = known.get(path)
             indexed_here = row is not None and row[1] == STATUS_INDEXED and row[0] in in_space
             if indexed_here and row[2] == c.size and row[3] == mtime_of(c.mtime_ns):
@@ -228,7 +230,9 @@ class Runner:
                 if sha in failed[path]:
                     summary.skipped_failed += 1
                     continue
-            jobs.append(ReadJob(path, c.size, c.mtime_ns, known_sha256=row[4] if indexed_here else None))
+            jobs.append(
+                ReadJob(str(c.path), c.size, c.mtime_ns, known_sha256=row[4] if indexed_here else None)
+            )
         self._known, self._failed = known, failed
         return jobs
 
@@ -267,7 +271,7 @@ class Runner:
             for result in self.distributor.map_unordered(read_one, jobs, cfg):
                 if isinstance(result, CrashedJob):
                     result = ReadResult(job=result.job, error_kind="WorkerCrashed", error=result.reason)
-                path = result.job.path
+                path = result.job.key
                 if result.error_kind:
                     writer.record_failure(result)
                     summary.failed += 1
@@ -344,6 +348,9 @@ def run_index(opts: IndexOptions, distributor: Distributor | None = None) -> Ind
     """Index ``opts.paths`` into ``opts.data_dir`` (see :class:`IndexOptions`); returns the summary."""
     if not opts.paths:
         raise UsageError("give at least one file or folder to index")
+    missing = [p for p in opts.paths if not os.path.exists(p)]
+    if missing:  # a typo must not look like a successful run that found nothing
+        raise UsageError(f"no such file or folder: {storable_path(missing[0])}")
     if opts.tasks:  # a broken task or thresholds file fails now, not once readers have started
         load_tasks(opts.tasks)
     if opts.thresholds:

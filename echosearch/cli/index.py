@@ -11,7 +11,7 @@ from echosearch.paths import data_dir as resolve_data_dir
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @data_option
 @click.option(
     "--model", default=None, help="Registry name, bundle folder or arch:NAME (default: the registry's)."
