@@ -33,12 +33,12 @@ def sector_from_regions(regions: Iterable, rows: int, columns: int) -> np.ndarra
     """
     mask = np.zeros((rows, columns), dtype=bool)
     for region in regions:
-        if int(region.get("RegionSpatialFormat", 0) or 0) != SPATIAL_FORMAT_2D:
-            continue
         try:
+            if int(region.get("RegionSpatialFormat", 0) or 0) != SPATIAL_FORMAT_2D:
+                continue
             x0, y0 = int(region.RegionLocationMinX0), int(region.RegionLocationMinY0)
             x1, y1 = int(region.RegionLocationMaxX1), int(region.RegionLocationMaxY1)
-        except (AttributeError, TypeError, ValueError):
+        except (AttributeError, TypeError, ValueError, OverflowError):
             continue
         x0, y0 = max(0, x0), max(0, y0)
         x1, y1 = min(columns - 1, x1), min(rows - 1, y1)
