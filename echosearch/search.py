@@ -158,8 +158,10 @@ class Engine:
         space: str | None = None,
         device: str = "auto",
         precision: str = "auto",
+        writer: bool = False,
     ) -> Engine:
-        """Open a data dir. ``space`` picks the model's space when the archive has several."""
+        """Open a data dir. ``space`` picks the model's space when the archive has several.
+        ``writer``: for a command that writes (relabel), under the data dir's writer lock."""
         from echosearch.paths import data_dir as resolve_data_dir
 
         root = resolve_data_dir(data_dir)
@@ -178,7 +180,7 @@ class Engine:
                 names = ", ".join(sp.name for sp in videos)
                 raise UsageError(f"no space for model {space!r} in {root} (have: {names})")
             chosen = matches[0]
-        db = open_db(url_for_data_dir(root))
+        db = open_db(url_for_data_dir(root), writer=writer)
         return cls(root, db, chosen, device=device, precision=precision)
 
     def close(self) -> None:

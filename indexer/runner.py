@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 
 from echosearch.errors import UsageError
 from echosearch.index import Space, SpaceInfo, list_spaces, report_space_name
+from echosearch.lock import WriterLock
 from echosearch.models import Encoder, load_model, resolve_bundle
 from echosearch.models.arch import is_arch
 from echosearch.paths import filesystem_path, storable_path
@@ -97,7 +98,7 @@ class Runner:
         self.data_dir = Path(opts.data_dir).expanduser()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.site_key = load_or_create_site_key(self.data_dir)
-        self.db: Database = open_db(self.data_dir)
+        self.db: Database = open_db(self.data_dir, writer=True)
         self.bundle = resolve_bundle(opts.model)
         self.model_ref = model_ref(opts.model, self.bundle.name)
         self.summary = IndexSummary(model=self.model_ref, space=space_name_for(self.bundle.name))
@@ -160,6 +161,14 @@ class Runner:
     # ------------------------------------------------------------ the run
 
     def run(self) -> IndexSummary:
+        """The whole run, holding the data dir's writer lock (see :mod:`echosearch.lock`)."""
+        with WriterLock(self.data_dir):
+            try:
+                return self._run()
+            finally:
+                self.db.close()
+
+    def _run(self) -> IndexSummary:
         start = time.perf_counter()
         opts, summary = self.opts, self.summary
         space, space_id = self._open_space(summary.space, "video")
@@ -187,7 +196,6 @@ class Runner:
             summary.seconds = time.perf_counter() - start
             with self.db.session() as s:
                 q.finish_run(s, run_id, summary.to_dict(), status=status)
-            self.db.close()
         return summary
 
     def _plan(self, writer: Writer) -> list[ReadJob]:

@@ -7,6 +7,7 @@ import click
 from echosearch.cli.common import data_option, emit_json, json_option
 from echosearch.cli.main import cli
 from echosearch.errors import EchosearchError
+from echosearch.lock import WriterLock
 from echosearch.paths import data_dir as resolve_data_dir
 
 
@@ -101,11 +102,12 @@ def relabel(data, model, tasks, thresholds, as_json) -> None:
         load_tasks(tasks)
     if thresholds:
         load_thresholds(thresholds)
-    engine = Engine.open(data, space=model)
-    try:
-        summary = run(engine, tasks, thresholds)
-    finally:
-        engine.close()
+    with WriterLock(resolve_data_dir(data)):
+        engine = Engine.open(data, space=model, writer=True)
+        try:
+            summary = run(engine, tasks, thresholds)
+        finally:
+            engine.close()
     if as_json:
         emit_json(summary.to_dict())
     else:
@@ -125,11 +127,14 @@ def verify(data, repair, as_json) -> None:
     root = resolve_data_dir(data)
     if not (root / "echosearch.db").is_file():
         raise EchosearchError(f"{root} has no echosearch.db (run `echosearch index` first)")
-    db = open_db(root)
+    lock = WriterLock(root).acquire() if repair else None  # checking alone never waits for a writer
+    db = open_db(root, writer=repair)
     try:
         checks = verify_data_dir(root, db, repair=repair)
     finally:
         db.close()
+        if lock is not None:
+            lock.release()
     problems = sum(c.problems for c in checks)
     if as_json:
         emit_json(

@@ -5,6 +5,13 @@ Any SQLAlchemy URL works (``postgresql+psycopg://...`` for large sites); a data 
 always see a committed state), foreign keys (off by default in SQLite) and a busy timeout, and we
 make SQLAlchemy's transactions real SQLite transactions (``BEGIN`` on first statement, reads
 included) so that a session's SELECTs all see one snapshot.
+
+A writer (``open_db(..., writer=True)``: index, relabel, repair) begins every transaction with
+``BEGIN IMMEDIATE``. Its transactions read before they write; a deferred transaction that read
+while another connection committed (a search writing the audit log) cannot upgrade to a write
+lock, and SQLite then fails it at once with "database is locked", whatever the busy timeout.
+Taking the write lock at BEGIN instead makes the indexer wait (busy timeout) for the short audit
+insert, never fail. Readers stay deferred: in WAL mode they never block or get blocked.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from echosearch.errors import EchosearchError
 log = logging.getLogger(__name__)
 
 DB_FILENAME = "echosearch.db"
+IMMEDIATE_OPTION = "echosearch_begin_immediate"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -50,7 +58,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN")
+        immediate = conn.get_execution_options().get(IMMEDIATE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -131,11 +140,12 @@ class Database:
         self.engine.dispose()
 
 
-def open_db(url: str | Path, *, migrate: bool = True, **engine_kwargs) -> Database:
+def open_db(url: str | Path, *, migrate: bool = True, writer: bool = False, **engine_kwargs) -> Database:
     """Open (and by default create/upgrade) the database at ``url``.
 
     ``url`` is a SQLAlchemy URL, or a data dir path (then its ``echosearch.db`` is used).
     With ``migrate=True`` an older data dir is upgraded to the current schema on open.
+    ``writer=True``: every transaction takes the write lock when it begins (see the module doc).
     """
     url = str(url)
     if "://" not in url:
@@ -148,4 +158,20 @@ def open_db(url: str | Path, *, migrate: bool = True, **engine_kwargs) -> Databa
             raise
         except Exception as exc:
             raise StoreError(f"cannot open or upgrade the database {engine.url!r}: {exc}") from exc
-    return Database(engine=engine, sessionmaker=sessionmaker(engine, expire_on_commit=False))
+    bind = engine.execution_options(**{IMMEDIATE_OPTION: True}) if writer else engine
+    private_sqlite_file(engine)
+    return Database(engine=engine, sessionmaker=sessionmaker(bind, expire_on_commit=False))
+
+
+def private_sqlite_file(engine: Engine) -> None:
+    """Make a SQLite database file (and its WAL and shared-memory files) readable by its owner only:
+    it holds keyed hashes, dates, paths and query history (see the README's "What is stored where")."""
+    if engine.url.get_backend_name() != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(engine.url.database + suffix)
+        try:
+            if path.exists() and path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+        except OSError:  # not ours to change (a read-only copy): reading still works
+            pass
