@@ -701,12 +701,12 @@ class Engine:
     # -------------------------------------------------------------- internals
 
     def _keyed(self, value: str) -> str | None:
-        from echosearch.privacy import keyed_hash, load_or_create_site_key
+        from echosearch.privacy import keyed_hash, site_key_for
 
-        if self._site_key is None:
-            if not (self.data_dir / "secret.key").is_file():
+        if self._site_key is None:  # a missing or swapped key is an error, never a silent "no match"
+            self._site_key = site_key_for(self.data_dir, self.db, create=False)
+            if self._site_key is None:
                 return None
-            self._site_key = load_or_create_site_key(self.data_dir)
         return keyed_hash(value, self._site_key)
 
     def _search_videos(self, vec: np.ndarray, k: int, filters: q.VideoFilter | None) -> list[VideoHit]:

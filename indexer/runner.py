@@ -27,7 +27,7 @@ from echosearch.lock import WriterLock
 from echosearch.models import Encoder, load_model, resolve_bundle
 from echosearch.models.arch import is_arch
 from echosearch.paths import filesystem_path, storable_path
-from echosearch.privacy import load_or_create_site_key
+from echosearch.privacy import site_key_for
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db
 from echosearch.store.schema import STATUS_INDEXED, Failure, IndexRun, Video
@@ -97,8 +97,8 @@ class Runner:
         self.opts = opts
         self.data_dir = Path(opts.data_dir).expanduser()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.site_key = load_or_create_site_key(self.data_dir)
         self.db: Database = open_db(self.data_dir, writer=True)
+        self.site_key = site_key_for(self.data_dir, self.db)
         self.bundle = resolve_bundle(opts.model)
         self.model_ref = model_ref(opts.model, self.bundle.name)
         self.summary = IndexSummary(model=self.model_ref, space=space_name_for(self.bundle.name))
