@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from echosearch.errors import UsageError
 from echosearch.index import Space, VectorIndex, list_spaces, report_space_name
+from echosearch.index.faiss_index import IndexError_
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db, url_for_data_dir
 from echosearch.store.schema import STATUS_INDEXED, Patient, Report, Study, Video
@@ -134,7 +135,7 @@ class Engine:
         self.db = db
         self.space = space
         self.device, self.precision = device, precision
-        self.index: VectorIndex = space.load_index()
+        self.index: VectorIndex = self._load_video_index()
         self.report_space: Space | None = None
         self.report_index: VectorIndex | None = None
         rname = report_space_name(space.name)
@@ -233,7 +234,7 @@ class Engine:
 
     def reload(self) -> None:
         """Pick up vectors written by an indexer since the engine was opened."""
-        self.index = self.space.load_index()
+        self.index = self._load_video_index()
         if self.report_space is not None:
             self.report_index = self.report_space.load_index()
         self._studies = None
@@ -699,6 +700,19 @@ class Engine:
         }
 
     # -------------------------------------------------------------- internals
+
+    def _load_video_index(self) -> VectorIndex:
+        """The space's FAISS index; a missing file while the database has indexed clips is an error
+        (searches would otherwise answer "no results" as if the archive were empty)."""
+        if not self.space.index_path.is_file():
+            with self.db.session() as s:
+                indexed = q.indexed_video_ids(s).size
+            if indexed:
+                raise IndexError_(
+                    f"{self.space.index_path} is missing but {indexed} clips are indexed: run "
+                    "`echosearch verify --repair` (it rebuilds the index from the frame store)"
+                )
+        return self.space.load_index()
 
     def _keyed(self, value: str) -> str | None:
         from echosearch.privacy import keyed_hash, site_key_for

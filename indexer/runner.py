@@ -176,7 +176,7 @@ class Runner:
         with self.db.session() as s:
             s.execute(update(IndexRun).where(IndexRun.status == "running").values(status="interrupted"))
             run_id = q.start_run(s, {k: v for k, v in asdict(opts).items() if k != "progress"}).id
-        check = check_video_space(self.db, space, multi=n_video_spaces > 1, repair=True)
+        check = check_video_space(self.db, space, multi=n_video_spaces > 1, repair=True, deep=False)
         summary.reconciled = {k: v for k, v in check.repaired.items() if v}
         writer = Writer(self.db, space, space_id, commit_every=opts.commit_every)
         status = "ok"
@@ -344,7 +344,7 @@ class Runner:
     def _reports(self) -> None:
         """Reports from ``--reports``, plus any report that lost its vector in an interrupted run."""
         space, _ = self._open_space(report_space_name(self.summary.space), "report")
-        check_report_space(self.db, space, repair=True)
+        check_report_space(self.db, space, repair=True, deep=False)
         rows = read_reports_csv(Path(self.opts.reports)) if self.opts.reports else []
         if not rows and not missing_report_ids(self.db, space):
             return

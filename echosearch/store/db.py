@@ -157,7 +157,15 @@ def open_db(url: str | Path, *, migrate: bool = True, writer: bool = False, **en
         except EchosearchError:
             raise
         except Exception as exc:
-            raise StoreError(f"cannot open or upgrade the database {engine.url!r}: {exc}") from exc
+            cause = " ".join(str(getattr(exc, "orig", None) or exc).split())
+            hint = ""
+            if "malformed" in cause or "not a database" in cause:
+                hint = (
+                    ": the file is damaged; restore it from a backup, or salvage it with "
+                    "`sqlite3 echosearch.db .recover`"
+                )
+            url = engine.url.render_as_string(hide_password=True)
+            raise StoreError(f"cannot open or upgrade the database {url}: {cause}{hint}") from exc
     bind = engine.execution_options(**{IMMEDIATE_OPTION: True}) if writer else engine
     private_sqlite_file(engine)
     return Database(engine=engine, sessionmaker=sessionmaker(bind, expire_on_commit=False))
