@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from echosearch.errors import EchosearchError
+from echosearch.paths import make_private_dir
 
 LOCK_FILE = "writer.lock"
 
@@ -37,7 +38,7 @@ class WriterLock:
         self._fd: int | None = None
 
     def acquire(self) -> WriterLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -65,3 +65,16 @@ def filesystem_path(stored: str) -> str:
         return stored
     raw = re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m.group(1), 16)]), stored.encode("utf-8"))
     return os.fsdecode(raw)
+
+
+def make_private_dir(path: str | os.PathLike) -> Path:
+    """Create a data dir readable by its owner only (0700); an existing folder is left as it is.
+
+    The data dir holds patient data at rest (keyed hashes, dates, file paths, thumbnails, query
+    history); with the default umask a new folder would be world-readable (0755).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # mkdir's mode is masked by the umask
+    return path

@@ -12,10 +12,12 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
 from pathlib import Path
 
 from echosearch.errors import EchosearchError
+from echosearch.paths import make_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ def load_or_create_site_key(data_dir: str | os.PathLike) -> bytes:
     others, not even for an instant, and two processes racing to create it agree on one key.
     """
     path = Path(data_dir) / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     if not path.exists():
         key = secrets.token_bytes(KEY_BYTES)
         try:
@@ -181,3 +183,55 @@ def import_site_key(data_dir: str | os.PathLike, db, backup: str | os.PathLike) 
         with db.session() as s:
             s.add(SiteSetting(name=FINGERPRINT_SETTING, value=found))
     return found
+
+
+#: Longest query text the audit log keeps (a 1 MB query used to be stored as one row).
+AUDIT_TEXT_LIMIT = 500
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{8}")
+#: A labelled value (``mrn = 123``, ``accession: A7``, ``name is Doe``), or any other token.
+_PARTS = re.compile(
+    r"(?P<label>\b(?:mrn|accession|patient(?:[ _]?id)?|name)\s*(?:=|:|is)\s*)(?P<value>[^\s,;]+)"
+    r"|(?P<token>[A-Za-z0-9][A-Za-z0-9._\-^/]*)",
+    re.IGNORECASE,
+)
+
+
+def _looks_like_identifier(token: str) -> bool:
+    """MRNs, accession numbers and UIDs (five or more digits), DICOM person names (``DOE^JANE``);
+    a date, an EF value or a clinical word is not one."""
+    if "^" in token:
+        return True
+    return sum(c.isdigit() for c in token) >= 5 and not _DATE.fullmatch(token)
+
+
+def redact_text(text: str, key: bytes | None, limit: int = AUDIT_TEXT_LIMIT) -> str:
+    """``text`` for the audit log: at most ``limit`` characters, and anything that looks like an
+    identifier (or follows ``mrn =``, ``accession:``, ``name is``...) replaced by ``<id:HASH>``, a
+    prefix of its keyed hash: the same MRN gives the same mark, so an auditor can still follow it
+    (and hash a known MRN to look for it), but the log holds no identifier in the clear."""
+
+    def mark(value: str) -> str:
+        return f"<id:{keyed_hash(value, key)[:12]}>" if key else "<id>"
+
+    def part(m: re.Match) -> str:
+        if m.group("label"):
+            return m.group("label") + mark(m.group("value"))
+        token = m.group("token")
+        return mark(token) if _looks_like_identifier(token) else token
+
+    out = _PARTS.sub(part, text if len(text) <= limit else text[:limit])
+    if len(text) > limit:
+        out += f" [... {len(text) - limit} more characters not kept]"
+    return out
+
+
+def redact_query(value, key: bytes | None):  # noqa: ANN001, ANN201
+    """A query document (dicts, lists, strings, numbers) with every string through :func:`redact_text`
+    and lists cut to 50 items."""
+    if isinstance(value, str):
+        return redact_text(value, key)
+    if isinstance(value, dict):
+        return {str(k)[:64]: redact_query(v, key) for k, v in list(value.items())[:50]}
+    if isinstance(value, list | tuple):
+        return [redact_query(v, key) for v in list(value)[:50]]
+    return value

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
-from echosearch.errors import UsageError
+from echosearch.errors import EchosearchError, UsageError
 from echosearch.index import Space, VectorIndex, list_spaces, report_space_name
 from echosearch.index.faiss_index import IndexError_
 from echosearch.store import queries as q
@@ -835,6 +835,15 @@ class Engine:
         )
 
     def _audit(self, action: str, query: dict[str, Any]) -> None:
+        """Append to the audit log: query text bounded, identifiers replaced by keyed hashes
+        (:func:`echosearch.privacy.redact_query`)."""
+        from echosearch.privacy import redact_query, site_key_for
+
+        try:
+            key = self._site_key or site_key_for(self.data_dir, self.db, create=False)
+        except EchosearchError:  # a missing key must not break a search; identifiers still go
+            key = None
+        query = redact_query(query, key)
         try:
             with self.db.session() as s:
                 q.audit(s, action=action, query=query, who=self.who)

@@ -26,7 +26,7 @@ from echosearch.index import Space, SpaceInfo, list_spaces, report_space_name
 from echosearch.lock import WriterLock
 from echosearch.models import Encoder, load_model, resolve_bundle
 from echosearch.models.arch import is_arch
-from echosearch.paths import filesystem_path, storable_path
+from echosearch.paths import filesystem_path, make_private_dir, storable_path
 from echosearch.privacy import site_key_for
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db
@@ -96,7 +96,7 @@ class Runner:
         parse_sampling(opts.frames)  # a bad --frames is a usage error before any work
         self.opts = opts
         self.data_dir = Path(opts.data_dir).expanduser()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.data_dir)
         self.db: Database = open_db(self.data_dir, writer=True)
         self.site_key = site_key_for(self.data_dir, self.db)
         self.bundle = resolve_bundle(opts.model)

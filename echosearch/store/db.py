@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from echosearch.errors import EchosearchError
+from echosearch.paths import make_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def make_engine(url: str, **kwargs) -> Engine:
     except Exception as exc:  # sqlalchemy.exc.ArgumentError
         raise StoreError(f"not a database URL: {url!r}") from exc
     if sa_url.get_backend_name() == "sqlite" and sa_url.database not in (None, "", ":memory:"):
-        Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(Path(sa_url.database).parent)
     engine = create_engine(sa_url, **kwargs)
     if sa_url.get_backend_name() == "sqlite":
         _sqlite_pragmas(engine)
