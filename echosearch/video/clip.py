@@ -19,7 +19,7 @@ from echosearch.video.errors import ClipReadError, CorruptFile, NotAnImage, TooF
 from echosearch.video.limits import Limits
 from echosearch.video.meta import ClipMeta, file_sha256
 from echosearch.video.sampling import DEFAULT_SAMPLING, Sampling, parse_sampling
-from echosearch.video.sector import apply_mask, estimate_sector
+from echosearch.video.sector import apply_mask, combine, estimate_sector
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _read_clip(
         frames, indices, meta = read_video(path, policy, sha, site_key, limits)
     if len(frames) == 0:
         raise TooFewFrames(f"{path.name}: no frames")
-    sector = region_mask if region_mask is not None else estimate_sector(frames)
+    sector = combine(region_mask, estimate_sector(frames))
     if mask_sector:
         frames = apply_mask(frames, sector)
     log.debug("%s: %d frames %s", path.name, len(frames), frames.shape[1:])
