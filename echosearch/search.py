@@ -840,7 +840,9 @@ class Engine:
         from echosearch.privacy import redact_query, site_key_for
 
         try:
-            key = self._site_key or site_key_for(self.data_dir, self.db, create=False)
+            if self._site_key is None:
+                self._site_key = site_key_for(self.data_dir, self.db, create=False)
+            key = self._site_key
         except EchosearchError:  # a missing key must not break a search; identifiers still go
             key = None
         query = redact_query(query, key)

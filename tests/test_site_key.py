@@ -89,3 +89,19 @@ def test_import_replaces_a_wrong_key_and_keeps_it_aside(tmp_path):
     assert site_key_for(tmp_path, db) == key
     assert (tmp_path / f"{KEY_FILE}.{key_fingerprint(b'w' * 32)}.replaced").read_bytes() == b"w" * 32
     db.close()
+
+
+def test_an_index_run_refuses_to_start_without_its_key(tmp_path, tiny_task_bundle):
+    from indexer.runner import IndexOptions, run_index
+
+    data, src = tmp_path / "data", tmp_path / "src"
+    db, _ = _with_patient(data)
+    db.close()
+    (data / KEY_FILE).unlink()
+    src.mkdir()
+    opts = IndexOptions(
+        paths=[str(src)], data_dir=str(data), model=str(tiny_task_bundle), workers=0, progress=False
+    )
+    with pytest.raises(SiteKeyError, match="echosearch key import"):
+        run_index(opts)
+    assert not (data / KEY_FILE).exists()  # the same patients never become new ones
