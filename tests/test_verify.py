@@ -166,3 +166,21 @@ def test_lost_metadata_files_are_rewritten_from_the_database(copy, cli):
     assert Space.open(copy["data"], copy["space"].name).info.dim == copy["space"].info.dim
     _same_vectors(copy["space"], copy["vectors"])
     assert _problems(copy["data"]) == 0
+
+
+def test_relabel_leaves_clips_with_nan_frames_alone_instead_of_writing_null_labels(copy, cli):
+    from sqlalchemy import func, select
+
+    from echosearch.store.schema import Label
+
+    shard = copy["space"].frames_dir / "shard-00000.f16"
+    raw = bytearray(shard.read_bytes())
+    raw[: len(raw) // 3] = b"\x00\x7e" * (len(raw) // 6)  # float16 NaN over the first clips
+    shard.write_bytes(bytes(raw))
+    done = cli("relabel", "--data", str(copy["data"]))
+    assert done.returncode == 0, done.stderr
+    assert "damaged" in done.stdout and "verify --repair" in done.stdout
+    db = open_db(copy["data"])
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Label).where(Label.value.is_(None))) == 0
+    db.close()
