@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
-from echosearch.errors import UsageError
+from echosearch.errors import EchosearchError, UsageError
 from echosearch.index import Space, VectorIndex, list_spaces, report_space_name
+from echosearch.index.faiss_index import IndexError_
 from echosearch.reports import SLOT
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db, url_for_data_dir
@@ -141,7 +142,7 @@ class Engine:
         self.db = db
         self.space = space
         self.device, self.precision = device, precision
-        self.index: VectorIndex = space.load_index()
+        self.index: VectorIndex = self._load_video_index()
         self.report_space: Space | None = None
         self.report_index: VectorIndex | None = None
         rname = report_space_name(space.name)
@@ -166,8 +167,10 @@ class Engine:
         space: str | None = None,
         device: str = "auto",
         precision: str = "auto",
+        writer: bool = False,
     ) -> Engine:
-        """Open a data dir. ``space`` picks the model's space when the archive has several."""
+        """Open a data dir. ``space`` picks the model's space when the archive has several.
+        ``writer``: for a command that writes (relabel), under the data dir's writer lock."""
         from echosearch.paths import data_dir as resolve_data_dir
 
         root = resolve_data_dir(data_dir)
@@ -186,7 +189,7 @@ class Engine:
                 names = ", ".join(sp.name for sp in videos)
                 raise UsageError(f"no space for model {space!r} in {root} (have: {names})")
             chosen = matches[0]
-        db = open_db(url_for_data_dir(root))
+        db = open_db(url_for_data_dir(root), writer=writer)
         return cls(root, db, chosen, device=device, precision=precision)
 
     def close(self) -> None:
@@ -239,7 +242,7 @@ class Engine:
 
     def reload(self) -> None:
         """Pick up vectors written by an indexer since the engine was opened."""
-        self.index = self.space.load_index()
+        self.index = self._load_video_index()
         if self.report_space is not None:
             self.report_index = self.report_space.load_index()
         self._studies = None
@@ -899,13 +902,26 @@ class Engine:
 
     # -------------------------------------------------------------- internals
 
-    def _keyed(self, value: str) -> str | None:
-        from echosearch.privacy import keyed_hash, load_or_create_site_key
+    def _load_video_index(self) -> VectorIndex:
+        """The space's FAISS index; a missing file while the database has indexed clips is an error
+        (searches would otherwise answer "no results" as if the archive were empty)."""
+        if not self.space.index_path.is_file():
+            with self.db.session() as s:
+                indexed = q.indexed_video_ids(s).size
+            if indexed:
+                raise IndexError_(
+                    f"{self.space.index_path} is missing but {indexed} clips are indexed: run "
+                    "`echosearch verify --repair` (it rebuilds the index from the frame store)"
+                )
+        return self.space.load_index()
 
-        if self._site_key is None:
-            if not (self.data_dir / "secret.key").is_file():
+    def _keyed(self, value: str) -> str | None:
+        from echosearch.privacy import keyed_hash, site_key_for
+
+        if self._site_key is None:  # a missing or swapped key is an error, never a silent "no match"
+            self._site_key = site_key_for(self.data_dir, self.db, create=False)
+            if self._site_key is None:
                 return None
-            self._site_key = load_or_create_site_key(self.data_dir)
         return keyed_hash(value, self._site_key)
 
     def _search_videos(self, vec: np.ndarray, k: int, filters: q.VideoFilter | None) -> list[VideoHit]:
@@ -1020,6 +1036,17 @@ class Engine:
         )
 
     def _audit(self, action: str, query: dict[str, Any]) -> None:
+        """Append to the audit log: query text bounded, identifiers replaced by keyed hashes
+        (:func:`echosearch.privacy.redact_query`)."""
+        from echosearch.privacy import redact_query, site_key_for
+
+        try:
+            if self._site_key is None:
+                self._site_key = site_key_for(self.data_dir, self.db, create=False)
+            key = self._site_key
+        except EchosearchError:  # a missing key must not break a search; identifiers still go
+            key = None
+        query = redact_query(query, key)
         try:
             with self.db.session() as s:
                 q.audit(s, action=action, query=query, who=self.who)

@@ -2,7 +2,8 @@
 
 Folders are walked recursively (following symlinks, but each real folder once, so a symlink loop
 cannot trap the walk); a DICOMDIR contributes the files it references; include/exclude globs are
-matched against the file name and the path. Unreadable folders are reported, never fatal.
+matched against the file name and the path. Unreadable folders, dangling links and special files
+(FIFOs, sockets, devices: opening a FIFO would block forever) are reported with a reason, never fatal.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,13 @@ def looks_like_clip(path: Path) -> bool:
     except OSError:
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "device")):
+        if test(mode):
+            return name
+    return "special file"
 
 
 def _matches(path: Path, patterns: Iterable[str]) -> bool:
@@ -127,10 +136,17 @@ def discover(
             try:
                 st = path.stat()
             except OSError as exc:
-                result.unreadable.append((path, exc.strerror or str(exc)))
+                why = "dangling symbolic link" if path.is_symlink() else (exc.strerror or str(exc))
+                result.unreadable.append((path, why))
                 continue
             key = (st.st_dev, st.st_ino)
-            if key in seen_files or not path.is_file() or not looks_like_clip(path):
+            if key in seen_files:
+                continue
+            if not stat.S_ISREG(st.st_mode):  # a FIFO would block a reader forever; never open it
+                if not stat.S_ISDIR(st.st_mode):
+                    result.unreadable.append((path, f"not a regular file ({_kind(st.st_mode)})"))
+                continue
+            if not looks_like_clip(path):
                 continue
             seen_files.add(key)
             result.candidates.append(Candidate(path.resolve(), st.st_size, st.st_mtime_ns))

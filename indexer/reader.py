@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from echosearch.paths import storable_path
 from echosearch.thumbnails import write_thumbnails
 from echosearch.video import ClipMeta, ClipReadError, crop_and_scale, read_clip
 from echosearch.video.errors import one_line
@@ -45,6 +46,12 @@ class ReadJob:
     size: int
     mtime_ns: int
     known_sha256: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The path as the database stores it (a name that is not UTF-8 is escaped, see
+        :func:`echosearch.paths.storable_path`); ``path`` stays the real one, for reading."""
+        return storable_path(self.path)
 
 
 @dataclass

@@ -42,15 +42,21 @@ class RelabelSummary:
     tasks: list[str] = field(default_factory=list)
     thresholds: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    damaged: int = 0  # clips whose stored frames hold NaN/inf: left with their labels, not relabelled
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def lines(self) -> list[str]:
-        return [
+        lines = [
             f"relabelled {self.clips} clips of space {self.space}: {self.labels} labels "
             f"({', '.join(self.tasks) or 'no tasks'}) in {self.seconds:.1f} s"
         ]
+        if self.damaged:
+            lines.append(
+                f"skipped {self.damaged} clips whose stored frames are damaged: run `echosearch verify --repair`"
+            )
+        return lines
 
 
 def relabel(
@@ -90,6 +96,12 @@ def relabel_space(
     try:
         for batch in space.frames().iter_all():
             keep = [i for i, vid in enumerate(batch.ids.tolist()) if vid in indexed]
+            # damaged frames (NaN) would become NULL labels: keep such a clip's labels as they are
+            sound = [
+                i for i in keep if np.isfinite(batch.frames[batch.offsets[i] : batch.offsets[i + 1]]).all()
+            ]
+            summary.damaged += len(keep) - len(sound)
+            keep = sound
             rows, views = _label_batch(batch, keep, tasks, thresholds, text)
             ids = [int(batch.ids[i]) for i in keep]
             _replace(db, space_id, ids, rows, views)

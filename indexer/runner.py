@@ -23,9 +23,11 @@ from sqlalchemy import select, update
 
 from echosearch.errors import UsageError
 from echosearch.index import Space, SpaceInfo, list_spaces, report_space_name
+from echosearch.lock import WriterLock
 from echosearch.models import Encoder, load_model, resolve_bundle
 from echosearch.models.arch import is_arch
-from echosearch.privacy import load_or_create_site_key
+from echosearch.paths import filesystem_path, make_private_dir, storable_path
+from echosearch.privacy import site_key_for
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db
 from echosearch.store.schema import STATUS_INDEXED, Failure, IndexRun, Video
@@ -94,9 +96,9 @@ class Runner:
         parse_sampling(opts.frames)  # a bad --frames is a usage error before any work
         self.opts = opts
         self.data_dir = Path(opts.data_dir).expanduser()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.site_key = load_or_create_site_key(self.data_dir)
-        self.db: Database = open_db(self.data_dir)
+        make_private_dir(self.data_dir)
+        self.db: Database = open_db(self.data_dir, writer=True)
+        self.site_key = site_key_for(self.data_dir, self.db)
         self.bundle = resolve_bundle(opts.model)
         self.model_ref = model_ref(opts.model, self.bundle.name)
         self.summary = IndexSummary(model=self.model_ref, space=space_name_for(self.bundle.name))
@@ -159,6 +161,14 @@ class Runner:
     # ------------------------------------------------------------ the run
 
     def run(self) -> IndexSummary:
+        """The whole run, holding the data dir's writer lock (see :mod:`echosearch.lock`)."""
+        with WriterLock(self.data_dir):
+            try:
+                return self._run()
+            finally:
+                self.db.close()
+
+    def _run(self) -> IndexSummary:
         start = time.perf_counter()
         opts, summary = self.opts, self.summary
         space, space_id = self._open_space(summary.space, "video")
@@ -166,7 +176,7 @@ class Runner:
         with self.db.session() as s:
             s.execute(update(IndexRun).where(IndexRun.status == "running").values(status="interrupted"))
             run_id = q.start_run(s, {k: v for k, v in asdict(opts).items() if k != "progress"}).id
-        check = check_video_space(self.db, space, multi=n_video_spaces > 1, repair=True)
+        check = check_video_space(self.db, space, multi=n_video_spaces > 1, repair=True, deep=False)
         summary.reconciled = {k: v for k, v in check.repaired.items() if v}
         writer = Writer(self.db, space, space_id, commit_every=opts.commit_every)
         status = "ok"
@@ -186,7 +196,6 @@ class Runner:
             summary.seconds = time.perf_counter() - start
             with self.db.session() as s:
                 q.finish_run(s, run_id, summary.to_dict(), status=status)
-            self.db.close()
         return summary
 
     def _plan(self, writer: Writer) -> list[ReadJob]:
@@ -195,8 +204,9 @@ class Runner:
         found = discover(opts.paths, include=opts.include, exclude=opts.exclude)
         summary.found = len(found.candidates)
         summary.unreadable_paths = len(found.unreadable)
-        for path, why in found.unreadable:
-            log.warning("cannot look into %s: %s", path, why)
+        for path, why in found.unreadable:  # recorded like a file that failed to read: seen in stats
+            log.warning("cannot look into %s: %s", storable_path(path), why)
+            writer.record_path_failure(storable_path(path), why)
         with self.db.session() as s:
             cols = select(Video.path, Video.id, Video.status, Video.size, Video.mtime, Video.sha256)
             known = {p: (vid, st, size, mtime, sha) for p, vid, st, size, mtime, sha in s.execute(cols).all()}
@@ -207,14 +217,14 @@ class Runner:
         gone = [
             vid
             for path, (vid, status, *_rest) in known.items()
-            if status == STATUS_INDEXED and not os.path.exists(path)
+            if status == STATUS_INDEXED and not os.path.exists(filesystem_path(path))
         ]
         summary.missing = len(gone)
         if opts.prune and gone:
             summary.pruned = writer.prune(gone)
         jobs = []
         for c in found.candidates:
-            path = str(c.path)
+            path = storable_path(c.path)
             row = known.get(path)
             indexed_here = row is not None and row[1] == STATUS_INDEXED and row[0] in in_space
             if indexed_here and row[2] == c.size and row[3] == mtime_of(c.mtime_ns):
@@ -228,7 +238,9 @@ class Runner:
                 if sha in failed[path]:
                     summary.skipped_failed += 1
                     continue
-            jobs.append(ReadJob(path, c.size, c.mtime_ns, known_sha256=row[4] if indexed_here else None))
+            jobs.append(
+                ReadJob(str(c.path), c.size, c.mtime_ns, known_sha256=row[4] if indexed_here else None)
+            )
         self._known, self._failed = known, failed
         return jobs
 
@@ -267,7 +279,7 @@ class Runner:
             for result in self.distributor.map_unordered(read_one, jobs, cfg):
                 if isinstance(result, CrashedJob):
                     result = ReadResult(job=result.job, error_kind="WorkerCrashed", error=result.reason)
-                path = result.job.path
+                path = result.job.key
                 if result.error_kind:
                     writer.record_failure(result)
                     summary.failed += 1
@@ -332,7 +344,7 @@ class Runner:
     def _reports(self) -> None:
         """Reports from ``--reports``, plus any report that lost its vector in an interrupted run."""
         space, _ = self._open_space(report_space_name(self.summary.space), "report")
-        check_report_space(self.db, space, repair=True)
+        check_report_space(self.db, space, repair=True, deep=False)
         rows = read_reports_csv(Path(self.opts.reports)) if self.opts.reports else []
         if not rows and not missing_report_ids(self.db, space):
             return
@@ -344,6 +356,9 @@ def run_index(opts: IndexOptions, distributor: Distributor | None = None) -> Ind
     """Index ``opts.paths`` into ``opts.data_dir`` (see :class:`IndexOptions`); returns the summary."""
     if not opts.paths:
         raise UsageError("give at least one file or folder to index")
+    missing = [p for p in opts.paths if not os.path.exists(p)]
+    if missing:  # a typo must not look like a successful run that found nothing
+        raise UsageError(f"no such file or folder: {storable_path(missing[0])}")
     if opts.tasks:  # a broken task or thresholds file fails now, not once readers have started
         load_tasks(opts.tasks)
     if opts.thresholds:

@@ -108,7 +108,7 @@ class Writer:
         touched, self._touched = self._touched, []
         if not items and not touched:
             return
-        paths = [it.read.job.path for it in items]
+        paths = [it.read.job.key for it in items]
         with self.db.session() as s:
             existing = dict(s.execute(select(Video.path, Video.id).where(Video.path.in_(paths))).all())
         replaced = [existing[p] for p in paths if p in existing and existing[p] in self.index]
@@ -118,7 +118,7 @@ class Writer:
         with self.db.session() as s:
             ids = [self._write_row(s, it) for it in items]
             for r in touched:
-                q.upsert_video(s, r.job.path, size=r.job.size, mtime=mtime_of(r.job.mtime_ns))
+                q.upsert_video(s, r.job.key, size=r.job.size, mtime=mtime_of(r.job.mtime_ns))
             if items:
                 q.upsert_labels(
                     s,
@@ -143,7 +143,7 @@ class Writer:
         )
         video = q.upsert_video(
             s,
-            job.path,
+            job.key,
             sop_uid=meta.sop_instance_uid,
             series_uid=meta.series_instance_uid,
             study_id=study.id,
@@ -168,7 +168,12 @@ class Writer:
 
     def record_failure(self, result: ReadResult) -> None:
         with self.db.session() as s:
-            q.record_failure(s, result.job.path, result.sha256, result.error or "", kind=result.error_kind)
+            q.record_failure(s, result.job.key, result.sha256, result.error or "", kind=result.error_kind)
+
+    def record_path_failure(self, path: str, reason: str) -> None:
+        """A path discovery could not look into (unreadable folder, dangling link, FIFO)."""
+        with self.db.session() as s:
+            q.record_failure(s, path, None, reason, kind="Unreadable")
 
     def prune(self, video_ids: Sequence[int]) -> int:
         """Mark gone files removed (DB first), then drop their vectors and frames."""

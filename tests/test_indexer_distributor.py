@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from indexer.distributor import CrashedJob, InlineDistributor, LocalDistributor
 
@@ -51,3 +56,35 @@ def test_a_dying_worker_fails_only_its_job():
 
 def test_inline_distributor_same_results():
     assert list(InlineDistributor().map_unordered(square, range(4), {"sleep": 0})) == [0, 1, 4, 9]
+
+
+PARENT = """
+import os, sys
+from indexer.distributor import LocalDistributor
+dist = LocalDistributor(workers=2)
+futures = [dist._executor().submit(os.getpid) for _ in range(8)]
+print(" ".join(sorted({str(f.result()) for f in futures})), flush=True)
+import time; time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"  # a zombie is dead
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_readers_die_when_the_indexer_is_killed_9():
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    proc = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True, env=env)
+    workers = [int(p) for p in proc.stdout.readline().split()]
+    assert workers and all(_alive(p) for p in workers)
+    proc.kill()  # SIGKILL to the parent only: no clean-up code runs
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in workers), "orphaned reader processes"

@@ -65,3 +65,52 @@ def test_estimate_on_real_cine_is_a_fan():
     assert 0.25 < mask.mean() < 0.5
     assert not mask[:40, :60].any()  # the text block at top left
     assert not mask[455:, :].any()  # the bottom toolbar
+
+
+def _ecg_green(rgb: np.ndarray) -> int:
+    rgb = rgb.astype(int)
+    return int(((rgb[..., 1] > 150) & (rgb[..., 0] < 110) & (rgb[..., 2] < 120)).sum())
+
+
+def _label_yellow(rgb: np.ndarray) -> int:
+    rgb = rgb.astype(int)
+    return int(((rgb[..., 0] > 170) & (rgb[..., 1] > 150) & (rgb[..., 2] < 130)).sum())
+
+
+def test_no_ecg_or_text_pixel_survives_in_model_input_or_previews(tmp_path):
+    """The synthetic archive burns a name/date banner, yellow labels and a sweeping green ECG strip
+    beside the fan, in every format; DICOM regions are rectangles whose corners hold the labels."""
+    import torch
+    from PIL import Image, ImageSequence
+
+    from echosearch.synth import synthesize_archive
+    from echosearch.synth.render import ECG_BOTTOM, ECG_TOP, GEOM
+    from echosearch.thumbnails import write_thumbnails
+    from echosearch.video import crop_and_scale
+
+    for name, formats in (("d", ("dicom-explicit", "dicom-rle")), ("v", ("avi", "mp4"))):
+        synthesize_archive(
+            tmp_path / "a" / name, patients=1, seed=4, studies=(1, 1), clips_per_study=(2, 2),
+            frames=(20, 24), formats=formats,
+        )  # fmt: skip
+    fan = torch.from_numpy(GEOM.sector).float()[None, None]
+    near_fan = torch.nn.functional.max_pool2d(fan, 7, stride=1, padding=3)[0, 0].numpy() > 0  # codec bleed
+    text_or_ecg = np.zeros_like(GEOM.sector)
+    text_or_ecg[ECG_TOP : ECG_BOTTOM + 1] = True  # the strip
+    text_or_ecg[:16] = True  # name and date banner
+    text_or_ecg[36:100, :80] = True  # view, heart rate, depth, probe labels
+    clips = sorted(p for p in (tmp_path / "a").rglob("*") if p.suffix in {".dcm", ".avi", ".mp4"})
+    assert {p.suffix for p in clips} == {".dcm", ".avi", ".mp4"}
+    for path in clips:
+        clip = read_clip(path, sampling="uniform:8")
+        lit = clip.frames.max(axis=-1) > 40
+        beside = lit & text_or_ecg[None] & ~near_fan[None]
+        assert not beside.any(), f"{path.name}: {int(beside.sum())} text or ECG pixels beside the sector"
+        assert _ecg_green(clip.frames) == 0 and _label_yellow(clip.frames) == 0, path.name
+        model_input = crop_and_scale(clip.frames, size=224).numpy().transpose(0, 2, 3, 1)
+        assert _ecg_green(model_input) == 0 and _label_yellow(model_input) == 0, path.name
+        thumbs = write_thumbnails(tmp_path / "t", clip.meta.sha256, clip.frames, 30.0)
+        for name in (thumbs.still, thumbs.preview):
+            for frame in ImageSequence.Iterator(Image.open(tmp_path / "t" / name)):
+                rgb = np.asarray(frame.convert("RGB"))
+                assert _ecg_green(rgb) == 0 and _label_yellow(rgb) == 0, f"{path.name} {name}"

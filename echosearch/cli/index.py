@@ -7,11 +7,12 @@ import click
 from echosearch.cli.common import data_option, emit_json, json_option
 from echosearch.cli.main import cli
 from echosearch.errors import EchosearchError
+from echosearch.lock import WriterLock
 from echosearch.paths import data_dir as resolve_data_dir
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @data_option
 @click.option(
     "--model", default=None, help="Registry name, bundle folder or arch:NAME (default: the registry's)."
@@ -101,11 +102,12 @@ def relabel(data, model, tasks, thresholds, as_json) -> None:
         load_tasks(tasks)
     if thresholds:
         load_thresholds(thresholds)
-    engine = Engine.open(data, space=model)
-    try:
-        summary = run(engine, tasks, thresholds)
-    finally:
-        engine.close()
+    with WriterLock(resolve_data_dir(data)):
+        engine = Engine.open(data, space=model, writer=True)
+        try:
+            summary = run(engine, tasks, thresholds)
+        finally:
+            engine.close()
     if as_json:
         emit_json(summary.to_dict())
     else:
@@ -115,41 +117,82 @@ def relabel(data, model, tasks, thresholds, as_json) -> None:
 
 @cli.command()
 @data_option
-@click.option("--repair", is_flag=True, help="Fix what is wrong (rebuild vectors from the frame store).")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Fix what is wrong without losing what is intact (rebuild vectors and the frame map, rewrite metadata).",
+)
 @json_option
 def verify(data, repair, as_json) -> None:
-    """Check that the database, FAISS indexes and frame stores agree."""
+    """Check the database, FAISS indexes, frame stores and metadata files: present, intact, in agreement."""
     from echosearch.store.db import open_db
-    from indexer.reconcile import verify_data_dir
+    from indexer.reconcile import StoreCheck, verify_data_dir
 
     root = resolve_data_dir(data)
     if not (root / "echosearch.db").is_file():
         raise EchosearchError(f"{root} has no echosearch.db (run `echosearch index` first)")
-    db = open_db(root)
+    lock = WriterLock(root).acquire() if repair else None  # checking alone never waits for a writer
+    db = open_db(root, writer=repair)
+    store, after = StoreCheck(), StoreCheck()
     try:
-        checks = verify_data_dir(root, db, repair=repair)
+        checks = verify_data_dir(root, db, repair=repair, store=store)
+        remaining = verify_data_dir(root, db, store=after) if repair else checks
     finally:
         db.close()
-    problems = sum(c.problems for c in checks)
+        if lock is not None:
+            lock.release()
+    if not repair:
+        after = store
+    problems = store.problems + sum(c.problems for c in checks)
+    left = after.problems + sum(c.problems for c in remaining)
     if as_json:
         emit_json(
             {
                 "data_dir": str(root),
                 "ok": problems == 0,
                 "repaired": repair,
+                "problems": problems,
+                "problems_left": left,
+                "damage": store.damage,
+                "store_repaired": store.repaired,
                 "spaces": [c.to_dict() for c in checks],
             }
         )
     else:
+        for line in store.damage:
+            click.echo(f"damaged: {line}")
+        if store.repaired:
+            click.echo("repaired: " + ", ".join(f"{k} {v}" for k, v in store.repaired.items()))
         for c in checks:
             state = "ok" if c.ok else f"{c.problems} problems"
             frames = "" if c.frames_count is None else f", frames {c.frames_count}"
             click.echo(f"{c.space} ({c.kind}): db {c.db_count}, index {c.index_count}{frames}: {state}")
-            for key in ("missing_in_index", "extra_in_index", "missing_frames", "extra_frames"):
+            for line in c.damage:
+                click.echo(f"  damaged: {line}")
+            for key in c.ID_LISTS:
                 ids = getattr(c, key)
                 if ids:
                     click.echo(f"  {key.replace('_', ' ')}: {len(ids)} (e.g. {', '.join(map(str, ids[:5]))})")
             if c.repaired:
-                click.echo("  repaired: " + ", ".join(f"{k} {v}" for k, v in c.repaired.items()))
+                click.echo("  repaired: " + ", ".join(f"{k} {v}" for k, v in c.repaired.items() if v))
     if problems and not repair:
         raise EchosearchError(f"verify found {problems} problems; run `echosearch verify --repair`")
+    if left:
+        raise EchosearchError(_what_is_left(after, remaining, left))
+
+
+def _what_is_left(store, checks, left: int) -> str:  # noqa: ANN001
+    """One line: what the repair could not do here, and what will."""
+    if any(d.startswith("SQLite") for d in store.damage):
+        return (
+            "the database file is damaged and cannot be repaired in place: restore echosearch.db from "
+            "a backup, or salvage it with `sqlite3 echosearch.db .recover`"
+        )
+    reread = sum(len(c.missing_frames) for c in checks if c.kind == "video")
+    reembed = sum(len(c.missing_in_index) for c in checks if c.kind == "report")
+    if reread or reembed:
+        return (
+            f"{reread} clips must be read again and {reembed} reports embedded again: run "
+            "`echosearch index` on the archive (it re-reads only those)"
+        )
+    return f"{left} problems are left after the repair"

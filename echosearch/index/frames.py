@@ -10,8 +10,14 @@ embedding, not only the video vector in FAISS. Layout of ``frames/``:
   of an id wins and ``count == -1`` marks a removal. Appending a record is cheap at any archive size
   (no rewrite of a big map per batch), and a torn last record after a crash is ignored.
 
-Writes go data first (fsync), then the map records, so a reader never maps an id to rows that
-are not on disk yet. Removed and replaced rows stay as garbage until ``compact()``.
+* ``map.sums`` — the same records with a fifth field, the CRC-32 of the rows as written: what
+  ``echosearch verify`` checks each shard against (a truncated, overwritten or NaN-filled shard is
+  found), and a second copy of the map, from which a lost or damaged ``map.log`` is rebuilt
+  (:meth:`FrameStore.rebuild_map`) instead of every clip being taken for gone.
+
+Writes go data first (fsync), then the checksum records, then the map records, so a reader never
+maps an id to rows that are not on disk yet. Removed and replaced rows stay as garbage until
+``compact()``.
 A single writer (the indexer) and any number of readers (``reload()`` picks up new records).
 """
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +38,7 @@ from echosearch.errors import UsageError
 log = logging.getLogger(__name__)
 
 REC = 4  # int64 fields per map record
+SUM_REC = 5  # int64 fields per checksum record: the map record + CRC-32 of the rows
 DEFAULT_SHARD_ROWS = 1 << 20  # 1M frames = 1 GiB per shard at 512-d float16
 
 
@@ -131,7 +139,17 @@ class FrameStore:
         p = self._shard_path(shard)
         return p.stat().st_size // (2 * self.dim) if p.exists() else 0
 
-    def _append_records(self, recs: np.ndarray) -> None:
+    @property
+    def _sums_path(self) -> Path:
+        return self.root / "map.sums"
+
+    def _append_records(self, recs: np.ndarray, crcs: Sequence[int] | None = None) -> None:
+        crcs = [-1] * len(recs) if crcs is None else list(crcs)
+        sums = np.concatenate([np.asarray(recs, np.int64), np.asarray(crcs, np.int64)[:, None]], axis=1)
+        with open(self._sums_path, "ab") as f:
+            f.write(np.ascontiguousarray(sums, dtype=np.int64).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
         with open(self._log_path, "ab") as f:
             f.write(np.ascontiguousarray(recs, dtype=np.int64).tobytes())
             f.flush()
@@ -146,7 +164,7 @@ class FrameStore:
             raise UsageError("duplicate ids in one add")
         shard = max((int(p.stem.split("-")[1]) for p in self.root.glob("shard-*.f16")), default=0)
         rows = self._shard_rows_on_disk(shard)
-        recs = []
+        recs, crcs = [], []
         pending: list[np.ndarray] = []
 
         def flush() -> None:
@@ -166,11 +184,12 @@ class FrameStore:
                 flush()
                 shard, rows = shard + 1, 0
             recs.append((int(id_), shard, rows, len(a)))
+            crcs.append(zlib.crc32(a.tobytes()))
             pending.append(a)
             rows += len(a)
         flush()
         if recs:
-            self._append_records(np.asarray(recs, dtype=np.int64))
+            self._append_records(np.asarray(recs, dtype=np.int64), crcs)
 
     def add(self, id_: int, frames: np.ndarray) -> None:
         self.add_many([id_], [frames])
@@ -181,6 +200,53 @@ class FrameStore:
         if present:
             self._append_records(np.asarray([(i, -1, -1, -1) for i in present], dtype=np.int64))
         return len(present)
+
+    # ------------------------------------------------------------ integrity
+
+    def checksums(self) -> dict[tuple[int, int, int, int], int]:
+        """CRC-32 of each record's rows as written, by ``(id, shard, offset, count)`` (none for a
+        store written before checksums were kept)."""
+        if not self._sums_path.exists():
+            return {}
+        raw = np.fromfile(self._sums_path, dtype=np.int64)
+        recs = raw[: raw.size // SUM_REC * SUM_REC].reshape(-1, SUM_REC)
+        return {tuple(int(v) for v in r[:4]): int(r[4]) for r in recs if r[3] >= 0 and r[4] >= 0}
+
+    def damaged(self) -> dict[int, str]:
+        """Ids whose frames are not intact, with why: the shard is gone or shorter than the map says,
+        the rows differ from their checksum, or they hold NaN/inf."""
+        sums = self.checksums()
+        out: dict[int, str] = {}
+        for id_, shard, off, n in self._table.tolist():
+            if not self._shard_path(shard).exists():
+                out[id_] = f"shard {shard} is missing"
+                continue
+            if off + n > self._shard_rows_on_disk(shard):
+                out[id_] = f"shard {shard} is truncated"
+                continue
+            rows = np.asarray(self._memmap(shard)[off : off + n])
+            crc = sums.get((id_, shard, off, n))
+            if crc is not None and zlib.crc32(rows.tobytes()) != crc:
+                out[id_] = f"rows in shard {shard} differ from their checksum"
+            elif not np.isfinite(rows).all():
+                out[id_] = f"rows in shard {shard} hold NaN or infinite values"
+        return out
+
+    def rebuild_map(self) -> int:
+        """Rewrite ``map.log`` from ``map.sums`` (its copy); the live ids it gives, or -1 without sums."""
+        if not self._sums_path.exists():
+            return -1
+        raw = np.fromfile(self._sums_path, dtype=np.int64)
+        recs = raw[: raw.size // SUM_REC * SUM_REC].reshape(-1, SUM_REC)[:, :REC]
+        tmp = self._log_path.with_name("map.log.tmp")
+        with open(tmp, "wb") as f:
+            f.write(np.ascontiguousarray(recs).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._log_path)
+        self._maps.clear()
+        self.reload()
+        return len(self)
 
     def garbage_fraction(self) -> float:
         """Share of stored rows that no live id points to (removed or replaced frames)."""
@@ -205,10 +271,11 @@ class FrameStore:
             p.unlink()
         for p in tmp.glob("shard-*.f16"):
             os.replace(p, self.root / p.name)
-        if (tmp / "map.log").exists():
-            os.replace(tmp / "map.log", self._log_path)
-        else:
-            self._log_path.unlink(missing_ok=True)
+        for name in ("map.log", "map.sums"):
+            if (tmp / name).exists():
+                os.replace(tmp / name, self.root / name)
+            else:
+                (self.root / name).unlink(missing_ok=True)
         for p in tmp.iterdir():
             p.unlink()
         tmp.rmdir()

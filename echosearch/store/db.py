@@ -5,6 +5,13 @@ Any SQLAlchemy URL works (``postgresql+psycopg://...`` for large sites); a data 
 always see a committed state), foreign keys (off by default in SQLite) and a busy timeout, and we
 make SQLAlchemy's transactions real SQLite transactions (``BEGIN`` on first statement, reads
 included) so that a session's SELECTs all see one snapshot.
+
+A writer (``open_db(..., writer=True)``: index, relabel, repair) begins every transaction with
+``BEGIN IMMEDIATE``. Its transactions read before they write; a deferred transaction that read
+while another connection committed (a search writing the audit log) cannot upgrade to a write
+lock, and SQLite then fails it at once with "database is locked", whatever the busy timeout.
+Taking the write lock at BEGIN instead makes the indexer wait (busy timeout) for the short audit
+insert, never fail. Readers stay deferred: in WAL mode they never block or get blocked.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from echosearch.errors import EchosearchError
+from echosearch.paths import make_private_dir
 
 log = logging.getLogger(__name__)
 
 DB_FILENAME = "echosearch.db"
+IMMEDIATE_OPTION = "echosearch_begin_immediate"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -50,7 +59,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN")
+        immediate = conn.get_execution_options().get(IMMEDIATE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -60,7 +70,7 @@ def make_engine(url: str, **kwargs) -> Engine:
     except Exception as exc:  # sqlalchemy.exc.ArgumentError
         raise StoreError(f"not a database URL: {url!r}") from exc
     if sa_url.get_backend_name() == "sqlite" and sa_url.database not in (None, "", ":memory:"):
-        Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(Path(sa_url.database).parent)
     engine = create_engine(sa_url, **kwargs)
     if sa_url.get_backend_name() == "sqlite":
         _sqlite_pragmas(engine)
@@ -131,11 +141,12 @@ class Database:
         self.engine.dispose()
 
 
-def open_db(url: str | Path, *, migrate: bool = True, **engine_kwargs) -> Database:
+def open_db(url: str | Path, *, migrate: bool = True, writer: bool = False, **engine_kwargs) -> Database:
     """Open (and by default create/upgrade) the database at ``url``.
 
     ``url`` is a SQLAlchemy URL, or a data dir path (then its ``echosearch.db`` is used).
     With ``migrate=True`` an older data dir is upgraded to the current schema on open.
+    ``writer=True``: every transaction takes the write lock when it begins (see the module doc).
     """
     url = str(url)
     if "://" not in url:
@@ -147,5 +158,29 @@ def open_db(url: str | Path, *, migrate: bool = True, **engine_kwargs) -> Databa
         except EchosearchError:
             raise
         except Exception as exc:
-            raise StoreError(f"cannot open or upgrade the database {engine.url!r}: {exc}") from exc
-    return Database(engine=engine, sessionmaker=sessionmaker(engine, expire_on_commit=False))
+            cause = " ".join(str(getattr(exc, "orig", None) or exc).split())
+            hint = ""
+            if "malformed" in cause or "not a database" in cause:
+                hint = (
+                    ": the file is damaged; restore it from a backup, or salvage it with "
+                    "`sqlite3 echosearch.db .recover`"
+                )
+            url = engine.url.render_as_string(hide_password=True)
+            raise StoreError(f"cannot open or upgrade the database {url}: {cause}{hint}") from exc
+    bind = engine.execution_options(**{IMMEDIATE_OPTION: True}) if writer else engine
+    private_sqlite_file(engine)
+    return Database(engine=engine, sessionmaker=sessionmaker(bind, expire_on_commit=False))
+
+
+def private_sqlite_file(engine: Engine) -> None:
+    """Make a SQLite database file (and its WAL and shared-memory files) readable by its owner only:
+    it holds keyed hashes, dates, paths and query history (see the README's "What is stored where")."""
+    if engine.url.get_backend_name() != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(engine.url.database + suffix)
+        try:
+            if path.exists() and path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+        except OSError:  # not ours to change (a read-only copy): reading still works
+            pass

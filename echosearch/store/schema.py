@@ -185,3 +185,11 @@ class AuditLog(Base):
     at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     action: Mapped[str] = mapped_column(String(64))
     query: Mapped[dict[str, Any] | None]
+
+
+class SiteSetting(Base):
+    """Facts about the data dir itself (``site_key_fingerprint``: which site key its hashes use)."""
+
+    __tablename__ = "site_settings"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -7,8 +7,10 @@ from echosearch.video.errors import (
     CorruptFile,
     NotAnImage,
     TooFewFrames,
+    TooLarge,
     UnsupportedTransferSyntax,
 )
+from echosearch.video.limits import Limits
 from echosearch.video.meta import ClipMeta
 from echosearch.video.preprocess import CLIP_MEAN, CLIP_STD, crop_and_scale, preprocess_frames
 from echosearch.video.sampling import Sampling, parse_sampling
@@ -25,6 +27,8 @@ __all__ = [
     "NotAnImage",
     "Sampling",
     "TooFewFrames",
+    "TooLarge",
+    "Limits",
     "UnsupportedTransferSyntax",
     "crop_and_scale",
     "estimate_sector",

@@ -15,10 +15,11 @@ import numpy as np
 
 from echosearch.video.container import VIDEO_SUFFIXES, read_video
 from echosearch.video.dicom import read_dicom
-from echosearch.video.errors import ClipReadError, CorruptFile, NotAnImage, TooFewFrames
+from echosearch.video.errors import ClipReadError, CorruptFile, NotAnImage, TooFewFrames, TooLarge, one_line
+from echosearch.video.limits import Limits
 from echosearch.video.meta import ClipMeta, file_sha256
 from echosearch.video.sampling import DEFAULT_SAMPLING, Sampling, parse_sampling
-from echosearch.video.sector import apply_mask, estimate_sector
+from echosearch.video.sector import apply_mask, combine, estimate_sector
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,37 @@ def read_clip(
     sampling: str | Sampling = DEFAULT_SAMPLING,
     site_key: bytes | None = None,
     mask_sector: bool = True,
+    limits: Limits | None = None,
 ) -> EchoClip:
     """Read the sampled frames of a DICOM, AVI or MP4 clip as RGB, with metadata and sector.
 
-    Raises a :class:`ClipReadError` subclass (one line, no traceback) for anything unreadable.
-    Without ``site_key`` the patient and accession keys are left ``None``: identifiers are never
-    kept in the clear.
+    Raises a :class:`ClipReadError` subclass (one line, no traceback) for anything unreadable,
+    whatever the decoding libraries raise inside (a fuzzed file reaches code paths of pydicom, the
+    codecs and FFmpeg that raise zlib, value, type, key, runtime errors...), and :class:`TooLarge`
+    when the headers promise more decoded pixels than ``limits`` allow (default:
+    :meth:`Limits.from_env`), before decoding. Without ``site_key`` the patient and accession keys
+    are left ``None``: identifiers are never kept in the clear.
     """
     policy = parse_sampling(sampling)
     path = Path(path)
+    try:
+        return _read_clip(path, policy, site_key, mask_sector, limits or Limits.from_env())
+    except ClipReadError:
+        raise
+    except MemoryError:
+        raise TooLarge(f"{path.name}: decoding ran out of memory") from None
+    except RecursionError:
+        raise CorruptFile(f"{path.name}: nested too deeply to read") from None
+    except OSError as e:
+        raise ClipReadError(f"{path.name}: cannot be read ({one_line(e)})") from None
+    except Exception as e:  # noqa: BLE001 - any library error on a damaged file is a damaged file
+        log.debug("unexpected error reading %s", path, exc_info=True)
+        raise CorruptFile(f"{path.name}: damaged or unsupported ({one_line(e)})") from None
+
+
+def _read_clip(
+    path: Path, policy: Sampling, site_key: bytes | None, mask_sector: bool, limits: Limits
+) -> EchoClip:
     if not path.is_file():
         raise ClipReadError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -69,16 +92,16 @@ def read_clip(
     sha = file_sha256(path)
     region_mask = None
     if _is_dicom(path):
-        dicom = read_dicom(path, policy, sha, site_key)
+        dicom = read_dicom(path, policy, sha, site_key, limits)
         frames, indices, meta, region_mask = dicom.frames, dicom.indices, dicom.meta, dicom.region_mask
     else:
         suffix = path.suffix.lower()
         if suffix and suffix not in VIDEO_SUFFIXES:
             raise NotAnImage(f"{path.name}: not a DICOM and not a video type we read ({suffix})")
-        frames, indices, meta = read_video(path, policy, sha, site_key)
+        frames, indices, meta = read_video(path, policy, sha, site_key, limits)
     if len(frames) == 0:
         raise TooFewFrames(f"{path.name}: no frames")
-    sector = region_mask if region_mask is not None else estimate_sector(frames)
+    sector = combine(region_mask, estimate_sector(frames))
     if mask_sector:
         frames = apply_mask(frames, sector)
     log.debug("%s: %d frames %s", path.name, len(frames), frames.shape[1:])

@@ -16,6 +16,7 @@ import av
 import numpy as np
 
 from echosearch.video.errors import CorruptFile, NotAnImage, TooFewFrames, one_line
+from echosearch.video.limits import Limits
 from echosearch.video.meta import ClipMeta, uid_from_hash
 from echosearch.video.sampling import Sampling
 
@@ -56,7 +57,9 @@ def _count_packets(source: str | BinaryIO, name: str) -> int:
             source.seek(0)
 
 
-def _decode(container, stream, wanted: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _decode(
+    container, stream, wanted: np.ndarray, name: str, limits: Limits
+) -> tuple[np.ndarray, np.ndarray]:
     """RGB frames at ``wanted`` positions (sorted); returns (frames, indices actually found)."""
     stream.thread_type = "AUTO"
     wanted_set = set(int(i) for i in wanted)
@@ -64,6 +67,8 @@ def _decode(container, stream, wanted: np.ndarray, name: str) -> tuple[np.ndarra
     frames, found = [], []
     try:
         for i, frame in enumerate(container.decode(stream)):
+            if frame.width * frame.height > limits.frame_pixels:  # a stream may change size mid-way
+                limits.check(name, frame.height, frame.width, 1, source="decoded frame")
             if i in wanted_set:
                 frames.append(frame.to_ndarray(format="rgb24"))
                 found.append(i)
@@ -79,12 +84,18 @@ def _decode(container, stream, wanted: np.ndarray, name: str) -> tuple[np.ndarra
 
 
 def decode_stream(
-    source: str | BinaryIO, name: str, indices: np.ndarray | None = None, sampling: Sampling | None = None
+    source: str | BinaryIO,
+    name: str,
+    indices: np.ndarray | None = None,
+    sampling: Sampling | None = None,
+    limits: Limits | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Decode a video (path or file object): frames ``[F,H,W,3]`` uint8, their indices, stream info.
 
     Give either explicit ``indices`` or a ``sampling`` policy (resolved against the frame count).
+    The stream's declared size is checked against ``limits`` before any frame is decoded.
     """
+    limits = limits or Limits.from_env()
     container = _open(source, name)
     stream = container.streams.video[0]
     n_frames = int(stream.frames or 0)
@@ -98,8 +109,12 @@ def decode_stream(
     try:
         if n_frames == 0:
             raise TooFewFrames(f"{name}: the video has no frames")
+        policy = sampling or Sampling("all")
+        n_decoded = len(indices) if indices is not None else policy.n_decoded(n_frames)
+        ctx = stream.codec_context
+        limits.check(name, ctx.height or 0, ctx.width or 0, n_decoded, source="video stream header")
         if indices is None:
-            indices = (sampling or Sampling("all")).indices(n_frames)
+            indices = policy.indices(n_frames)
         rate = stream.average_rate or stream.guessed_rate
         info = {
             "frame_count": n_frames,
@@ -109,7 +124,7 @@ def decode_stream(
             "height": stream.codec_context.height,
             "tags": dict(container.metadata or {}),
         }
-        frames, found = _decode(container, stream, np.asarray(indices), name)
+        frames, found = _decode(container, stream, np.asarray(indices), name, limits)
         if len(found) < len(indices):
             log.info("%s: header said %d frames; decoded fewer", name, n_frames)
         return frames, found, info
@@ -147,7 +162,7 @@ def dicom_tags_from_comment(tags: dict) -> dict[str, str]:
 
 
 def read_video(
-    path: Path, sampling: Sampling, sha: str, site_key: bytes | None = None
+    path: Path, sampling: Sampling, sha: str, site_key: bytes | None = None, limits: Limits | None = None
 ) -> tuple[np.ndarray, np.ndarray, ClipMeta]:
     """Sampled RGB frames of a video file and its :class:`ClipMeta`.
 
@@ -157,7 +172,7 @@ def read_video(
     """
     from echosearch.privacy import keyed_hash
 
-    frames, indices, info = decode_stream(str(path), path.name, sampling=sampling)
+    frames, indices, info = decode_stream(str(path), path.name, sampling=sampling, limits=limits)
     tags = dicom_tags_from_comment(info.get("tags", {}))
 
     def keyed(keyword: str) -> str | None:

@@ -34,6 +34,7 @@ from echosearch.video.errors import (
     UnsupportedTransferSyntax,
     one_line,
 )
+from echosearch.video.limits import Limits, codestream_size
 from echosearch.video.meta import ClipMeta, pseudonym
 from echosearch.video.sampling import Sampling
 from echosearch.video.sector import sector_from_regions
@@ -174,7 +175,10 @@ def _fps(ds: pydicom.Dataset) -> float | None:
 def _pixel_spacing_mm(ds: pydicom.Dataset) -> tuple[float, float] | None:
     """Physical spacing of the first 2D region, in mm (regions store cm when units == 3)."""
     for region in ds.get("SequenceOfUltrasoundRegions", []):
-        if int(region.get("RegionSpatialFormat", 0) or 0) != 1:
+        try:
+            if int(region.get("RegionSpatialFormat", 0) or 0) != 1:
+                continue
+        except (TypeError, ValueError, OverflowError):  # an odd value: not a region we can use
             continue
         dx, dy = _float(region.get("PhysicalDeltaX")), _float(region.get("PhysicalDeltaY"))
         if (
@@ -223,9 +227,13 @@ def build_meta(path: Path, ds: pydicom.Dataset, sha: str, site_key: bytes | None
     )
 
 
-def _decode_native_or_plugin(path: Path, indices: np.ndarray) -> np.ndarray:
+def _decode_native_or_plugin(path: Path, indices: np.ndarray, tsyntax: UID) -> np.ndarray:
     try:
-        frames = list(iter_pixels(path, indices=indices.tolist()))
+        if tsyntax.is_deflated:  # iter_pixels reads the file itself and cannot inflate it
+            ds = pydicom.dcmread(path)
+            frames = [arr for arr, _ in get_decoder(tsyntax).iter_array(ds, indices=indices.tolist())]
+        else:
+            frames = list(iter_pixels(path, indices=indices.tolist()))
     except AttributeError as e:  # pydicom: "has no 'Pixel Data' ... element"
         raise NotAnImage(f"{path.name}: no pixel data ({one_line(e)})") from None
     except MemoryError:
@@ -235,7 +243,7 @@ def _decode_native_or_plugin(path: Path, indices: np.ndarray) -> np.ndarray:
     return np.stack(frames)
 
 
-def _decode_video_syntax(path: Path, indices: np.ndarray) -> np.ndarray:
+def _decode_video_syntax(path: Path, indices: np.ndarray, limits: Limits) -> np.ndarray:
     """MPEG-2/H.264/HEVC in DICOM: join the fragments and let FFmpeg (PyAV) decode the stream."""
     from pydicom.encaps import generate_fragments
 
@@ -245,22 +253,53 @@ def _decode_video_syntax(path: Path, indices: np.ndarray) -> np.ndarray:
     if "PixelData" not in ds:
         raise NotAnImage(f"{path.name}: no pixel data")
     stream = b"".join(generate_fragments(ds.PixelData))
-    frames, _, _ = decode_stream(io.BytesIO(stream), path.name, indices=indices)
+    frames, _, _ = decode_stream(io.BytesIO(stream), path.name, indices=indices, limits=limits)
     return frames
 
 
-def read_dicom(path: Path, sampling: Sampling, sha: str, site_key: bytes | None) -> DicomFrames:
-    """Decode the sampled frames of a DICOM clip as uint8 RGB, with its metadata."""
+def _check_codestreams(path: Path, n_frames: int, limits: Limits) -> None:
+    """Each compressed frame's own header against the caps (it may claim more than Rows x Columns)."""
+    from pydicom.encaps import generate_fragments
+
+    ds = pydicom.dcmread(path, specific_tags=_PIXEL_TAGS)
+    if "PixelData" not in ds:
+        return  # read_pixels says "no pixel data"
+    for fragment in generate_fragments(ds.PixelData):
+        size = codestream_size(fragment[:65536])
+        if size is not None:
+            limits.check(path.name, size[0], size[1], n_frames, source="compressed frame header")
+
+
+def read_dicom(
+    path: Path, sampling: Sampling, sha: str, site_key: bytes | None, limits: Limits | None = None
+) -> DicomFrames:
+    """Decode the sampled frames of a DICOM clip as uint8 RGB, with its metadata.
+
+    What the headers promise is checked against ``limits`` (default: :meth:`Limits.from_env`)
+    before anything is decoded.
+    """
+    limits = limits or Limits.from_env()
     ds = read_header(path)
-    meta = build_meta(path, ds, sha, site_key)
+    try:
+        meta = build_meta(path, ds, sha, site_key)
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as e:  # odd header values
+        raise CorruptFile(f"{path.name}: unusable DICOM header value ({one_line(e)})") from None
+    if meta.frame_count < 1 or meta.rows < 1 or meta.columns < 1:
+        raise CorruptFile(
+            f"{path.name}: header claims {meta.frame_count} frames of {meta.columns}x{meta.rows} pixels"
+        )
+    limits.check(path.name, meta.rows, meta.columns, sampling.n_decoded(meta.frame_count))
     indices = sampling.indices(meta.frame_count)
     tsyntax = UID(meta.transfer_syntax or "1.2.840.10008.1.2")
+    if tsyntax not in _VIDEO_SYNTAXES:
+        _check_decodable(path, tsyntax)
+    if tsyntax.is_encapsulated:
+        _check_codestreams(path, len(indices), limits)
     if tsyntax in _VIDEO_SYNTAXES:
-        frames = _decode_video_syntax(path, indices)
+        frames = _decode_video_syntax(path, indices, limits)
         indices = indices[: len(frames)]
     else:
-        _check_decodable(path, tsyntax)
-        raw = _decode_native_or_plugin(path, indices)
+        raw = _decode_native_or_plugin(path, indices, tsyntax)
         try:
             frames = to_rgb8(raw, ds)
         except (ValueError, KeyError, AttributeError, IndexError) as e:
@@ -269,5 +308,9 @@ def read_dicom(path: Path, sampling: Sampling, sha: str, site_key: bytes | None)
             ) from None
     if frames.shape[1:3] != (meta.rows, meta.columns):
         raise ClipReadError(f"{path.name}: decoded frames {frames.shape[1:3]} do not match Rows x Columns")
-    region_mask = sector_from_regions(ds.get("SequenceOfUltrasoundRegions", []), meta.rows, meta.columns)
+    try:
+        regions = ds.get("SequenceOfUltrasoundRegions", [])
+        region_mask = sector_from_regions(regions, meta.rows, meta.columns)
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError):  # an odd region: estimate
+        region_mask = None
     return DicomFrames(np.ascontiguousarray(frames), indices, meta, region_mask)

@@ -34,3 +34,8 @@ def one_line(error: BaseException, limit: int = 300) -> str:
     """A library's exception as one short line (pydicom's plugin errors span several)."""
     text = " ".join(f"{type(error).__name__}: {error}".split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class TooLarge(ClipReadError):
+    """Decoding the clip would exceed the cap on decoded pixels per frame or per clip (a pixel bomb:
+    a few KB whose header claims gigapixels); checked from the headers before anything is decoded."""

@@ -47,6 +47,18 @@ class Sampling:
         end = n_frames if self.limit is None else min(n_frames, self.limit)
         return np.arange(0, end, self.stride, dtype=np.int64)
 
+    def n_decoded(self, n_frames: int) -> int:
+        """How many frames :meth:`indices` would give, without building them (a header may claim
+        billions of frames; the size caps are checked before any array is made)."""
+        if n_frames <= 0:
+            return 0
+        if self.kind == "all":
+            return n_frames
+        if self.kind == "uniform":
+            return min(n_frames, self.count)
+        end = n_frames if self.limit is None else min(n_frames, self.limit)
+        return -(-end // self.stride)
+
     def __str__(self) -> str:
         if self.kind == "uniform":
             return f"uniform:{self.count}"

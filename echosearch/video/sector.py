@@ -4,8 +4,10 @@ Outside the fan an ultrasound frame carries burned-in text (patient name, date, 
 the ECG strip; blanking it keeps identifiers out of model input and thumbnails and stops the model
 keying on text. The sector comes from the DICOM ``SequenceOfUltrasoundRegions`` (the 2D tissue
 regions the scanner itself declares) when present; otherwise it is estimated from the clip as the
-pixels that change over time, cleaned up: closed, the largest connected piece kept, holes filled,
-and replaced by its convex hull (a fan is convex).
+pixels that change over time, cleaned up: opened (thin moving things such as the ECG trace go),
+the largest connected piece kept, closed, holes filled, and replaced by its convex hull (a fan is
+convex). A declared region is a rectangle around the fan, whose corners often hold text: when the
+estimate lies within it, the two are intersected (:func:`combine`).
 """
 
 from __future__ import annotations
@@ -33,12 +35,12 @@ def sector_from_regions(regions: Iterable, rows: int, columns: int) -> np.ndarra
     """
     mask = np.zeros((rows, columns), dtype=bool)
     for region in regions:
-        if int(region.get("RegionSpatialFormat", 0) or 0) != SPATIAL_FORMAT_2D:
-            continue
         try:
+            if int(region.get("RegionSpatialFormat", 0) or 0) != SPATIAL_FORMAT_2D:
+                continue
             x0, y0 = int(region.RegionLocationMinX0), int(region.RegionLocationMinY0)
             x1, y1 = int(region.RegionLocationMaxX1), int(region.RegionLocationMaxY1)
-        except (AttributeError, TypeError, ValueError):
+        except (AttributeError, TypeError, ValueError, OverflowError):
             continue
         x0, y0 = max(0, x0), max(0, y0)
         x1, y1 = min(columns - 1, x1), min(rows - 1, y1)
@@ -135,10 +137,12 @@ def estimate_sector(frames: np.ndarray, threshold: float = 1.5) -> np.ndarray | 
     spread = grey.std(dim=0)[None, None]  # speckle decorrelates frame to frame inside the fan
     spread = F.avg_pool2d(spread, scale, ceil_mode=True)  # a smaller grid, and smoother
     changing = (spread > threshold).float()
-    m = _erode(_dilate(changing, 5), 5)  # close small gaps (dark blood pools barely change)
-    m = _erode(m, 3)  # cut thin bridges to text or the ECG trace
-    m = _largest_component(m)
-    m = _dilate(m, 3)
+    # open first: the sweeping ECG trace and blinking text change over time too, but are thin;
+    # closed together with the fan they merge into one piece that the hull then spans (EchoPrime
+    # erodes its motion mask before taking the hull for the same reason)
+    m = _dilate(_erode(changing, 3), 3)
+    m = _largest_component(m)  # before closing: closing would bridge the few pixels to the ECG strip
+    m = _erode(_dilate(m, 5), 5)  # close small gaps (dark blood pools barely change)
     m = _fill_holes(m)
     small = _convex_hull(m[0, 0].numpy() > 0)
     if small.mean() < _MIN_FRACTION:
@@ -146,6 +150,17 @@ def estimate_sector(frames: np.ndarray, threshold: float = 1.5) -> np.ndarray | 
         return None
     full = np.repeat(np.repeat(small, scale, axis=0), scale, axis=1)[:h, :w]
     return np.ascontiguousarray(full)
+
+
+def combine(region: np.ndarray | None, estimate: np.ndarray | None) -> np.ndarray | None:
+    """The mask to apply: the estimated fan inside the declared region when the estimate agrees with
+    the region (80% of it inside), else the region (a scanner's word beats a guess), else the estimate."""
+    if region is None or estimate is None:
+        return region if region is not None else estimate
+    inside = region & estimate
+    if inside.sum() >= 0.8 * estimate.sum():
+        return inside
+    return region
 
 
 def apply_mask(frames: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

@@ -4,6 +4,7 @@ nearest clips, studies and reports."""
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,11 @@ from echosearch.search import Engine
 from ui import common
 
 MAX_UPLOAD_MB = 200
+#: Where uploads go when no data dir is given (tests); the app keeps them in ``<data>/uploads/``.
 UPLOAD_DIR = Path(tempfile.gettempdir()) / "echosearch-ui-uploads"
+#: An uploaded original (full DICOM header included) is deleted when the session replaces it, and
+#: by any later upload once it is older than this, whatever happened to its session.
+UPLOAD_TTL_S = 3600
 
 
 class BadUpload(UsageError):
@@ -48,11 +53,40 @@ def sniff(name: str, data: bytes) -> str:
     raise BadUpload(f"{name} is not a DICOM, AVI or MP4 file")
 
 
-def save_upload(name: str, data: bytes) -> Upload:
+def purge_uploads(upload_dir: Path, older_than_s: float = UPLOAD_TTL_S) -> int:
+    """Delete uploads (and their previews) older than ``older_than_s``; how many files went."""
+    import time
+
+    if not upload_dir.is_dir():
+        return 0
+    cutoff, gone = time.time() - older_than_s, 0
+    for path in sorted(upload_dir.rglob("*"), reverse=True):
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                gone += 1
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        except OSError:  # another session removed it first
+            pass
+    return gone
+
+
+def discard_upload(upload: Upload | None) -> None:
+    """Delete an upload's original and preview (the session is done with it)."""
+    if upload is None:
+        return
+    for path in (upload.path, upload.preview):
+        if path is not None:
+            Path(path).unlink(missing_ok=True)
+
+
+def save_upload(name: str, data: bytes, upload_dir: Path | None = None) -> Upload:
     """Check an upload (size, type), save it privately and make a preview from the masked frames.
 
     The preview is built from the frames the reader returns (masked to the ultrasound sector), not
-    the raw file, so burned-in patient names outside the sector never reach the screen.
+    the raw file, so burned-in patient names outside the sector never reach the screen. The file
+    lives in ``upload_dir`` (the data dir's private ``uploads/``) only while the session uses it.
     """
     from echosearch.thumbnails import write_thumbnails
     from echosearch.video import read_clip
@@ -63,14 +97,21 @@ def save_upload(name: str, data: bytes) -> Upload:
         raise BadUpload(f"{name} is larger than {MAX_UPLOAD_MB} MB")
     kind = sniff(name, data)
     sha = hashlib.sha256(data).hexdigest()
-    UPLOAD_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    upload_dir = upload_dir or UPLOAD_DIR
+    upload_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    purge_uploads(upload_dir)
     suffix = {"dicom": ".dcm", "avi": ".avi", "mp4": ".mp4"}[kind]
-    path = UPLOAD_DIR / f"{sha[:16]}{suffix}"
-    path.write_bytes(data)
-    path.chmod(0o600)
-    clip = read_clip(path)  # raises a one-line ClipReadError for anything unreadable
-    thumbs = write_thumbnails(UPLOAD_DIR, sha, clip.frames, clip.fps or 30.0)
-    return Upload(name=name, path=path, sha256=sha, kind=kind, preview=UPLOAD_DIR / thumbs.preview)
+    path = upload_dir / f"{sha[:16]}{suffix}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    try:
+        clip = read_clip(path)  # raises a one-line ClipReadError for anything unreadable
+        thumbs = write_thumbnails(upload_dir, sha, clip.frames, clip.fps or 30.0)
+    except BaseException:
+        path.unlink(missing_ok=True)  # nothing to keep a refused file for
+        raise
+    return Upload(name=name, path=path, sha256=sha, kind=kind, preview=upload_dir / thumbs.preview)
 
 
 def _query_results(eng: Engine, target: Any, filters, k: int) -> dict[str, Any]:
@@ -96,14 +137,15 @@ def render(eng: Engine) -> None:
         "Drop a clip (DICOM, AVI or MP4)",
         type=None,
         key="uploader",
-        help=f"Up to {MAX_UPLOAD_MB} MB. The file stays on this server, in a private temp folder.",
+        help=f"Up to {MAX_UPLOAD_MB} MB. The file stays on this server, in the data dir's private uploads folder, only while you use it.",
     )
     if uploaded is not None:
         current: Upload | None = st.session_state.get("clip_upload")
         data = uploaded.getvalue()
         if current is None or current.sha256 != hashlib.sha256(data).hexdigest():
+            discard_upload(current)
             try:
-                st.session_state.clip_upload = save_upload(uploaded.name, data)
+                st.session_state.clip_upload = save_upload(uploaded.name, data, eng.data_dir / "uploads")
                 st.session_state.clip_video = None
             except EchosearchError as exc:
                 st.session_state.clip_upload = None
