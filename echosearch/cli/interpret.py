@@ -7,7 +7,7 @@ import click
 from echosearch.cli.common import data_option, emit_json, json_option
 from echosearch.cli.main import cli
 from echosearch.cli.tokenize import _model_tokenizer
-from echosearch.errors import UsageError
+from echosearch.errors import EchosearchError, UsageError
 from echosearch.query import interpret as interpret_text
 from echosearch.query import load_lexicon
 from echosearch.query.lexicon import lexicon_for
@@ -60,7 +60,11 @@ def interpret(text, model, vocab, lexicon, data, as_json) -> None:
         tokenizer, name = TemplateTokenizer.from_files(None, vocab), ""
     else:
         name = model or default_model()
-        tokenizer, _ = _model_tokenizer(name)
+        try:
+            tokenizer, _ = _model_tokenizer(name)
+        except EchosearchError as exc:  # not pulled here: its lexicon still says what the words mean
+            click.echo(f"note: {exc}; phrases are not checked against its vocabulary", err=True)
+            tokenizer = None
     try:
         lex = load_lexicon(lexicon) if lexicon else lexicon_for(name, tokenizer)
     except UsageError as exc:

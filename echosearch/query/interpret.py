@@ -283,8 +283,30 @@ def interpret(text: str, lex: Lexicon, tokenizer: Any = None) -> Interpretation:
             cond.weight = lex.findings[cond.finding].weight
             interp.filters.remove(cond)
             interp.preferences.append(cond)
+    if explanation is not None and explanation.phrases is not None and not interp.exact:
+        _keep_readable(interp, tokenizer)
     _merge_duplicates(interp)
     return interp
+
+
+def _keep_readable(interp: Interpretation, tokenizer: Any) -> None:
+    """Drop phrases a template model's own vocabulary cannot read (a lexicon may know wordings an older
+    model was not trained with); a finding keeps its weight through the phrases that remain."""
+
+    def readable(text: str) -> bool:
+        ex = tokenizer.explain(text)
+        return bool(ex.phrases) and not ex.unmatched
+
+    for name in ("phrases", "negatives"):
+        kept: list[Phrase] = []
+        for finding in dict.fromkeys(p.finding for p in getattr(interp, name)):
+            group = [p for p in getattr(interp, name) if p.finding == finding]
+            ok = [p for p in group if readable(p.text)]
+            total, share = sum(p.weight for p in group), sum(p.weight for p in ok)
+            kept += [Phrase(p.text, p.weight * total / share, p.finding) for p in ok] if ok else []
+            if not ok and name == "phrases":
+                interp.notes.append(f"the model's vocabulary has no phrase for {finding.replace('_', ' ')}")
+        setattr(interp, name, kept)
 
 
 def _merge_duplicates(interp: Interpretation) -> None:

@@ -97,8 +97,7 @@ class Lexicon:
     """Everything query interpretation needs for one vocabulary."""
 
     name: str
-    surfaces: dict[tuple[str, ...], list[tuple[str, str]]]  # words -> [(kind, value)]
-    case_sensitive: set[tuple[str, ...]]
+    surfaces: dict[tuple[str, ...], list[tuple[str, str, bool]]]  # words -> [(kind, value, upper only)]
     rules: dict[str, FindingRule]
     ef_grades: dict[str, tuple[float, float]]
     default_organ: str
@@ -163,12 +162,11 @@ def _add_surface(lex: Lexicon, surface: str, kind: str, value: str) -> None:
     words = tuple(words_of(surface))
     if not words:
         return
-    if surface.isupper() and len(surface) > 1:
-        lex.case_sensitive.add(words)
+    upper_only = surface.isupper() and len(surface) > 1  # "AS" is aortic stenosis, "as" is not
     key = tuple(w.lower() for w in words)
     marks = lex.surfaces.setdefault(key, [])
-    if (kind, value) not in marks:
-        marks.append((kind, value))
+    if (kind, value, upper_only) not in marks:
+        marks.append((kind, value, upper_only))
     lex.max_surface = max(lex.max_surface, len(key))
     lex.known_words.update(w for w in key if w.isalpha())
 
@@ -181,7 +179,7 @@ def _read_clinical(path: Path, lex: Lexicon) -> None:
     for word in _str_list(f"{path}: negations", data["negations"]):
         _add_surface(lex, word, "neg", "")
     for word in _str_list(f"{path}: separators", data["separators"]):
-        _add_surface(lex, word, "sep", "")
+        _add_surface(lex, word, "sep", word.lower())
     for grade, words in (data["severities"] or {}).items():
         if grade not in GRADES:
             raise ConfigError(f"{path}: severities: unknown grade {grade!r} (use {', '.join(GRADES)})")
@@ -301,7 +299,6 @@ def _load(model_path: Path, clinical_path: Path) -> Lexicon:
     lex = Lexicon(
         name=model_path.stem,
         surfaces={},
-        case_sensitive=set(),
         rules={},
         ef_grades={},
         default_organ="",

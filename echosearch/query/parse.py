@@ -100,16 +100,22 @@ def _tokens(chunk: str, lex: Lexicon, corrections: dict[str, str]) -> list[str]:
 
 
 def _marks(tokens: list[str], lex: Lexicon) -> list[tuple[str, str, str]]:
-    """(kind, value, surface text) for each longest lexicon match; numbers and unknown words too."""
+    """(kind, value, surface text) for each longest lexicon match; numbers and unknown words too.
+    The surface text is given with the first mark of a match only (one match, one word)."""
     out: list[tuple[str, str, str]] = []
     i = 0
     while i < len(tokens):
         for n in range(min(lex.max_surface, len(tokens) - i), 0, -1):
             original = tuple(tokens[i : i + n])
-            key = tuple(w.lower() for w in original)
-            marks = lex.surfaces.get(key)
-            if marks and (key not in lex.case_sensitive or all(w.isupper() for w in original)):
-                out.extend((kind, value, " ".join(original)) for kind, value in marks)
+            upper = all(w.isupper() for w in original)
+            marks = [
+                (kind, value)
+                for kind, value, upper_only in lex.surfaces.get(tuple(w.lower() for w in original), ())
+                if upper or not upper_only
+            ]
+            if marks:
+                text = " ".join(original)
+                out.extend((kind, value, text if k == 0 else "") for k, (kind, value) in enumerate(marks))
                 i += n
                 break
         else:
@@ -129,18 +135,20 @@ def _clauses(text: str, lex: Lexicon, parsed: Parsed) -> list[_Clause]:
         clauses.append(current)
         for kind, value, surface in _marks(_tokens(chunk, lex, parsed.corrections), lex):
             if kind == "sep":
-                current = _Clause(joined_by_or=surface.lower() == "or")
+                current = _Clause(joined_by_or=value == "or")
                 clauses.append(current)
                 continue
-            current.words.append(surface)
+            if surface:
+                current.words.append(surface)
             if kind == "atom":
                 current.atoms.append(value)
             elif kind == "grade":
                 current.grades.append(value)
             elif kind == "neg":
                 if current.atoms or current.grades:  # "pacemaker without effusion": a new clause
-                    current.words.pop()
-                    current = _Clause(words=[surface])
+                    if surface:
+                        current.words.pop()
+                    current = _Clause(words=[surface] if surface else [])
                     clauses.append(current)
                 current.negated = True
             elif kind == "cmp":
@@ -162,12 +170,19 @@ def _number(token: str, op: str | None) -> Number:
 
 
 def _fire(atoms: set[str], lex: Lexicon) -> dict[str, frozenset[str]]:
-    """Findings whose atom sets the clause holds, the most specific kept."""
+    """Findings whose atom sets the clause holds, the most specific kept. A chamber's finding that
+    matched without naming a chamber ("reduced function") does not fire when the clause names
+    another chamber ("reduced RV function" is not LV function)."""
     hits: dict[str, frozenset[str]] = {}
+    named = atoms & lex.organs
     for rule in lex.rules.values():
+        chamber_rule = any(group & lex.organs for group in rule.when)
         for group in rule.when:
-            if group <= atoms and len(group) > len(hits.get(rule.name, ())):
-                hits[rule.name] = group
+            if not group <= atoms or len(group) <= len(hits.get(rule.name, ())):
+                continue
+            if chamber_rule and named and not group & lex.organs:
+                continue
+            hits[rule.name] = group
     return {n: g for n, g in hits.items() if not any(g < other for other in hits.values())}
 
 

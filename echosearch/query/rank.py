@@ -34,7 +34,7 @@ def class_grades(classes: list[str], lex: Lexicon) -> dict[str, str]:
     out = {}
     for name in classes:
         key = tuple(w.lower() for w in words_of(name))
-        grades = [v for kind, v in lex.surfaces.get(key, []) if kind == "grade"]
+        grades = [v for kind, v, _upper in lex.surfaces.get(key, []) if kind == "grade"]
         if grades and len(GRADE_SPAN[grades[0]]) == 1:
             out[name] = grades[0]
     return out
