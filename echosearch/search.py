@@ -837,6 +837,26 @@ class Engine:
 
         return resolve_tasks(self.encoder.bundle)
 
+    def label_catalog(self) -> tuple[list, set[str], dict[str, Any]]:
+        """What label filters and cards need: the space's tasks (zero-shot and probes), the label
+        names it stores, and its thresholds. Without a model and a record of the tasks, each stored
+        label stands for itself (a task of unknown kind is taken as a number)."""
+        from echosearch.probes import probe_tasks
+        from echosearch.zeroshot import Task
+
+        stored = set(self.label_tasks())
+        try:
+            tasks, thresholds = self.zero_shot_tasks()
+            tasks = list(tasks)
+        except Exception:  # no model and no recorded tasks: the stored names are all we know
+            tasks, thresholds = [], {}
+        tasks += probe_tasks(self.space)
+        known = {t.name for t in tasks}
+        derived = {n.rsplit(".", 1)[0] for n in stored if "." in n}
+        for name in sorted(({n for n in stored if "." not in n} | derived) - known):
+            tasks.append(Task(name, "binary" if name in derived else "regression"))
+        return tasks, stored, dict(thresholds)
+
     def _binary_tasks(self) -> list[str]:
         try:
             return [t.name for t in self.zero_shot_tasks()[0] if t.kind == "binary"]
@@ -1158,13 +1178,18 @@ _WHERE_RE = re.compile(r"^\s*([A-Za-z_][\w\-. ]*?)\s*(<=|>=|!=|==|=|<|>|~)\s*(.+
 
 
 def parse_where(conditions: Sequence[str], engine: Engine | None = None) -> q.VideoFilter:
-    """Build a filter from ``--where`` conditions, e.g. ``"ef < 40"``, ``"pacemaker > 0.5"``,
+    """Build a filter from ``--where`` conditions, e.g. ``"ef < 40"``, ``"pacemaker = yes"``,
+    ``"pacemaker > 0.9"`` (a probability where the index has one), ``"lv_size >= moderate"``,
     ``"view = A4C"``, ``"date >= 2021-01-01"``, ``"manufacturer = GE"``, ``"study = UID"``,
-    ``"mrn = 12345"`` (hashed with the site key). Anything else is a zero-shot label condition."""
+    ``"mrn = 12345"`` (hashed with the site key). Anything else is a label, named by its task name or
+    an alias (:mod:`echosearch.labels`). With an ``engine`` an unknown label is a :class:`UsageError`
+    listing the index's labels; without one, a label condition is taken as written (``task op number``).
+    """
     import datetime as dt
 
     f = q.VideoFilter()
     labels: list[q.LabelCondition] = []
+    catalog = engine.label_catalog() if engine is not None else None
     for text in conditions:
         m = _WHERE_RE.match(text)
         if not m:
@@ -1190,6 +1215,11 @@ def parse_where(conditions: Sequence[str], engine: Engine | None = None) -> q.Vi
         elif key in ("mrn", "patient"):
             key_hash = engine._keyed(value) if engine is not None else None
             f.patient_key = key_hash or "no-such-patient"
+        elif catalog is not None:
+            from echosearch.labels import conditions_for
+
+            tasks, stored, thresholds = catalog
+            labels.extend(conditions_for(m.group(1).strip(), op, value, tasks, stored, thresholds))
         else:
             labels.append(q.LabelCondition.parse(f"{m.group(1).strip()} {op} {value}"))
     f.labels = labels

@@ -292,10 +292,22 @@ class Task:
     threshold: float | None = None
     description: str = ""
     unit: str = ""
+    display_name: str = ""
+    aliases: tuple[str, ...] = ()
 
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.classes)
+
+    @property
+    def title(self) -> str:
+        """What a person reads: the task file's ``display_name``, else the name without underscores."""
+        return self.display_name or self.name.replace("_", " ")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name a filter may use for this task: its name, then its aliases."""
+        return (self.name, *self.aliases)
 
     def values(self) -> np.ndarray:
         """Regression values start, start+step, ..., stop (inclusive), float64."""
@@ -330,11 +342,14 @@ def format_value(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 
+_COMMON_KEYS = {"kind", "description", "unit", "display_name", "aliases"}
 _TASK_KEYS = {
-    "binary": {"kind", "prompts", "negative_prompts", "threshold", "description", "unit"},
-    "regression": {"kind", "templates", "range", "step", "description", "unit"},
-    "categorical": {"kind", "classes", "description", "unit"},
+    "binary": _COMMON_KEYS | {"prompts", "negative_prompts", "threshold"},
+    "regression": _COMMON_KEYS | {"templates", "range", "step"},
+    "categorical": _COMMON_KEYS | {"classes"},
 }
+#: An alias is typed in a ``--where`` condition: no '.' (it separates ``task.positive``), no operator.
+_ALIAS_RE = re.compile(r"[A-Za-z][A-Za-z0-9_ -]*")
 
 
 def _str_list(value: Any, what: str, fail: Callable[[str], ConfigError]) -> tuple[str, ...]:
@@ -369,11 +384,17 @@ def task_from_dict(name: str, spec: Any, source: str = "tasks") -> Task:
     if unknown:
         raise fail(f"unknown key(s) for a {kind} task: {', '.join(map(str, unknown))}")
     common: dict[str, Any] = {}
-    for key in ("description", "unit"):
+    for key in ("description", "unit", "display_name"):
         if key in spec:
             if not isinstance(spec[key], str):
                 raise fail(f"'{key}' must be a string")
             common[key] = spec[key]
+    if "aliases" in spec:
+        aliases = _str_list(spec["aliases"], "aliases", fail)
+        bad = [a for a in aliases if not _ALIAS_RE.fullmatch(a.strip())]
+        if bad:
+            raise fail(f"alias {bad[0]!r} must start with a letter and use letters, digits, '_', '-', spaces")
+        common["aliases"] = tuple(a.strip() for a in aliases)
     if kind == "binary":
         prompts = _str_list(spec.get("prompts"), "prompts", fail)
         negatives = (
@@ -424,7 +445,27 @@ def tasks_from_dict(data: Any, source: str = "tasks") -> list[Task]:
     extra = sorted(set(data) - {"tasks", "version"})
     if extra:
         raise ConfigError(f"{source}: unknown top-level key(s): {', '.join(map(str, extra))}")
-    return [task_from_dict(name, spec, source) for name, spec in data["tasks"].items()]
+    tasks = [task_from_dict(name, spec, source) for name, spec in data["tasks"].items()]
+    check_names(tasks, source)
+    return tasks
+
+
+def label_key(name: str) -> str:
+    """How a typed label name is compared: case, spaces, '-' and '_' do not matter ("LV size" is lv_size)."""
+    return re.sub(r"[\s_-]+", "_", name.strip().lower())
+
+
+def check_names(tasks: Sequence[Task], source: str = "tasks") -> None:
+    """Every task name and alias must name one task only (case-insensitively): ``--where "EF < 40"``
+    has to know which task it means."""
+    owner: dict[str, str] = {}
+    for task in tasks:
+        for name in dict.fromkeys(label_key(n) for n in task.names):
+            if name in owner and owner[name] != task.name:
+                raise ConfigError(
+                    f"{source}: task '{task.name}': name or alias {name!r} is also task '{owner[name]}'"
+                )
+            owner[name] = task.name
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -469,6 +510,10 @@ def load_tasks(path: str | Path) -> list[Task]:
 def task_to_dict(task: Task) -> dict[str, Any]:
     """The task-file mapping of one task (inverse of :func:`task_from_dict`)."""
     spec: dict[str, Any] = {"kind": task.kind}
+    if task.display_name:
+        spec["display_name"] = task.display_name
+    if task.aliases:
+        spec["aliases"] = list(task.aliases)
     if task.description:
         spec["description"] = task.description
     if task.unit:

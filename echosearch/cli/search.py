@@ -6,6 +6,7 @@ import click
 
 from echosearch.cli.common import data_option, emit_json, json_option
 from echosearch.cli.main import cli
+from echosearch.errors import UsageError
 from echosearch.search import Engine, SearchResult, parse_where
 
 k_option = click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 10_000))
@@ -14,14 +15,23 @@ where_option = click.option(
     "where",
     multiple=True,
     metavar="COND",
-    help="Filter, repeatable: 'ef < 40', 'pacemaker > 0.5', 'view = A4C', 'date >= 2021-01-01', "
-    "'manufacturer = GE', 'study = UID', 'mrn = 123'.",
+    help="Filter, repeatable: 'ef < 40' (a label's name or alias), 'pacemaker = yes', 'pacemaker > 0.9' "
+    "(calibrated probability), 'pacemaker.score > 0.1' (raw score), 'lv_size >= moderate', 'view = A4C', "
+    "'date >= 2021-01-01', 'manufacturer = GE', 'study = UID', 'mrn = 123'.",
 )
 model_option = click.option("--model", "model", default=None, help="Model space to use (default: latest).")
 
 
 def _open(data: str | None, model: str | None) -> Engine:
     return Engine.open(data, space=model)
+
+
+def _filters(where, engine: Engine):
+    """``--where`` conditions as a filter; a condition the index cannot read is bad usage (exit 2)."""
+    try:
+        return parse_where(where, engine)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), param_hint="--where") from None
 
 
 def _print_videos(result: SearchResult) -> None:
@@ -77,7 +87,7 @@ def search(text, k, where, negatives, literal, model, data, as_json) -> None:
     """Find clips matching free clinical TEXT ("severe LV dysfunction, no pacer"; see `interpret`)."""
     engine = _open(data, model)
     result = engine.search_text(
-        text, k=k, filters=parse_where(where, engine), negatives=negatives, literal=literal
+        text, k=k, filters=_filters(where, engine), negatives=negatives, literal=literal
     )
     emit_json(result.to_dict()) if as_json else _print_videos(result)
 
@@ -103,7 +113,7 @@ def similar(target, k, where, include_same_study, with_reports, model, data, as_
             click.echo(f"{rank:>3}. {hit.score:.3f}  study {hit.study_uid}\n       {hit.text[:300]}")
         return
     result = engine.search_clip(
-        target, k=k, filters=parse_where(where, engine), exclude_same_study=not include_same_study
+        target, k=k, filters=_filters(where, engine), exclude_same_study=not include_same_study
     )
     emit_json(result.to_dict()) if as_json else _print_videos(result)
 
