@@ -149,3 +149,57 @@ def _number(task: Task, text: str) -> float:
         what = "a number" + (" or yes/no" if task.kind == "binary" else "")
         raise UsageError(f"{task.name} takes {what}, not {text!r}")
     return value
+
+
+# ---------------------------------------------------------------- reading labels
+
+
+def errors_of(tasks: Sequence[Task], thresholds: Mapping[str, Any], probes: Sequence[Any] = ()) -> dict:
+    """The error to show next to each regression estimate: the calibration MAE of a zero-shot task
+    (``calibrate`` writes ``{mae}``), the cross-validated MAE of a probe."""
+    out = {}
+    for t in tasks:
+        entry = thresholds.get(t.name)
+        if t.kind == "regression" and isinstance(entry, Mapping) and "mae" in entry:
+            out[t.name] = float(entry["mae"])
+    for p in probes:
+        if p.kind == "regression" and "mae" in p.metric:
+            out[p.name] = float(p.metric["mae"])
+    return out
+
+
+def readable(
+    labels: Mapping[str, Any],
+    tasks: Sequence[Task],
+    errors: Mapping[str, float] | None = None,
+    estimates: Collection[str] = (),
+) -> list[str]:
+    """A clip's labels as a person reads them, one phrase per task in task order:
+    "Pacemaker: yes, 0.97" (decision, calibrated probability), "EF ≈ 48% (model estimate, ±7)",
+    "LV size: moderate". ``estimates`` names probe tasks ("probe estimate"). A binary task without a
+    decision or probability (never calibrated) shows its raw score, marked as such; raw scores of
+    calibrated tasks are left to a details view (the stored labels themselves)."""
+    errors = errors or {}
+    out = []
+    for task in tasks:
+        name, title = task.name, task.title
+        value = labels.get(name)
+        if task.kind == "binary":
+            decision, prob = labels.get(f"{name}.{POSITIVE}"), labels.get(f"{name}.{PROBABILITY}")
+            if isinstance(decision, int | float) or isinstance(prob, int | float):
+                yes = decision >= 0.5 if isinstance(decision, int | float) else prob >= 0.5
+                out.append(
+                    f"{title}: {'yes' if yes else 'no'}"
+                    + (f", {prob:.2f}" if isinstance(prob, int | float) else "")
+                )
+            elif isinstance(value, int | float):
+                out.append(f"{title}: score {value:.2f} (not calibrated)")
+        elif task.kind == "regression" and isinstance(value, int | float):
+            digits = 0 if task.unit == "%" or abs(value) >= 10 else 1
+            source = "probe estimate" if name in estimates else "model estimate"
+            err = errors.get(name)
+            spread = f", ±{err:.{digits}f}" if err is not None else ""
+            out.append(f"{title} ≈ {value:.{digits}f}{task.unit} ({source}{spread})")
+        elif task.kind == "categorical" and value is not None:
+            out.append(f"{title}: {value}")
+    return out

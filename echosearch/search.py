@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from echosearch.errors import UsageError
 from echosearch.index import Space, VectorIndex, list_spaces, report_space_name
+from echosearch.labels import binary_threshold
 from echosearch.reports import SLOT
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db, url_for_data_dir
@@ -157,6 +158,7 @@ class Engine:
         self._site_key: bytes | None = None
         self._studies: tuple[list[str], np.ndarray] | None = None
         self._local = threading.local()
+        self._readable: tuple | None = None  # (when, tasks, errors, probe names) of readable_labels
 
     @classmethod
     def open(
@@ -243,6 +245,7 @@ class Engine:
         if self.report_space is not None:
             self.report_index = self.report_space.load_index()
         self._studies = None
+        self._readable = None
 
     # -------------------------------------------------------------- query vectors
 
@@ -459,11 +462,11 @@ class Engine:
                 continue
             classes = list(task.classes) if task.kind == "categorical" else []
             decision = f"{task.name}.positive" if f"{task.name}.positive" in stored else None
-            threshold = thresholds.get(task.name) if task.kind == "binary" else None
+            threshold = binary_threshold(thresholds.get(task.name)) if task.kind == "binary" else None
             source = LabelSource(
                 task.kind,
                 decision,
-                float(threshold) if isinstance(threshold, (int, float)) else 0.0,
+                threshold if threshold is not None else 0.0,
                 class_grades(classes, self.lexicon),
             )
             out[task.name] = (source, classes)
@@ -857,6 +860,20 @@ class Engine:
             tasks.append(Task(name, "binary" if name in derived else "regression"))
         return tasks, stored, dict(thresholds)
 
+    def readable_labels(self, labels: dict[str, Any]) -> list[str]:
+        """A clip's labels as phrases ("Pacemaker: yes, 0.97", "EF ≈ 48% (model estimate, ±7)"),
+        for cards and the CLI (:func:`echosearch.labels.readable`)."""
+        from echosearch.labels import errors_of, readable
+        from echosearch.probes import list_probes
+
+        now = time.monotonic()
+        if self._readable is None or now - self._readable[0] > 30:  # probes may be trained meanwhile
+            tasks, _stored, thresholds = self.label_catalog()
+            probes = list_probes(self.space)
+            self._readable = (now, tasks, errors_of(tasks, thresholds, probes), {p.name for p in probes})
+        _, tasks, errors, estimates = self._readable
+        return readable(labels, tasks, errors, estimates)
+
     def _binary_tasks(self) -> list[str]:
         try:
             return [t.name for t in self.zero_shot_tasks()[0] if t.kind == "binary"]
@@ -868,11 +885,13 @@ class Engine:
         else the score at the model's calibrated threshold (0.5 when it has none)."""
         if f"{task}.positive" in self.label_tasks():
             return q.LabelCondition(f"{task}.positive", ">=", 0.5)
+        if f"{task}.probability" in self.label_tasks():
+            return q.LabelCondition(f"{task}.probability", ">=", 0.5)
         try:
-            threshold = float(self.zero_shot_tasks()[1].get(task, 0.5))
+            threshold = binary_threshold(self.zero_shot_tasks()[1].get(task))
         except Exception:
-            threshold = 0.5
-        return q.LabelCondition(task, ">=", threshold)
+            threshold = None
+        return q.LabelCondition(task, ">=", 0.5 if threshold is None else threshold)
 
     def stats(self) -> dict[str, Any]:
         """Counts per table, spaces with their index type and size on disk."""

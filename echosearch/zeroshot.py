@@ -238,6 +238,44 @@ def f1_threshold(scores: Any, labels: Any) -> float:
     return float(cut[best])
 
 
+def platt_scaling(scores: Any, labels: Any, iters: int = 50) -> tuple[float, float]:
+    """Platt's sigmoid ``p = 1 / (1 + exp(-(slope * score + intercept)))`` fitted to 0/1 labels.
+
+    Why: a binary zero-shot score is a raw cosine difference (the demo model's never pass 0.29), so
+    neither "0.12" nor a rule like ``> 0.5`` means anything to a reader; a probability fitted on
+    labelled clips does ("pacemaker: yes, 0.97"). Newton's method on the log-loss, with Platt's
+    smoothed targets ((N+ + 1) / (N+ + 2) and 1 / (N- + 2)) so separable data does not drive the
+    slope to infinity. Raises :class:`CalibrationError` without both classes.
+    """
+    s = _as_numpy(scores).astype(np.float64).reshape(-1)
+    y = _as_numpy(labels).reshape(-1).astype(bool)
+    if s.shape[0] != y.shape[0] or s.size == 0 or not np.isfinite(s).all():
+        raise CalibrationError("need as many finite scores as labels to fit probabilities")
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if not n_pos or not n_neg:
+        raise CalibrationError("probabilities need positive and negative clips")
+    t = np.where(y, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    centre, spread = float(s.mean()), float(s.std()) or 1.0
+    z = (s - centre) / spread  # fit on standardised scores: the raw ones are tiny
+    a, b = 1.0, 0.0
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(a * z + b)))
+        g = np.array([((p - t) * z).sum(), (p - t).sum()])
+        w = p * (1 - p) + 1e-12
+        h = np.array([[(w * z * z).sum(), (w * z).sum()], [(w * z).sum(), w.sum()]]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(h, g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(a / spread), float(b - a * centre / spread)
+
+
+def probability(scores: Any, slope: float, intercept: float) -> np.ndarray:
+    """Platt probabilities of raw scores (see :func:`platt_scaling`)."""
+    z = slope * _as_numpy(scores).astype(np.float64) + intercept
+    return (1 / (1 + np.exp(-np.clip(z, -40, 40)))).astype(np.float32)
+
+
 def accuracy_offsets(class_scores: Any, labels: Any, sweeps: int = 4, steps: int = 81) -> np.ndarray:
     """Per-class offsets added to a categorical task's class scores that maximise accuracy.
 
@@ -624,6 +662,8 @@ class ScoreResults(dict):
         self.decisions: dict[str, np.ndarray] = {}
         self.thresholds: dict[str, float] = {}
         self.offsets: dict[str, dict[str, float]] = {}  # categorical: calibrated offset per class
+        self.probabilities: dict[str, np.ndarray] = {}  # binary tasks with a fitted Platt sigmoid
+        self.errors: dict[str, float] = {}  # regression: calibration mean absolute error
 
 
 def encode_prompts(texts: Sequence[str], encode_text: Callable[[list[str]], Any]) -> np.ndarray:
@@ -648,6 +688,25 @@ def _class_offsets(task: Task, value: Any) -> np.ndarray | None:
     if unknown:
         raise ConfigError(f"task '{task.name}': offsets for unknown classes {', '.join(map(str, unknown))}")
     return np.asarray([float(value.get(c, 0.0)) for c in task.class_names], dtype=np.float32)
+
+
+#: Keys of a binary task's thresholds-file mapping (a plain number is the threshold alone).
+BINARY_KEYS = ("threshold", "slope", "intercept")
+
+
+def _binary_calibration(task: Task, entry: Any) -> tuple[float | None, tuple[float, float] | None]:
+    """A binary task's threshold (the file's, else the task's own) and Platt (slope, intercept)."""
+    if not isinstance(entry, Mapping):
+        return (task.threshold if entry is None else entry), None
+    unknown = sorted(set(entry) - set(BINARY_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"task '{task.name}' is binary: its entry takes {', '.join(BINARY_KEYS)}, not {', '.join(unknown)}"
+        )
+    platt = (
+        (float(entry["slope"]), float(entry["intercept"])) if {"slope", "intercept"} <= set(entry) else None
+    )
+    return entry.get("threshold", task.threshold), platt
 
 
 def carried_thresholds(
@@ -720,16 +779,17 @@ def score_tasks(
         if task.kind == "binary":
             positives, negatives = task_embs[: len(task.prompts)], task_embs[len(task.prompts) :]
             results[task.name] = binary_scores(means, positives, negatives if len(negatives) else None)
-            threshold = thresholds.get(task.name, task.threshold)
-            if isinstance(threshold, Mapping):
-                raise ConfigError(
-                    f"task '{task.name}' is binary: its threshold is a number, not class offsets"
-                )
+            threshold, platt = _binary_calibration(task, thresholds.get(task.name))
             if threshold is not None:
                 results.thresholds[task.name] = float(threshold)
                 results.decisions[task.name] = results[task.name] >= threshold
+            if platt is not None:
+                results.probabilities[task.name] = probability(results[task.name], *platt)
         elif task.kind == "regression":
             results[task.name] = regression_predictions(frames, task_embs, extra)
+            entry = thresholds.get(task.name)
+            if isinstance(entry, Mapping) and "mae" in entry:
+                results.errors[task.name] = float(entry["mae"])
         else:
             offsets = _class_offsets(task, thresholds.get(task.name))
             pred = categorical_predictions(means, task_embs, extra, task.class_names, offsets)

@@ -21,7 +21,7 @@ from echosearch.zeroshot import Task, load_tasks, tasks_from_dict
 
 PACER = Task("pacemaker", "binary", prompts=("P. ",), aliases=("pacer",), threshold=0.2)
 EF = Task("ejection_fraction", "regression", templates=("EF <#>%. ",), value_range=(10, 75, 1),
-          aliases=("ef", "lvef"), display_name="EF")  # fmt: skip
+          aliases=("ef", "lvef"), display_name="EF", unit="%")  # fmt: skip
 LV = Task("lv_size", "categorical", classes={"normal": ("N. ",), "mild": ("M. ",), "moderate": ("MO. ",),
           "severe": ("S. ",)}, display_name="LV size")  # fmt: skip
 TASKS = [PACER, EF, LV]
@@ -228,3 +228,53 @@ def test_probe_train_refuses_a_missing_column_and_a_taken_name(cli, own_data, tm
     assert done.returncode == 1 and "no column 'dotted'" in done.stderr
     taken = cli("probe", "train", "ejection_fraction", "--labels", str(labels), "--data", str(own_data))
     assert taken.returncode in (1, 2) and "Traceback" not in taken.stderr
+
+
+# ---------------------------------------------------------------- calibrated probabilities, readable labels
+
+
+def test_platt_probabilities_are_monotone_and_fit_the_labels():
+    from echosearch.zeroshot import platt_scaling, probability
+
+    rng = np.random.default_rng(3)
+    y = rng.random(400) < 0.3
+    s = 0.05 * y + 0.02 * rng.normal(size=400)  # raw cosine differences: tiny
+    slope, intercept = platt_scaling(s, y)
+    p = probability(s, slope, intercept)
+    assert slope > 0 and np.all(np.diff(p[np.argsort(s)]) >= 0)
+    assert abs(float(p.mean()) - y.mean()) < 0.03  # calibrated on average
+    assert p[y].mean() > 0.7 and p[~y].mean() < 0.2
+
+
+def test_a_binary_thresholds_entry_gives_decisions_and_probabilities(tmp_path):
+    from echosearch.zeroshot import load_thresholds, save_thresholds, score_tasks
+    from indexer.mapper import labels_of
+
+    path = save_thresholds(
+        tmp_path / "t.json", {"pacemaker": {"threshold": 0.0, "slope": 10.0, "intercept": 0.0}}
+    )
+    thresholds = load_thresholds(path)
+    frames = np.array([[[1.0, 0.0]], [[0.0, 1.0]]], np.float32)  # two one-frame clips
+    texts = {"P. ": [1.0, 0.0], "N. ": [0.0, 1.0]}
+    task = Task("pacemaker", "binary", prompts=("P. ",), negative_prompts=("N. ",))
+    results = score_tasks([task], frames, lambda t: np.array([texts[x] for x in t]), thresholds)
+    rows, _ = labels_of(results, 0)
+    assert ("pacemaker.positive", 1.0, None) in rows
+    prob = dict((r[0], r[1]) for r in rows)["pacemaker.probability"]
+    assert prob == pytest.approx(1 / (1 + np.exp(-10.0)), rel=1e-5)
+    with pytest.raises(ConfigError, match="takes threshold, slope, intercept"):
+        score_tasks([task], frames, lambda t: np.array([texts[x] for x in t]), {"pacemaker": {"normal": 0.1}})
+
+
+def test_readable_labels_speak_in_decisions_estimates_and_classes():
+    from echosearch.labels import readable
+
+    labels = {"pacemaker": 0.21, "pacemaker.positive": 1.0, "pacemaker.probability": 0.973,
+              "ejection_fraction": 48.2, "lv_size": "moderate"}  # fmt: skip
+    assert readable(labels, TASKS, {"ejection_fraction": 7.1}) == [
+        "pacemaker: yes, 0.97",
+        "EF ≈ 48% (model estimate, ±7)",
+        "LV size: moderate",
+    ]
+    assert readable({"pacemaker": 0.21}, [PACER]) == ["pacemaker: score 0.21 (not calibrated)"]
+    assert readable({"pacemaker.positive": 0.0}, [PACER]) == ["pacemaker: no"]

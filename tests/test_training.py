@@ -196,10 +196,14 @@ def test_calibrate_writes_thresholds_that_the_bundle_then_carries(trained, archi
     reopened = open_bundle(copy)  # checksums verified: the manifest was rewritten with the new file
     assert json.dumps(reopened.thresholds, sort_keys=True) == json.dumps(result["thresholds"], sort_keys=True)
     metrics = evaluate(load_model(copy, device="cpu", precision="fp32"), archive, frames=4, progress=False)
-    binary = [n for n, v in result["thresholds"].items() if not isinstance(v, dict)]
-    assert metrics["zero_shot"][binary[0]]["threshold"] == pytest.approx(result["thresholds"][binary[0]])
+    # binary tasks get a threshold and a Platt sigmoid, regression tasks their error on the archive
+    binary = [n for n, v in result["thresholds"].items() if "threshold" in v]
+    entry = result["thresholds"][binary[0]]
+    assert metrics["zero_shot"][binary[0]]["threshold"] == pytest.approx(entry["threshold"])
+    assert {"slope", "intercept"} <= set(entry)
+    assert all(v["mae"] >= 0 for v in result["thresholds"].values() if "mae" in v)
     # categorical tasks get class offsets; on the archive they were fitted on, accuracy cannot drop
-    categorical = [n for n, v in result["thresholds"].items() if isinstance(v, dict)]
+    categorical = [n for n, v in result["thresholds"].items() if not {"threshold", "mae"} & set(v)]
     assert categorical
     for name in categorical:
         assert metrics["zero_shot"][name]["offsets"] == pytest.approx(result["thresholds"][name])
@@ -320,7 +324,7 @@ def test_cli_calibrate_and_eval_a_site_task_file(cli, trained, archive, tmp_path
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert set(doc["zero_shot"]) == {"pacer"} and doc["tasks"] == str(site)
-    assert doc["zero_shot"]["pacer"]["threshold"] == pytest.approx(calibrated["pacer"])
+    assert doc["zero_shot"]["pacer"]["threshold"] == pytest.approx(calibrated["pacer"]["threshold"])
     now = (trained / "thresholds.json").read_bytes() if (trained / "thresholds.json").exists() else None
     assert now == bundle_thresholds
 

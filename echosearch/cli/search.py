@@ -34,7 +34,7 @@ def _filters(where, engine: Engine):
         raise click.BadParameter(str(exc), param_hint="--where") from None
 
 
-def _print_videos(result: SearchResult) -> None:
+def _print_videos(result: SearchResult, engine: Engine | None = None) -> None:
     if result.interpretation is not None:
         click.echo(result.interpretation["summary"], err=True)
     for note in result.notes:
@@ -46,9 +46,7 @@ def _print_videos(result: SearchResult) -> None:
     if not result.results:
         click.echo("no results")
     for rank, hit in enumerate(result.results, 1):
-        labels = ", ".join(
-            f"{k}={_fmt(v)}" for k, v in sorted(hit.labels.items()) if not k.endswith(".positive")
-        )
+        labels = "; ".join(engine.readable_labels(hit.labels)) if engine is not None else ""
         click.echo(
             f"{rank:>3}. {hit.score:.3f}  video {hit.video_id}  {hit.view or '-'}  {hit.study_date or '-'}  "
             f"{hit.path}"
@@ -89,7 +87,7 @@ def search(text, k, where, negatives, literal, model, data, as_json) -> None:
     result = engine.search_text(
         text, k=k, filters=_filters(where, engine), negatives=negatives, literal=literal
     )
-    emit_json(result.to_dict()) if as_json else _print_videos(result)
+    emit_json(result.to_dict()) if as_json else _print_videos(result, engine)
 
 
 @cli.command()
@@ -115,7 +113,7 @@ def similar(target, k, where, include_same_study, with_reports, model, data, as_
     result = engine.search_clip(
         target, k=k, filters=_filters(where, engine), exclude_same_study=not include_same_study
     )
-    emit_json(result.to_dict()) if as_json else _print_videos(result)
+    emit_json(result.to_dict()) if as_json else _print_videos(result, engine)
 
 
 @cli.command()
@@ -179,8 +177,9 @@ def labels(target, model, data, as_json) -> None:
         return
     if engine.clinical is False:
         click.echo(f"note: {engine.model_name} is a demo model, not a clinical one", err=True)
-    for task, value in sorted(values.items()):
-        click.echo(f"{task:<28} {_fmt(value)}")
+    for line in engine.readable_labels(values):
+        click.echo(line)
+    click.echo("raw:  " + "  ".join(f"{task}={_fmt(value)}" for task, value in sorted(values.items())))
 
 
 @cli.command()

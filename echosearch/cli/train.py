@@ -152,7 +152,12 @@ def calibrate(archive, model_name, out_file, frames, tasks_file, as_json) -> Non
         emit_json(result)
         return
     for name, value in result["thresholds"].items():
-        if isinstance(value, dict):  # a categorical task's class offsets
+        if isinstance(value, dict) and "threshold" in value:  # binary: threshold + Platt sigmoid
+            click.echo(f"{name:<24} threshold {value['threshold']:.5f}  probability = "
+                       f"sigmoid({value['slope']:.3f} * score {value['intercept']:+.3f})")  # fmt: skip
+        elif isinstance(value, dict) and "mae" in value:  # regression: its error on the archive
+            click.echo(f"{name:<24} mean absolute error {value['mae']:.2f}")
+        elif isinstance(value, dict):  # a categorical task's class offsets
             click.echo(f"{name:<24} " + "  ".join(f"{c} {v:+.5f}" for c, v in value.items()))
         else:
             click.echo(f"{name:<24} {value:.5f}")
