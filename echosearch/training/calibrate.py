@@ -22,7 +22,7 @@ import numpy as np
 
 from echosearch.errors import UsageError
 from echosearch.models.bundle import write_manifest
-from echosearch.training.evaluate import EVAL_FRAMES, embed_archive, require_tasks, task_labels
+from echosearch.training.evaluate import EVAL_FRAMES, LabelsFile, embed_archive, require_tasks, task_labels
 from echosearch.zeroshot import (
     accuracy_offsets,
     f1_threshold,
@@ -44,12 +44,14 @@ def calibrate(
     frames: int = EVAL_FRAMES,
     progress: bool = True,
     tasks_file: str | Path | None = None,
+    labels_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Threshold per binary task, class offsets per categorical task; written to ``out`` or into
     the model's bundle (manifest re-hashed).
 
     Tasks whose archive labels hold one class only are skipped with a warning: F1 cannot pick a
-    threshold from one class, nor accuracy offsets between classes. A site's ``tasks_file`` needs ``out``: the bundle's thresholds
+    threshold from one class, nor accuracy offsets between classes. ``labels_file`` is a site's
+    ground truth (:class:`~echosearch.training.evaluate.LabelsFile`) for any task it has a column for. A site's ``tasks_file`` needs ``out``: the bundle's thresholds
     file belongs to the bundle's own tasks.
     """
     if tasks_file and out is None:
@@ -57,11 +59,12 @@ def calibrate(
     tasks = list(require_tasks(encoder, tasks_file))
     if not tasks:
         raise UsageError(f"model {encoder.name!r} has no zero-shot task to calibrate")
+    labels = LabelsFile(labels_file) if labels_file else None
     emb = embed_archive(encoder, archive, frames, progress)
     scores = score_tasks(tasks, emb.frame_embs, encoder.encode_text)
     thresholds, skipped = {}, []
     for task in tasks:
-        y = task_labels(task, emb.clips)
+        y = task_labels(task, emb.clips, labels, Path(archive))
         known = ~np.isnan(y)
         if task.kind == "regression":
             if known.any():  # the error a card shows next to the estimate ("EF ≈ 48% (model estimate, ±7)")
