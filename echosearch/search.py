@@ -757,7 +757,7 @@ class Engine:
             return {}
         cfg = encoder.preprocess_cfg
         x = preprocess_frames(clip.frames, size=cfg["size"], mean=cfg["mean"], std=cfg["std"])
-        frame_embs, _ = encoder.encode_clips([x])
+        frame_embs, clip_embs = encoder.encode_clips([x])
         results = score_tasks(
             tasks,
             frame_embs[0].numpy()[None],
@@ -771,6 +771,14 @@ class Engine:
             labels[task.name] = classes[int(value)] if classes else float(value)
             if task.name in results.decisions:
                 labels[f"{task.name}.positive"] = float(results.decisions[task.name][0])
+            if task.name in results.probabilities:
+                labels[f"{task.name}.probability"] = float(results.probabilities[task.name][0])
+        from echosearch.probes import list_probes
+
+        vector = clip_embs.float().numpy()[:1]
+        for probe in list_probes(self.space):  # the space's probes, as stored clips got them
+            for _vid, task, value, category in probe.label_rows([0], vector):
+                labels[task] = category if category is not None else value
         return labels
 
     def label_values(self, task: str) -> np.ndarray:

@@ -214,6 +214,12 @@ def test_probe_train_labels_every_clip_and_is_filterable(cli, own_data):
     assert hits and all(
         h["labels"]["dotted.positive"] == 1.0 and "dotted.probability" in h["labels"] for h in hits
     )
+    assert cli("relabel", "--data", str(own_data)).returncode == 0  # replaces every label of the clips...
+    again = cli("search", "SEVERE DILATED LEFT VENTRICLE.", "--literal", "-k", "50", "--data", str(own_data),
+                "--where", "dotted = yes", "--json")  # fmt: skip
+    assert [h["video_id"] for h in json.loads(again.stdout)["results"]] == [
+        h["video_id"] for h in hits
+    ]  # ...but the probe's
     listed = cli("probe", "list", "--data", str(own_data))
     assert "dotted: binary probe on" in listed.stdout
     assert cli("probe", "remove", "dotted", "--data", str(own_data)).returncode == 0
