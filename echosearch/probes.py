@@ -110,13 +110,18 @@ def _logistic(z: np.ndarray, y: np.ndarray, lam: float, iters: int = 25) -> tupl
     n, d = z.shape
     a = np.hstack([z, np.ones((n, 1))]).astype(np.float64)
     w = np.zeros(d + 1)
-    pen = np.full(d + 1, lam)
+    pen = np.full(d + 1, float(lam))
     pen[-1] = 1e-6
     for _ in range(iters):
         p = _sigmoid(a @ w)
         grad = a.T @ (p - y) + pen * w
-        hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(pen)
-        step = np.linalg.solve(hess, grad)
+        b = a * np.sqrt(p * (1 - p))[:, None]  # Hessian = b.T b + diag(pen)
+        if n < d:  # few labelled clips: Woodbury, an n x n solve instead of (D+1) x (D+1)
+            bg = b @ (grad / pen)
+            inner = np.eye(n) + (b / pen) @ b.T
+            step = grad / pen - (b.T @ np.linalg.solve(inner, bg)) / pen
+        else:
+            step = np.linalg.solve(b.T @ b + np.diag(pen), grad)
         w -= step
         if np.abs(step).max() < 1e-6:
             break

@@ -185,16 +185,6 @@ def ef_of(labels: dict[str, Any]) -> float | None:
     return None
 
 
-def devices_of(labels: dict[str, Any], conditions: dict[str, LabelCondition]) -> list[str]:
-    """The device/finding flags a clip's stored labels call present (the Engine's flag conditions)."""
-    present = []
-    for flag, cond in conditions.items():
-        value = labels.get(cond.task)
-        if isinstance(value, (int, float)) and value >= cond.value:
-            present.append(flag)
-    return present
-
-
 def video_card(eng: Engine, hit: VideoHit, key: str, *, query_text: str | None = None) -> None:
     """One result card: preview, score, date, view, EF, devices, report excerpt and actions."""
     with st.container(border=True):
