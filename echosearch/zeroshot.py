@@ -238,14 +238,19 @@ def f1_threshold(scores: Any, labels: Any) -> float:
     return float(cut[best])
 
 
-def platt_scaling(scores: Any, labels: Any, iters: int = 50) -> tuple[float, float]:
+def platt_scaling(
+    scores: Any, labels: Any, iters: int = 50, midpoint: float | None = None
+) -> tuple[float, float]:
     """Platt's sigmoid ``p = 1 / (1 + exp(-(slope * score + intercept)))`` fitted to 0/1 labels.
 
     Why: a binary zero-shot score is a raw cosine difference (the demo model's never pass 0.29), so
     neither "0.12" nor a rule like ``> 0.5`` means anything to a reader; a probability fitted on
     labelled clips does ("pacemaker: yes, 0.97"). Newton's method on the log-loss, with Platt's
     smoothed targets ((N+ + 1) / (N+ + 2) and 1 / (N- + 2)) so separable data does not drive the
-    slope to infinity. Raises :class:`CalibrationError` without both classes.
+    slope to infinity. With ``midpoint`` (``calibrate`` passes the F1-optimal threshold) only the
+    slope is fitted and the sigmoid is 0.5 at the midpoint: a decision and its probability never
+    disagree ("effusion: no, 0.66" would), at the price of a less free fit. Raises
+    :class:`CalibrationError` without both classes.
     """
     s = _as_numpy(scores).astype(np.float64).reshape(-1)
     y = _as_numpy(labels).reshape(-1).astype(bool)
@@ -255,7 +260,7 @@ def platt_scaling(scores: Any, labels: Any, iters: int = 50) -> tuple[float, flo
     if not n_pos or not n_neg:
         raise CalibrationError("probabilities need positive and negative clips")
     t = np.where(y, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
-    centre, spread = float(s.mean()), float(s.std()) or 1.0
+    centre, spread = (float(s.mean()) if midpoint is None else float(midpoint)), float(s.std()) or 1.0
     z = (s - centre) / spread  # fit on standardised scores: the raw ones are tiny
     a, b = 1.0, 0.0
     for _ in range(iters):
@@ -263,7 +268,10 @@ def platt_scaling(scores: Any, labels: Any, iters: int = 50) -> tuple[float, flo
         g = np.array([((p - t) * z).sum(), (p - t).sum()])
         w = p * (1 - p) + 1e-12
         h = np.array([[(w * z * z).sum(), (w * z).sum()], [(w * z).sum(), w.sum()]]) + 1e-9 * np.eye(2)
-        step = np.linalg.solve(h, g)
+        if midpoint is not None:  # the intercept stays 0 on the centred scores
+            step = np.array([g[0] / h[0, 0], 0.0])
+        else:
+            step = np.linalg.solve(h, g)
         a, b = a - step[0], b - step[1]
         if np.abs(step).max() < 1e-9:
             break

@@ -284,3 +284,15 @@ def test_readable_labels_speak_in_decisions_estimates_and_classes():
     ]
     assert readable({"pacemaker": 0.21}, [PACER]) == ["pacemaker: score 0.21 (not calibrated)"]
     assert readable({"pacemaker.positive": 0.0}, [PACER]) == ["pacemaker: no"]
+
+
+def test_a_probability_anchored_at_the_threshold_agrees_with_the_decision():
+    from echosearch.zeroshot import f1_threshold, platt_scaling, probability
+
+    rng = np.random.default_rng(5)
+    y = rng.random(300) < 0.2
+    s = 0.04 * y + 0.03 * rng.normal(size=300)
+    threshold = f1_threshold(s, y)
+    slope, intercept = platt_scaling(s, y, midpoint=threshold)
+    p = probability(s, slope, intercept)
+    assert slope > 0 and np.array_equal(p >= 0.5, s >= threshold)

@@ -79,9 +79,10 @@ def calibrate(
             continue
         if task.kind == "binary":
             s, truth = scores[task.name][known], y[known].astype(int)
-            slope, intercept = platt_scaling(s, truth)
+            threshold = f1_threshold(s, truth)
+            slope, intercept = platt_scaling(s, truth, midpoint=threshold)  # p >= 0.5 exactly when "yes"
             thresholds[task.name] = {
-                "threshold": f1_threshold(s, truth),
+                "threshold": threshold,
                 "slope": slope,
                 "intercept": intercept,
             }
