@@ -264,7 +264,7 @@ def platt_scaling(
     z = (s - centre) / spread  # fit on standardised scores: the raw ones are tiny
     a, b = 1.0, 0.0
     for _ in range(iters):
-        p = 1 / (1 + np.exp(-(a * z + b)))
+        p = 1 / (1 + np.exp(-np.clip(a * z + b, -40, 40)))
         g = np.array([((p - t) * z).sum(), (p - t).sum()])
         w = p * (1 - p) + 1e-12
         h = np.array([[(w * z * z).sum(), (w * z).sum()], [(w * z).sum(), w.sum()]]) + 1e-9 * np.eye(2)
@@ -272,6 +272,7 @@ def platt_scaling(
             step = np.array([g[0] / h[0, 0], 0.0])
         else:
             step = np.linalg.solve(h, g)
+        step = np.clip(step, -10.0, 10.0)  # a damped Newton step: far from the optimum h can be tiny
         a, b = a - step[0], b - step[1]
         if np.abs(step).max() < 1e-9:
             break
