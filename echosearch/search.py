@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from echosearch.errors import EchosearchError, UsageError
 from echosearch.index import Space, VectorIndex, list_spaces, report_space_name
 from echosearch.index.faiss_index import IndexError_
+from echosearch.labels import binary_threshold
 from echosearch.reports import SLOT
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db, url_for_data_dir
@@ -158,6 +159,7 @@ class Engine:
         self._site_key: bytes | None = None
         self._studies: tuple[list[str], np.ndarray] | None = None
         self._local = threading.local()
+        self._readable: tuple | None = None  # (when, tasks, errors, probe names) of readable_labels
 
     @classmethod
     def open(
@@ -246,6 +248,7 @@ class Engine:
         if self.report_space is not None:
             self.report_index = self.report_space.load_index()
         self._studies = None
+        self._readable = None
 
     # -------------------------------------------------------------- query vectors
 
@@ -462,11 +465,11 @@ class Engine:
                 continue
             classes = list(task.classes) if task.kind == "categorical" else []
             decision = f"{task.name}.positive" if f"{task.name}.positive" in stored else None
-            threshold = thresholds.get(task.name) if task.kind == "binary" else None
+            threshold = binary_threshold(thresholds.get(task.name)) if task.kind == "binary" else None
             source = LabelSource(
                 task.kind,
                 decision,
-                float(threshold) if isinstance(threshold, (int, float)) else 0.0,
+                threshold if threshold is not None else 0.0,
                 class_grades(classes, self.lexicon),
             )
             out[task.name] = (source, classes)
@@ -757,7 +760,7 @@ class Engine:
             return {}
         cfg = encoder.preprocess_cfg
         x = preprocess_frames(clip.frames, size=cfg["size"], mean=cfg["mean"], std=cfg["std"])
-        frame_embs, _ = encoder.encode_clips([x])
+        frame_embs, clip_embs = encoder.encode_clips([x])
         results = score_tasks(
             tasks,
             frame_embs[0].numpy()[None],
@@ -771,6 +774,14 @@ class Engine:
             labels[task.name] = classes[int(value)] if classes else float(value)
             if task.name in results.decisions:
                 labels[f"{task.name}.positive"] = float(results.decisions[task.name][0])
+            if task.name in results.probabilities:
+                labels[f"{task.name}.probability"] = float(results.probabilities[task.name][0])
+        from echosearch.probes import list_probes
+
+        vector = clip_embs.float().numpy()[:1]
+        for probe in list_probes(self.space):  # the space's probes, as stored clips got them
+            for _vid, task, value, category in probe.label_rows([0], vector):
+                labels[task] = category if category is not None else value
         return labels
 
     def label_values(self, task: str) -> np.ndarray:
@@ -840,6 +851,40 @@ class Engine:
 
         return resolve_tasks(self.encoder.bundle)
 
+    def label_catalog(self) -> tuple[list, set[str], dict[str, Any]]:
+        """What label filters and cards need: the space's tasks (zero-shot and probes), the label
+        names it stores, and its thresholds. Without a model and a record of the tasks, each stored
+        label stands for itself (a task of unknown kind is taken as a number)."""
+        from echosearch.probes import probe_tasks
+        from echosearch.zeroshot import Task
+
+        stored = set(self.label_tasks())
+        try:
+            tasks, thresholds = self.zero_shot_tasks()
+            tasks = list(tasks)
+        except Exception:  # no model and no recorded tasks: the stored names are all we know
+            tasks, thresholds = [], {}
+        tasks += probe_tasks(self.space)
+        known = {t.name for t in tasks}
+        derived = {n.rsplit(".", 1)[0] for n in stored if "." in n}
+        for name in sorted(({n for n in stored if "." not in n} | derived) - known):
+            tasks.append(Task(name, "binary" if name in derived else "regression"))
+        return tasks, stored, dict(thresholds)
+
+    def readable_labels(self, labels: dict[str, Any]) -> list[str]:
+        """A clip's labels as phrases ("Pacemaker: yes, 0.97", "EF ≈ 48% (model estimate, ±7)"),
+        for cards and the CLI (:func:`echosearch.labels.readable`)."""
+        from echosearch.labels import errors_of, readable
+        from echosearch.probes import list_probes
+
+        now = time.monotonic()
+        if self._readable is None or now - self._readable[0] > 30:  # probes may be trained meanwhile
+            tasks, _stored, thresholds = self.label_catalog()
+            probes = list_probes(self.space)
+            self._readable = (now, tasks, errors_of(tasks, thresholds, probes), {p.name for p in probes})
+        _, tasks, errors, estimates = self._readable
+        return readable(labels, tasks, errors, estimates)
+
     def _binary_tasks(self) -> list[str]:
         try:
             return [t.name for t in self.zero_shot_tasks()[0] if t.kind == "binary"]
@@ -851,11 +896,13 @@ class Engine:
         else the score at the model's calibrated threshold (0.5 when it has none)."""
         if f"{task}.positive" in self.label_tasks():
             return q.LabelCondition(f"{task}.positive", ">=", 0.5)
+        if f"{task}.probability" in self.label_tasks():
+            return q.LabelCondition(f"{task}.probability", ">=", 0.5)
         try:
-            threshold = float(self.zero_shot_tasks()[1].get(task, 0.5))
+            threshold = binary_threshold(self.zero_shot_tasks()[1].get(task))
         except Exception:
-            threshold = 0.5
-        return q.LabelCondition(task, ">=", threshold)
+            threshold = None
+        return q.LabelCondition(task, ">=", 0.5 if threshold is None else threshold)
 
     def stats(self) -> dict[str, Any]:
         """Counts per table, spaces with their index type and size on disk."""
@@ -1185,13 +1232,18 @@ _WHERE_RE = re.compile(r"^\s*([A-Za-z_][\w\-. ]*?)\s*(<=|>=|!=|==|=|<|>|~)\s*(.+
 
 
 def parse_where(conditions: Sequence[str], engine: Engine | None = None) -> q.VideoFilter:
-    """Build a filter from ``--where`` conditions, e.g. ``"ef < 40"``, ``"pacemaker > 0.5"``,
+    """Build a filter from ``--where`` conditions, e.g. ``"ef < 40"``, ``"pacemaker = yes"``,
+    ``"pacemaker > 0.9"`` (a probability where the index has one), ``"lv_size >= moderate"``,
     ``"view = A4C"``, ``"date >= 2021-01-01"``, ``"manufacturer = GE"``, ``"study = UID"``,
-    ``"mrn = 12345"`` (hashed with the site key). Anything else is a zero-shot label condition."""
+    ``"mrn = 12345"`` (hashed with the site key). Anything else is a label, named by its task name or
+    an alias (:mod:`echosearch.labels`). With an ``engine`` an unknown label is a :class:`UsageError`
+    listing the index's labels; without one, a label condition is taken as written (``task op number``).
+    """
     import datetime as dt
 
     f = q.VideoFilter()
     labels: list[q.LabelCondition] = []
+    catalog = engine.label_catalog() if engine is not None else None
     for text in conditions:
         m = _WHERE_RE.match(text)
         if not m:
@@ -1217,6 +1269,11 @@ def parse_where(conditions: Sequence[str], engine: Engine | None = None) -> q.Vi
         elif key in ("mrn", "patient"):
             key_hash = engine._keyed(value) if engine is not None else None
             f.patient_key = key_hash or "no-such-patient"
+        elif catalog is not None:
+            from echosearch.labels import conditions_for
+
+            tasks, stored, thresholds = catalog
+            labels.extend(conditions_for(m.group(1).strip(), op, value, tasks, stored, thresholds))
         else:
             labels.append(q.LabelCondition.parse(f"{m.group(1).strip()} {op} {value}"))
     f.labels = labels

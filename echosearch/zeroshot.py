@@ -238,6 +238,53 @@ def f1_threshold(scores: Any, labels: Any) -> float:
     return float(cut[best])
 
 
+def platt_scaling(
+    scores: Any, labels: Any, iters: int = 50, midpoint: float | None = None
+) -> tuple[float, float]:
+    """Platt's sigmoid ``p = 1 / (1 + exp(-(slope * score + intercept)))`` fitted to 0/1 labels.
+
+    Why: a binary zero-shot score is a raw cosine difference (the demo model's never pass 0.29), so
+    neither "0.12" nor a rule like ``> 0.5`` means anything to a reader; a probability fitted on
+    labelled clips does ("pacemaker: yes, 0.97"). Newton's method on the log-loss, with Platt's
+    smoothed targets ((N+ + 1) / (N+ + 2) and 1 / (N- + 2)) so separable data does not drive the
+    slope to infinity. With ``midpoint`` (``calibrate`` passes the F1-optimal threshold) only the
+    slope is fitted and the sigmoid is 0.5 at the midpoint: a decision and its probability never
+    disagree ("effusion: no, 0.66" would), at the price of a less free fit. Raises
+    :class:`CalibrationError` without both classes.
+    """
+    s = _as_numpy(scores).astype(np.float64).reshape(-1)
+    y = _as_numpy(labels).reshape(-1).astype(bool)
+    if s.shape[0] != y.shape[0] or s.size == 0 or not np.isfinite(s).all():
+        raise CalibrationError("need as many finite scores as labels to fit probabilities")
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if not n_pos or not n_neg:
+        raise CalibrationError("probabilities need positive and negative clips")
+    t = np.where(y, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    centre, spread = (float(s.mean()) if midpoint is None else float(midpoint)), float(s.std()) or 1.0
+    z = (s - centre) / spread  # fit on standardised scores: the raw ones are tiny
+    a, b = 1.0, 0.0
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-np.clip(a * z + b, -40, 40)))
+        g = np.array([((p - t) * z).sum(), (p - t).sum()])
+        w = p * (1 - p) + 1e-12
+        h = np.array([[(w * z * z).sum(), (w * z).sum()], [(w * z).sum(), w.sum()]]) + 1e-9 * np.eye(2)
+        if midpoint is not None:  # the intercept stays 0 on the centred scores
+            step = np.array([g[0] / h[0, 0], 0.0])
+        else:
+            step = np.linalg.solve(h, g)
+        step = np.clip(step, -10.0, 10.0)  # a damped Newton step: far from the optimum h can be tiny
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(a / spread), float(b - a * centre / spread)
+
+
+def probability(scores: Any, slope: float, intercept: float) -> np.ndarray:
+    """Platt probabilities of raw scores (see :func:`platt_scaling`)."""
+    z = slope * _as_numpy(scores).astype(np.float64) + intercept
+    return (1 / (1 + np.exp(-np.clip(z, -40, 40)))).astype(np.float32)
+
+
 def accuracy_offsets(class_scores: Any, labels: Any, sweeps: int = 4, steps: int = 81) -> np.ndarray:
     """Per-class offsets added to a categorical task's class scores that maximise accuracy.
 
@@ -292,10 +339,22 @@ class Task:
     threshold: float | None = None
     description: str = ""
     unit: str = ""
+    display_name: str = ""
+    aliases: tuple[str, ...] = ()
 
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.classes)
+
+    @property
+    def title(self) -> str:
+        """What a person reads: the task file's ``display_name``, else the name without underscores."""
+        return self.display_name or self.name.replace("_", " ")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name a filter may use for this task: its name, then its aliases."""
+        return (self.name, *self.aliases)
 
     def values(self) -> np.ndarray:
         """Regression values start, start+step, ..., stop (inclusive), float64."""
@@ -330,11 +389,14 @@ def format_value(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 
+_COMMON_KEYS = {"kind", "description", "unit", "display_name", "aliases"}
 _TASK_KEYS = {
-    "binary": {"kind", "prompts", "negative_prompts", "threshold", "description", "unit"},
-    "regression": {"kind", "templates", "range", "step", "description", "unit"},
-    "categorical": {"kind", "classes", "description", "unit"},
+    "binary": _COMMON_KEYS | {"prompts", "negative_prompts", "threshold"},
+    "regression": _COMMON_KEYS | {"templates", "range", "step"},
+    "categorical": _COMMON_KEYS | {"classes"},
 }
+#: An alias is typed in a ``--where`` condition: no '.' (it separates ``task.positive``), no operator.
+_ALIAS_RE = re.compile(r"[A-Za-z][A-Za-z0-9_ -]*")
 
 
 def _str_list(value: Any, what: str, fail: Callable[[str], ConfigError]) -> tuple[str, ...]:
@@ -369,11 +431,17 @@ def task_from_dict(name: str, spec: Any, source: str = "tasks") -> Task:
     if unknown:
         raise fail(f"unknown key(s) for a {kind} task: {', '.join(map(str, unknown))}")
     common: dict[str, Any] = {}
-    for key in ("description", "unit"):
+    for key in ("description", "unit", "display_name"):
         if key in spec:
             if not isinstance(spec[key], str):
                 raise fail(f"'{key}' must be a string")
             common[key] = spec[key]
+    if "aliases" in spec:
+        aliases = _str_list(spec["aliases"], "aliases", fail)
+        bad = [a for a in aliases if not _ALIAS_RE.fullmatch(a.strip())]
+        if bad:
+            raise fail(f"alias {bad[0]!r} must start with a letter and use letters, digits, '_', '-', spaces")
+        common["aliases"] = tuple(a.strip() for a in aliases)
     if kind == "binary":
         prompts = _str_list(spec.get("prompts"), "prompts", fail)
         negatives = (
@@ -424,7 +492,27 @@ def tasks_from_dict(data: Any, source: str = "tasks") -> list[Task]:
     extra = sorted(set(data) - {"tasks", "version"})
     if extra:
         raise ConfigError(f"{source}: unknown top-level key(s): {', '.join(map(str, extra))}")
-    return [task_from_dict(name, spec, source) for name, spec in data["tasks"].items()]
+    tasks = [task_from_dict(name, spec, source) for name, spec in data["tasks"].items()]
+    check_names(tasks, source)
+    return tasks
+
+
+def label_key(name: str) -> str:
+    """How a typed label name is compared: case, spaces, '-' and '_' do not matter ("LV size" is lv_size)."""
+    return re.sub(r"[\s_-]+", "_", name.strip().lower())
+
+
+def check_names(tasks: Sequence[Task], source: str = "tasks") -> None:
+    """Every task name and alias must name one task only (case-insensitively): ``--where "EF < 40"``
+    has to know which task it means."""
+    owner: dict[str, str] = {}
+    for task in tasks:
+        for name in dict.fromkeys(label_key(n) for n in task.names):
+            if name in owner and owner[name] != task.name:
+                raise ConfigError(
+                    f"{source}: task '{task.name}': name or alias {name!r} is also task '{owner[name]}'"
+                )
+            owner[name] = task.name
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -469,6 +557,10 @@ def load_tasks(path: str | Path) -> list[Task]:
 def task_to_dict(task: Task) -> dict[str, Any]:
     """The task-file mapping of one task (inverse of :func:`task_from_dict`)."""
     spec: dict[str, Any] = {"kind": task.kind}
+    if task.display_name:
+        spec["display_name"] = task.display_name
+    if task.aliases:
+        spec["aliases"] = list(task.aliases)
     if task.description:
         spec["description"] = task.description
     if task.unit:
@@ -579,6 +671,8 @@ class ScoreResults(dict):
         self.decisions: dict[str, np.ndarray] = {}
         self.thresholds: dict[str, float] = {}
         self.offsets: dict[str, dict[str, float]] = {}  # categorical: calibrated offset per class
+        self.probabilities: dict[str, np.ndarray] = {}  # binary tasks with a fitted Platt sigmoid
+        self.errors: dict[str, float] = {}  # regression: calibration mean absolute error
 
 
 def encode_prompts(texts: Sequence[str], encode_text: Callable[[list[str]], Any]) -> np.ndarray:
@@ -603,6 +697,25 @@ def _class_offsets(task: Task, value: Any) -> np.ndarray | None:
     if unknown:
         raise ConfigError(f"task '{task.name}': offsets for unknown classes {', '.join(map(str, unknown))}")
     return np.asarray([float(value.get(c, 0.0)) for c in task.class_names], dtype=np.float32)
+
+
+#: Keys of a binary task's thresholds-file mapping (a plain number is the threshold alone).
+BINARY_KEYS = ("threshold", "slope", "intercept")
+
+
+def _binary_calibration(task: Task, entry: Any) -> tuple[float | None, tuple[float, float] | None]:
+    """A binary task's threshold (the file's, else the task's own) and Platt (slope, intercept)."""
+    if not isinstance(entry, Mapping):
+        return (task.threshold if entry is None else entry), None
+    unknown = sorted(set(entry) - set(BINARY_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"task '{task.name}' is binary: its entry takes {', '.join(BINARY_KEYS)}, not {', '.join(unknown)}"
+        )
+    platt = (
+        (float(entry["slope"]), float(entry["intercept"])) if {"slope", "intercept"} <= set(entry) else None
+    )
+    return entry.get("threshold", task.threshold), platt
 
 
 def carried_thresholds(
@@ -675,16 +788,17 @@ def score_tasks(
         if task.kind == "binary":
             positives, negatives = task_embs[: len(task.prompts)], task_embs[len(task.prompts) :]
             results[task.name] = binary_scores(means, positives, negatives if len(negatives) else None)
-            threshold = thresholds.get(task.name, task.threshold)
-            if isinstance(threshold, Mapping):
-                raise ConfigError(
-                    f"task '{task.name}' is binary: its threshold is a number, not class offsets"
-                )
+            threshold, platt = _binary_calibration(task, thresholds.get(task.name))
             if threshold is not None:
                 results.thresholds[task.name] = float(threshold)
                 results.decisions[task.name] = results[task.name] >= threshold
+            if platt is not None:
+                results.probabilities[task.name] = probability(results[task.name], *platt)
         elif task.kind == "regression":
             results[task.name] = regression_predictions(frames, task_embs, extra)
+            entry = thresholds.get(task.name)
+            if isinstance(entry, Mapping) and "mae" in entry:
+                results.errors[task.name] = float(entry["mae"])
         else:
             offsets = _class_offsets(task, thresholds.get(task.name))
             pred = categorical_predictions(means, task_embs, extra, task.class_names, offsets)

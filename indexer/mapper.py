@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 VIEW_TASK = "view"
 #: Suffix of the extra 0/1 label stored for a binary task with a calibrated threshold.
 POSITIVE_SUFFIX = ".positive"
+#: Suffix of the calibrated probability stored for a binary task whose thresholds entry has a Platt fit.
+PROBABILITY_SUFFIX = ".probability"
 
 
 @dataclass
@@ -120,4 +122,6 @@ def labels_of(results, j: int) -> tuple[list[tuple[str, float | None, str | None
             rows.append((name, float(values[j]), None))
             if name in results.decisions:
                 rows.append((name + POSITIVE_SUFFIX, float(bool(results.decisions[name][j])), None))
+            if name in results.probabilities:
+                rows.append((name + PROBABILITY_SUFFIX, float(results.probabilities[name][j]), None))
     return rows, view

@@ -26,6 +26,7 @@ from sqlalchemy import delete, insert, select, update
 
 from echosearch.index import Space
 from echosearch.models.encoder import Encoder
+from echosearch.probes import apply_all
 from echosearch.search import Engine
 from echosearch.store.db import Database
 from echosearch.store.schema import STATUS_INDEXED, Label, Video
@@ -112,6 +113,7 @@ def relabel_space(
         bar.close()
     if tasks:
         space.record_tasks(tasks, thresholds)
+    apply_all(db, space, space_id, space.load_index())  # the clips' probe labels were replaced too
     summary.seconds = time.perf_counter() - start
     return summary
 

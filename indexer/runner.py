@@ -187,6 +187,10 @@ class Runner:
                 self.distributor.start()
             self._index(jobs, writer)
             writer.close()
+            if jobs:  # the site's few-shot probes label the new clips too (from their stored vectors)
+                from echosearch.probes import apply_all
+
+                apply_all(self.db, space, space_id, space.load_index())
             self._reports()
         except BaseException:
             status = "interrupted"

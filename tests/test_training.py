@@ -20,7 +20,7 @@ from echosearch.synth import synthesize_archive
 from echosearch.tokenizers import TemplateTokenizer
 from echosearch.training.calibrate import calibrate
 from echosearch.training.data import PairSampler, load_archive, load_frames, split_sentences, study_order
-from echosearch.training.evaluate import auc, evaluate, task_labels, write_report
+from echosearch.training.evaluate import LabelsFile, auc, evaluate, task_labels, write_report
 from echosearch.training.train import (
     TrainConfig,
     _warn_unread_text,
@@ -196,10 +196,14 @@ def test_calibrate_writes_thresholds_that_the_bundle_then_carries(trained, archi
     reopened = open_bundle(copy)  # checksums verified: the manifest was rewritten with the new file
     assert json.dumps(reopened.thresholds, sort_keys=True) == json.dumps(result["thresholds"], sort_keys=True)
     metrics = evaluate(load_model(copy, device="cpu", precision="fp32"), archive, frames=4, progress=False)
-    binary = [n for n, v in result["thresholds"].items() if not isinstance(v, dict)]
-    assert metrics["zero_shot"][binary[0]]["threshold"] == pytest.approx(result["thresholds"][binary[0]])
+    # binary tasks get a threshold and a Platt sigmoid, regression tasks their error on the archive
+    binary = [n for n, v in result["thresholds"].items() if "threshold" in v]
+    entry = result["thresholds"][binary[0]]
+    assert metrics["zero_shot"][binary[0]]["threshold"] == pytest.approx(entry["threshold"])
+    assert {"slope", "intercept"} <= set(entry)
+    assert all(v["mae"] >= 0 for v in result["thresholds"].values() if "mae" in v)
     # categorical tasks get class offsets; on the archive they were fitted on, accuracy cannot drop
-    categorical = [n for n, v in result["thresholds"].items() if isinstance(v, dict)]
+    categorical = [n for n, v in result["thresholds"].items() if not {"threshold", "mae"} & set(v)]
     assert categorical
     for name in categorical:
         assert metrics["zero_shot"][name]["offsets"] == pytest.approx(result["thresholds"][name])
@@ -234,6 +238,44 @@ def test_labels_from_report_text_agree_with_the_manifest(archive):
         from_reports = task_labels(tasks[name], clips)
         np.testing.assert_array_equal(from_manifest, from_reports)
         clips = load_archive(archive)
+
+
+def test_the_synthetic_manifest_is_just_one_labels_file(archive):
+    """Read as a site's labels CSV (columns named by task names or aliases), the manifest gives the
+    ground truth its hard-coded columns gave."""
+    tasks = load_tasks(demo_tasks_path())
+    clips = load_archive(archive)
+    labels = LabelsFile(archive / "manifest.csv")
+    for task in tasks:
+        assert labels.column_for(task) is not None, task.name
+        np.testing.assert_array_equal(task_labels(task, clips, labels, archive), task_labels(task, clips))
+
+
+def test_a_site_labels_file_keys_clips_by_path_sop_or_study_and_any_label(archive, tmp_path):
+    from echosearch.zeroshot import Task
+
+    clips = load_archive(archive)
+    first, second = clips[0], clips[-1]
+    site = tmp_path / "site.csv"
+    site.write_text(
+        "study_uid,sop_uid,path,RV dilated,lv_size\n"
+        f"{first.study_uid},,,yes,\n"  # every clip of the first study
+        f",{second.row['sop_uid']},,no,Severe\n"
+        f",,{first.path.relative_to(archive).as_posix()},no,\n"  # a clip's own row wins over its study's
+    )
+    labels = LabelsFile(site)
+    rv = Task("rv_dilated", "binary", prompts=("X. ",))
+    y = task_labels(rv, clips, labels, archive)
+    same_study = [i for i, c in enumerate(clips) if c.study_uid == first.study_uid and c is not first]
+    assert y[0] == 0 and all(y[i] == 1 for i in same_study) and y[-1] == 0
+    assert np.isnan(
+        y[[i for i, c in enumerate(clips) if c.study_uid not in (first.study_uid, second.study_uid)]]
+    ).all()
+    lv = {t.name: t for t in load_tasks(demo_tasks_path())}["lv_size"]
+    assert task_labels(lv, clips, labels, archive)[-1] == 3.0  # a class name, any case
+    site.write_text(f"path,rv_dilated\n{first.path.relative_to(archive).as_posix()},maybe\n")
+    with pytest.raises(UsageError, match="'maybe' is not a binary label"):
+        task_labels(rv, clips, LabelsFile(site), archive)
 
 
 def test_demo_negative_prompts_are_the_absent_sentences_of_exactly_the_negative_reports(archive):
@@ -320,7 +362,7 @@ def test_cli_calibrate_and_eval_a_site_task_file(cli, trained, archive, tmp_path
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert set(doc["zero_shot"]) == {"pacer"} and doc["tasks"] == str(site)
-    assert doc["zero_shot"]["pacer"]["threshold"] == pytest.approx(calibrated["pacer"])
+    assert doc["zero_shot"]["pacer"]["threshold"] == pytest.approx(calibrated["pacer"]["threshold"])
     now = (trained / "thresholds.json").read_bytes() if (trained / "thresholds.json").exists() else None
     assert now == bundle_thresholds
 

@@ -556,7 +556,9 @@ def test_documented_thresholds_example_loads(tmp_path):
     path = tmp_path / "thresholds.yaml"
     path.write_text(section.split("```yaml\n", 1)[1].split("```", 1)[0])
     loaded = zs.load_thresholds(path)
-    assert loaded["pacemaker"] == 0.2125 and set(loaded["lv_size"]) == {
+    assert loaded["pacemaker"]["threshold"] == 0.2125 and loaded["tavr"] == 0.198
+    assert loaded["ejection_fraction"] == {"mae": 7.1}
+    assert set(loaded["lv_size"]) == {
         "normal",
         "mild",
         "moderate",

@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import logging
 import os
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -184,30 +185,25 @@ def ef_of(labels: dict[str, Any]) -> float | None:
     return None
 
 
-def devices_of(labels: dict[str, Any], conditions: dict[str, LabelCondition]) -> list[str]:
-    """The device/finding flags a clip's stored labels call present (the Engine's flag conditions)."""
-    present = []
-    for flag, cond in conditions.items():
-        value = labels.get(cond.task)
-        if isinstance(value, (int, float)) and value >= cond.value:
-            present.append(flag)
-    return present
-
-
 def video_card(eng: Engine, hit: VideoHit, key: str, *, query_text: str | None = None) -> None:
     """One result card: preview, score, date, view, EF, devices, report excerpt and actions."""
     with st.container(border=True):
         animated(hit.preview, alt=f"clip {hit.video_id}")
-        ef = ef_of(hit.labels)
-        flags = devices_of(hit.labels, _filter_options(eng)["flag_conditions"])
+        phrases = eng.readable_labels(hit.labels)
+        # The card names what a clip has (and estimates, classes); every "no" stays in the details.
+        shown = [p for p in phrases if not re.search(r": no(,|$)", p)]
         st.markdown(
             (f"**{hit.score:.3f}** · " if hit.score is not None else "")
             + f"clip {hit.video_id}"
             + (f" · {hit.view}" if hit.view else "")
             + "  \n"
             f"{hit.study_date or 'no date'} · {hit.manufacturer or ''}  \n"
-            f"EF {f'{ef:.0f}%' if ef is not None else 'n/a'}" + (f" · {', '.join(flags)}" if flags else "")
+            + (" · ".join(shown) or "no labels")
         )
+        if hit.labels:
+            with st.expander("Labels"):
+                st.caption("  \n".join(phrases))
+                st.caption("raw: " + ", ".join(f"{k} {_fmt_label(v)}" for k, v in sorted(hit.labels.items())))
         if hit.report_excerpt:
             with st.expander("Report"):
                 st.caption(hit.report_excerpt)

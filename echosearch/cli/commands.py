@@ -3,4 +3,4 @@
 Keep one import per command module; each module decorates its functions with ``@cli.command``.
 """
 
-from echosearch.cli import demo, index, interpret, key, models, search, synth, tokenize, train, ui  # noqa: F401
+from echosearch.cli import demo, index, interpret, key, models, probe, search, synth, tokenize, train, ui  # noqa: F401

@@ -6,6 +6,7 @@ import click
 
 from echosearch.cli.common import data_option, emit_json, json_option
 from echosearch.cli.main import cli
+from echosearch.errors import UsageError
 from echosearch.search import Engine, SearchResult, parse_where
 
 k_option = click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 10_000))
@@ -14,8 +15,9 @@ where_option = click.option(
     "where",
     multiple=True,
     metavar="COND",
-    help="Filter, repeatable: 'ef < 40', 'pacemaker > 0.5', 'view = A4C', 'date >= 2021-01-01', "
-    "'manufacturer = GE', 'study = UID', 'mrn = 123'.",
+    help="Filter, repeatable: 'ef < 40' (a label's name or alias), 'pacemaker = yes', 'pacemaker > 0.9' "
+    "(calibrated probability), 'pacemaker.score > 0.1' (raw score), 'lv_size >= moderate', 'view = A4C', "
+    "'date >= 2021-01-01', 'manufacturer = GE', 'study = UID', 'mrn = 123'.",
 )
 model_option = click.option("--model", "model", default=None, help="Model space to use (default: latest).")
 
@@ -24,7 +26,15 @@ def _open(data: str | None, model: str | None) -> Engine:
     return Engine.open(data, space=model)
 
 
-def _print_videos(result: SearchResult) -> None:
+def _filters(where, engine: Engine):
+    """``--where`` conditions as a filter; a condition the index cannot read is bad usage (exit 2)."""
+    try:
+        return parse_where(where, engine)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), param_hint="--where") from None
+
+
+def _print_videos(result: SearchResult, engine: Engine | None = None) -> None:
     if result.interpretation is not None:
         click.echo(result.interpretation["summary"], err=True)
     for note in result.notes:
@@ -36,9 +46,7 @@ def _print_videos(result: SearchResult) -> None:
     if not result.results:
         click.echo("no results")
     for rank, hit in enumerate(result.results, 1):
-        labels = ", ".join(
-            f"{k}={_fmt(v)}" for k, v in sorted(hit.labels.items()) if not k.endswith(".positive")
-        )
+        labels = "; ".join(engine.readable_labels(hit.labels)) if engine is not None else ""
         click.echo(
             f"{rank:>3}. {hit.score:.3f}  video {hit.video_id}  {hit.view or '-'}  {hit.study_date or '-'}  "
             f"{hit.path}"
@@ -77,9 +85,9 @@ def search(text, k, where, negatives, literal, model, data, as_json) -> None:
     """Find clips matching free clinical TEXT ("severe LV dysfunction, no pacer"; see `interpret`)."""
     engine = _open(data, model)
     result = engine.search_text(
-        text, k=k, filters=parse_where(where, engine), negatives=negatives, literal=literal
+        text, k=k, filters=_filters(where, engine), negatives=negatives, literal=literal
     )
-    emit_json(result.to_dict()) if as_json else _print_videos(result)
+    emit_json(result.to_dict()) if as_json else _print_videos(result, engine)
 
 
 @cli.command()
@@ -103,9 +111,9 @@ def similar(target, k, where, include_same_study, with_reports, model, data, as_
             click.echo(f"{rank:>3}. {hit.score:.3f}  study {hit.study_uid}\n       {hit.text[:300]}")
         return
     result = engine.search_clip(
-        target, k=k, filters=parse_where(where, engine), exclude_same_study=not include_same_study
+        target, k=k, filters=_filters(where, engine), exclude_same_study=not include_same_study
     )
-    emit_json(result.to_dict()) if as_json else _print_videos(result)
+    emit_json(result.to_dict()) if as_json else _print_videos(result, engine)
 
 
 @cli.command()
@@ -169,8 +177,9 @@ def labels(target, model, data, as_json) -> None:
         return
     if engine.clinical is False:
         click.echo(f"note: {engine.model_name} is a demo model, not a clinical one", err=True)
-    for task, value in sorted(values.items()):
-        click.echo(f"{task:<28} {_fmt(value)}")
+    for line in engine.readable_labels(values):
+        click.echo(line)
+    click.echo("raw:  " + "  ".join(f"{task}={_fmt(value)}" for task, value in sorted(values.items())))
 
 
 @cli.command()

@@ -85,6 +85,11 @@ def train(archives, out, init, epochs, batch_size, lr, seed, frames, weights_dty
                f"final loss {d['final_loss']:.4f}")  # fmt: skip
 
 
+labels_option = click.option(
+    "--labels", "labels_file", default=None, type=click.Path(exists=True, dir_okay=False),
+    help="Ground-truth CSV: a path (relative to --archive), sop_uid or study_uid column and one column "
+         "per task (its name or an alias); tasks without a column use the archive's manifest/reports.",
+)  # fmt: skip
 tasks_option = click.option(
     "--tasks", "tasks_file", default=None, type=click.Path(exists=True, dir_okay=False),
     help="Zero-shot task file to use instead of the model's own (e.g. a site's).",
@@ -100,11 +105,12 @@ tasks_option = click.option(
 @tasks_option
 @click.option("--thresholds", "thresholds_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Thresholds file for the tasks (what calibrate --out writes).")  # fmt: skip
+@labels_option
 @json_option
-def eval_cmd(archive, model_name, out_dir, frames, tasks_file, thresholds_file, as_json) -> None:
+def eval_cmd(archive, model_name, out_dir, frames, tasks_file, thresholds_file, labels_file, as_json) -> None:
     """Retrieval, same-patient and zero-shot metrics of a model on a labelled archive."""
     from echosearch.training.data import load_archive
-    from echosearch.training.evaluate import evaluate, public, write_report
+    from echosearch.training.evaluate import LabelsFile, evaluate, public, write_report
     from echosearch.zeroshot import load_tasks, load_thresholds
 
     load_archive(archive)  # a bad archive or task file fails in a second, before the model loads
@@ -112,8 +118,10 @@ def eval_cmd(archive, model_name, out_dir, frames, tasks_file, thresholds_file, 
         load_tasks(tasks_file)
     if thresholds_file:
         load_thresholds(thresholds_file)
+    if labels_file:
+        LabelsFile(labels_file)
     metrics = evaluate(_encoder(model_name), archive, frames=frames, progress=not as_json,
-                       tasks_file=tasks_file, thresholds_file=thresholds_file)  # fmt: skip
+                       tasks_file=tasks_file, thresholds_file=thresholds_file, labels_file=labels_file)  # fmt: skip
     report = write_report(metrics, out_dir) if out_dir else None
     if as_json:
         emit_json({**public(metrics), "report": str(report) if report else None})
@@ -134,11 +142,13 @@ def eval_cmd(archive, model_name, out_dir, frames, tasks_file, thresholds_file, 
               help="Thresholds file to write (default: the model bundle's own thresholds file).")  # fmt: skip
 @click.option("--frames", default=16, show_default=True, type=click.IntRange(min=1))
 @tasks_option
+@labels_option
 @json_option
-def calibrate(archive, model_name, out_file, frames, tasks_file, as_json) -> None:
+def calibrate(archive, model_name, out_file, frames, tasks_file, labels_file, as_json) -> None:
     """F1-optimal thresholds of binary zero-shot tasks (class offsets of categorical ones), from a labelled archive."""
     from echosearch.training.calibrate import calibrate as run
     from echosearch.training.data import load_archive
+    from echosearch.training.evaluate import LabelsFile
     from echosearch.zeroshot import load_tasks
 
     load_archive(archive)
@@ -146,13 +156,20 @@ def calibrate(archive, model_name, out_file, frames, tasks_file, as_json) -> Non
         if not out_file:
             raise click.UsageError("thresholds of a --tasks file go to a file of their own: pass --out FILE")
         load_tasks(tasks_file)
+    if labels_file:
+        LabelsFile(labels_file)
     result = run(_encoder(model_name), archive, out=Path(out_file) if out_file else None, frames=frames,
-                 progress=not as_json, tasks_file=tasks_file)  # fmt: skip
+                 progress=not as_json, tasks_file=tasks_file, labels_file=labels_file)  # fmt: skip
     if as_json:
         emit_json(result)
         return
     for name, value in result["thresholds"].items():
-        if isinstance(value, dict):  # a categorical task's class offsets
+        if isinstance(value, dict) and "threshold" in value:  # binary: threshold + Platt sigmoid
+            click.echo(f"{name:<24} threshold {value['threshold']:.5f}  probability = "
+                       f"sigmoid({value['slope']:.3f} * score {value['intercept']:+.3f})")  # fmt: skip
+        elif isinstance(value, dict) and "mae" in value:  # regression: its error on the archive
+            click.echo(f"{name:<24} mean absolute error {value['mae']:.2f}")
+        elif isinstance(value, dict):  # a categorical task's class offsets
             click.echo(f"{name:<24} " + "  ".join(f"{c} {v:+.5f}" for c, v in value.items()))
         else:
             click.echo(f"{name:<24} {value:.5f}")

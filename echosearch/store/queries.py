@@ -432,7 +432,9 @@ def filter_select(f: VideoFilter) -> Select:
             or_(Video.view.is_(None), func.lower(Video.view).not_in([v.lower() for v in f.exclude_views]))
         )
     if f.manufacturers:
-        q = q.where(or_(*[func.lower(Video.manufacturer).like(m.lower() + "%") for m in f.manufacturers]))
+        q = q.where(
+            or_(*[func.lower(Video.manufacturer).like(_like_prefix(m), escape="\\") for m in f.manufacturers])
+        )
     for cond in f.labels:
         sub = select(Label.video_id).where(
             func.lower(Label.task) == cond.task.lower(), _OPS[cond.op](Label.value, cond.value)
@@ -443,6 +445,12 @@ def filter_select(f: VideoFilter) -> Select:
     if f.exclude_video_ids:
         q = q.where(Video.id.not_in([int(i) for i in f.exclude_video_ids]))
     return q
+
+
+def _like_prefix(text: str) -> str:
+    """A LIKE pattern matching values that start with ``text`` as typed: '%' and '_' are literal."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
 
 
 def filter_video_ids(s: Session, f: VideoFilter | None) -> np.ndarray | None:

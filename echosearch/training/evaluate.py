@@ -1,8 +1,9 @@
 """How good is a model on a labelled archive: retrieval, same-patient matching and zero-shot labels.
 
 Clips are embedded directly with the :class:`~echosearch.models.Encoder` (no index needed), so a
-model can be judged before anything is indexed. Ground truth comes from ``manifest.csv`` columns
-where a task has one (:data:`TASK_COLUMNS`), else from the study report: a binary task is positive
+model can be judged before anything is indexed. Ground truth comes from a site's labels CSV where
+it has a column for the task (:class:`LabelsFile`), else from ``manifest.csv`` columns where a task
+has one (:data:`TASK_COLUMNS`), else from the study report: a binary task is positive
 when one of its prompts is a sentence of the report, a categorical task takes the class whose prompt
 is, and a regression task reads the number its template leaves in the report.
 
@@ -214,8 +215,109 @@ def _report_label(task, report: str) -> float | None:
     return None
 
 
-def task_labels(task, clips: Sequence[ArchiveClip]) -> np.ndarray:
-    """Ground truth of one task per clip (NaN where unknown); see the module doc for the sources."""
+class LabelsFile:
+    """A site's ground truth: a CSV with a ``path`` (relative to the archive, or absolute),
+    ``sop_uid`` or ``study_uid`` column and one column per task, named by the task's name or one of
+    its aliases (any case). Binary cells are yes/no, true/false or numbers (> 0 is yes); categorical
+    cells a class name or its index; regression cells numbers; an empty cell is unknown.
+
+    Why: ground truth used to come from seven manifest columns of the synthetic archive, so a site
+    could neither calibrate nor evaluate a label of its own. The synthetic ``manifest.csv`` is one
+    such file (its ``pacer``/``ef``/``effusion`` columns are aliases of the demo tasks). A clip's
+    row: its ``study_uid`` row, overridden by its ``sop_uid`` row, overridden by its ``path`` row.
+    """
+
+    KEYS = ("path", "sop_uid", "study_uid")
+
+    def __init__(self, path: str | Path):
+        import csv
+
+        from echosearch.errors import UsageError
+
+        self.path = Path(path)
+        try:
+            with self.path.open(newline="", encoding="utf-8-sig") as fh:
+                reader = csv.DictReader(fh)
+                self.columns = list(reader.fieldnames or [])
+                rows = list(reader)
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if not set(self.KEYS) & set(self.columns):
+            raise UsageError(f"{path}: needs a path, sop_uid or study_uid column to find the clips")
+        self.by: dict[str, dict[str, dict[str, str]]] = {k: {} for k in self.KEYS}
+        for row in rows:
+            for key in self.KEYS:
+                ident = (row.get(key) or "").strip()
+                if ident:
+                    self.by[key][Path(ident).as_posix() if key == "path" else ident] = row
+                    break
+
+    def column_for(self, task) -> str | None:
+        """The column holding ``task`` (its name or an alias, compared as filters compare them)."""
+        from echosearch.zeroshot import label_key
+
+        names = {label_key(n) for n in (task.name, *getattr(task, "aliases", ()))}
+        return next((c for c in self.columns if label_key(c) in names and c not in self.KEYS), None)
+
+    def row_of(self, clip: ArchiveClip, root: Path | None) -> dict[str, str]:
+        row: dict[str, str] = {}
+        row.update(self.by["study_uid"].get(clip.study_uid, {}))
+        row.update(self.by["sop_uid"].get(clip.row.get("sop_uid", ""), {}))
+        rel = clip.path.relative_to(root).as_posix() if root and clip.path.is_relative_to(root) else None
+        row.update(self.by["path"].get(rel or "", self.by["path"].get(clip.path.resolve().as_posix(), {})))
+        return row
+
+    def labels(self, task, clips: Sequence[ArchiveClip], root: Path | None) -> np.ndarray | None:
+        """The task's ground truth per clip (NaN where unknown); None when the file has no column."""
+        from echosearch.errors import UsageError
+
+        column = self.column_for(task)
+        if column is None:
+            return None
+        out = []
+        for c in clips:
+            raw = (self.row_of(c, root).get(column) or "").strip()
+            try:
+                out.append(_parse_truth(task, raw))
+            except ValueError:
+                raise UsageError(f"{self.path}: column {column!r}: {raw!r} is not a {task.kind} label "
+                                 f"of task {task.name} (clip {c.path.name})") from None  # fmt: skip
+        return np.asarray(out, dtype=np.float64)
+
+
+def _parse_truth(task, raw: str) -> float:
+    if raw == "":
+        return np.nan
+    word = raw.lower()
+    if task.kind == "binary":
+        if word in ("yes", "y", "true", "present", "positive"):
+            return 1.0
+        if word in ("no", "n", "false", "absent", "negative"):
+            return 0.0
+        return float(float(word) > 0)
+    if task.kind == "categorical":
+        from echosearch.zeroshot import label_key
+
+        names = [label_key(c) for c in task.class_names]
+        if label_key(raw) in names:
+            return float(names.index(label_key(raw)))
+        index = float(word)
+        if not index.is_integer() or not 0 <= index < len(names):
+            raise ValueError(raw)
+        return index
+    return float(word)
+
+
+def task_labels(
+    task, clips: Sequence[ArchiveClip], labels: LabelsFile | None = None, root: Path | None = None
+) -> np.ndarray:
+    """Ground truth of one task per clip (NaN where unknown): from a site's ``labels`` file where it
+    has a column for the task, else the sources of the module doc. ``root`` is the archive folder
+    (a labels file's paths are relative to it)."""
+    if labels is not None:
+        site = labels.labels(task, clips, root)
+        if site is not None:
+            return site
     column = TASK_COLUMNS.get(task.name)
     out = []
     for c in clips:
@@ -229,13 +331,20 @@ def task_labels(task, clips: Sequence[ArchiveClip]) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-def zero_shot(encoder, emb: Embedded, tasks, thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+def zero_shot(
+    encoder,
+    emb: Embedded,
+    tasks,
+    thresholds: dict[str, float] | None = None,
+    labels: LabelsFile | None = None,
+    root: Path | None = None,
+) -> dict[str, Any]:
     from echosearch.zeroshot import score_tasks
 
     results = score_tasks(tasks, emb.frame_embs, encoder.encode_text, thresholds)
     out: dict[str, Any] = {}
     for task in tasks:
-        y = task_labels(task, emb.clips)
+        y = task_labels(task, emb.clips, labels, root)
         known = ~np.isnan(y)
         pred = np.asarray(results[task.name], dtype=np.float64)
         entry: dict[str, Any] = {"kind": task.kind, "n": int(known.sum())}
@@ -304,15 +413,18 @@ def evaluate(
     progress: bool = True,
     tasks_file: str | Path | None = None,
     thresholds_file: str | Path | None = None,
+    labels_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Every metric of the module doc, as one JSON-able dict (``_pred``/``_truth`` arrays for plots).
 
     ``tasks_file``/``thresholds_file`` judge another task file than the bundle's (see
-    :func:`echosearch.zeroshot.resolve_tasks` for which thresholds apply then).
+    :func:`echosearch.zeroshot.resolve_tasks` for which thresholds apply then); ``labels_file`` is
+    a site's ground truth (:class:`LabelsFile`).
     """
     from echosearch.zeroshot import resolve_tasks
 
     tasks, thresholds = resolve_tasks(encoder.bundle, tasks_file, thresholds_file)
+    labels = LabelsFile(labels_file) if labels_file else None
     emb = embed_archive(encoder, archive, frames, progress)
     metrics: dict[str, Any] = {
         "model": encoder.name,
@@ -327,7 +439,8 @@ def evaluate(
         "video_to_report": video_to_report(encoder, emb),
         "text_to_video": text_to_video(encoder, emb),
         "same_patient": same_patient(emb),
-        "zero_shot": zero_shot(encoder, emb, tasks, thresholds) if tasks else {},
+        "labels": str(labels_file) if labels_file else "archive",
+        "zero_shot": zero_shot(encoder, emb, tasks, thresholds, labels, Path(archive)) if tasks else {},
     }
     metrics["targets"] = check_targets(metrics)
     return metrics

@@ -29,8 +29,10 @@ def render(eng: Engine) -> None:
                 st.warning(note)
             common.card_grid(eng, result.results, "prompt", query_text=prompt)
     st.subheader("Distributions across the archive")
-    # A binary task's yes/no decisions are shown as a share under its score, not as a label of their own.
-    tasks = [t for t in eng.label_tasks() if not t.endswith(".positive")]
+    # A binary task's yes/no decisions are shown as a share under its probability (or its raw score
+    # where it has none), not as labels of their own.
+    stored = eng.label_tasks()
+    tasks = [t for t in stored if not t.endswith((".positive", ".probability"))]
     if not tasks:
         st.info("This index has no zero-shot labels (the model has no tasks, or indexing skipped them).")
         return
@@ -41,7 +43,7 @@ def render(eng: Engine) -> None:
             if classes:
                 _class_counts(task, classes)
             else:
-                _score_histogram(eng, task)
+                _score_histogram(eng, task, probability=f"{task}.probability" in stored)
 
 
 def _class_counts(task: str, classes: dict[str, int]) -> None:
@@ -60,9 +62,9 @@ def _class_counts(task: str, classes: dict[str, int]) -> None:
     st.altair_chart(chart, width="stretch")
 
 
-def _score_histogram(eng: Engine, task: str) -> None:
-    values = eng.label_values(task)
-    st.markdown(f"**{task}** · {len(values)} clips")
+def _score_histogram(eng: Engine, task: str, probability: bool = False) -> None:
+    values = eng.label_values(f"{task}.probability" if probability else task)
+    st.markdown(f"**{task}** · {'calibrated probability · ' if probability else ''}{len(values)} clips")
     if len(values) == 0:
         st.caption("no numeric values")
         return

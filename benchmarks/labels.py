@@ -1,0 +1,136 @@
+"""Few-shot probe vs zero-shot prompt: held-out AUC after 10, 20 and 50 labelled clips per class.
+
+A synthetic archive (its manifest is the ground truth) is indexed with a real model (default
+``echosearch-demo``). For each finding, ``n`` positive and ``n`` negative clips are drawn at random
+(whole patients held out: a patient's clips are all labelled or all held out, so a probe cannot
+recognise the patient instead of the finding); a probe (:func:`echosearch.probes.fit_probe`, the
+code ``echosearch probe train`` runs) is fitted on their stored clip vectors and scored on every
+held-out clip, next to the zero-shot prompt's score of the same clips. Mean (min-max) over repeats.
+
+Findings: RV dilation (``rv_size`` >= 1; the demo model has no task for it: its zero-shot prompt here
+is the demo vocabulary's "DILATED RIGHT VENTRICLE" sentences against the normal-size one) and
+MitraClip (the model's own ``mitraclip`` task, as indexed).
+
+    .venv/bin/python benchmarks/labels.py                         # 120 patients, 5 repeats
+    .venv/bin/python benchmarks/labels.py --work /tmp/lbl          # keep (and reuse) the index
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from echosearch.probes import auc, fit_probe, labelled_vectors
+from echosearch.search import Engine
+from echosearch.synth import synthesize_archive
+from echosearch.zeroshot import Task, score_tasks
+from indexer.runner import IndexOptions, run_index
+
+RV_TASK = Task(
+    "rv_dilation",
+    "binary",
+    prompts=tuple(f"{g} DILATED RIGHT VENTRICLE. " for g in ("MILD", "MODERATE", "SEVERE")),
+    negative_prompts=("NORMAL RIGHT VENTRICULAR CAVITY SIZE. ",),
+)
+
+
+def _index(work: Path, patients: int, model: str) -> tuple[Path, Path]:
+    archive, data = work / "archive", work / "data"
+    if not (data / "echosearch.db").is_file():
+        synthesize_archive(archive, patients=patients, seed=404, studies=(1, 2), clips_per_study=(2, 2),
+                           frames=(16, 20))  # fmt: skip
+        run_index(IndexOptions(paths=[str(archive)], data_dir=str(data), model=model, progress=False))
+    return archive, data
+
+
+def _zero_shot(engine: Engine, ids: list[int]) -> dict[str, np.ndarray]:
+    """Zero-shot scores of the clips: RV dilation from the frame store, MitraClip as indexed."""
+    frames = engine.space.frames()
+    by_len: dict[int, list[int]] = {}
+    for i, vid in enumerate(ids):
+        by_len.setdefault(len(frames.get(vid)), []).append(i)
+    rv = np.zeros(len(ids), np.float32)
+    for rows in by_len.values():
+        stacked = np.stack([np.asarray(frames.get(ids[i]), np.float32) for i in rows])
+        rv[rows] = score_tasks([RV_TASK], stacked, lambda t: engine.encoder.encode_text(t).numpy())[
+            "rv_dilation"
+        ]
+    from echosearch.store import queries as q
+
+    with engine.db.session() as s:
+        labels = q.labels_for(s, ids, engine.space_id)
+    return {"rv_dilation": rv, "mitraclip": np.array([labels[v].get("mitraclip", np.nan) for v in ids])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--patients", type=int, default=120)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--model", default="echosearch-demo")
+    ap.add_argument("--work", default=None, help="Keep the archive and index here (reused when present).")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        archive, data = _index(Path(args.work or tmp), args.patients, args.model)
+        with open(archive / "manifest.csv", newline="") as fh:
+            manifest = list(csv.DictReader(fh))
+        engine = Engine.open(data)
+        rows = [("path", r["path"], r["path"]) for r in manifest]  # a path relative to the archive
+        ids, x, paths, missing = labelled_vectors(engine, rows)
+        by_path = {r["path"]: r for r in manifest}
+        matched = [by_path[p] for p in paths]
+        truth = {
+            "rv_dilation": np.array([int(r["rv_size"]) >= 1 for r in matched], int),
+            "mitraclip": np.array([r["mitraclip"] in ("1", "True", "true") for r in matched], int),
+        }
+        patient = np.array([r["patient_id"] for r in matched])
+        zs = _zero_shot(engine, ids)
+        engine.close()
+    print(f"model {args.model}; {len(ids)} clips of {len(set(patient))} patients ({missing} unmatched); "
+          f"{args.repeats} repeats, held-out patients only")  # fmt: skip
+    print("| finding | positives / clips | labelled per class | probe AUC | zero-shot AUC (same clips) |")
+    print("|---|---|---|---|---|")
+    for name, y in truth.items():
+        for n in (10, 20, 50):
+            probe_aucs, zs_aucs = [], []
+            for rep in range(args.repeats):
+                result = _one(x, y, patient, zs[name], n, np.random.default_rng(1000 * n + rep), name)
+                if result:
+                    probe_aucs.append(result[0])
+                    zs_aucs.append(result[1])
+
+            def cell(v):
+                return f"{np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f})" if v else "n/a (too few)"
+
+            print(f"| {name} | {int(y.sum())} / {len(y)} | {n} | {cell(probe_aucs)} | {cell(zs_aucs)} |")
+
+
+def _one(x, y, patient, zero_shot, n, rng, name) -> tuple[float, float] | None:
+    """Label n positive + n negative clips of randomly ordered patients; score the other patients."""
+    order = rng.permutation(np.unique(patient))
+    chosen: list[int] = []
+    pos = neg = 0
+    train_patients = set()
+    for p in order:
+        if pos >= n and neg >= n:
+            break
+        train_patients.add(p)
+        for i in np.flatnonzero(patient == p):
+            if y[i] and pos < n:
+                chosen.append(i)
+                pos += 1
+            elif not y[i] and neg < n:
+                chosen.append(i)
+                neg += 1
+    test = np.flatnonzero(~np.isin(patient, list(train_patients)))
+    if pos < n or neg < n or y[test].sum() < 5 or (1 - y[test]).sum() < 5:
+        return None
+    probe = fit_probe(name, "binary", x[chosen], y[chosen])
+    return auc(probe.scores(x[test]), y[test]), auc(zero_shot[test], y[test])
+
+
+if __name__ == "__main__":
+    main()
