@@ -430,3 +430,38 @@ def test_clip_bpe_demo_model_ships_no_tokenizer_file_and_encodes_whole_varied_re
     assert enc.encode_text(["APICAL TWO CHAMBER VIEW.", "lvef is 35%"]).shape == (2, TINY_DIM)
     with pytest.raises(UsageError, match="--tokenizer applies to arch:echosearch-demo"):
         prepare_start(_cfg(varied, tmp_path, "x", init=str(tmp_path / "bpe"), tokenizer="clip-bpe"))
+
+
+def test_init_text_carries_every_old_token_onto_a_grown_vocabulary(archive, trained, tmp_path):
+    """A model of a shorter vocabulary (the 0.4.0 case: phrases added before the value tokens) reads
+    old text identically after --init-text, though every value, BOS and EOS id moved."""
+    from safetensors.torch import load_file, save_file
+
+    from echosearch.tokenizers import read_vocabulary
+
+    old = tmp_path / "old"
+    shutil.copytree(trained, old)
+    phrases = read_vocabulary(old / "template_vocab.txt")
+    keep = len(phrases) - 5
+    (old / "template_vocab.txt").write_text("".join(p + "\n" for p in phrases[:keep]))
+    tok = load_model(trained, device="cpu", precision="fp32").tokenizer
+    state = load_file(old / "open_clip_model.safetensors")
+    emb = state["token_embedding.weight"]
+    rows = torch.cat([emb[: tok._template_size - 5], emb[tok._template_size :]])  # drop the last 5 phrases
+    state["token_embedding.weight"] = rows.contiguous()
+    save_file(state, old / "open_clip_model.safetensors")
+    config = json.loads((old / "open_clip_config.json").read_text())
+    config["model_cfg"]["text_cfg"]["vocab_size"] = rows.shape[0]
+    (old / "open_clip_config.json").write_text(json.dumps(config))
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest.update(name="old", version="0.4.0")
+    write_manifest(old, Manifest.from_dict(manifest))
+    texts = ["THE LEFT VENTRICULAR EJECTION FRACTION IS 35%. " + phrases[0], phrases[keep - 1]]
+    before = load_model(old, device="cpu", precision="fp32").encode_text(texts)
+    start = prepare_start(_cfg(archive, tmp_path, "grown", init_text=str(old)))
+    assert start.init_text_label == "old 0.4.0"
+    with torch.no_grad():
+        after = start.model.eval().encode_text(start.tokenizer.encode_batch(texts), normalize=True)
+    assert torch.allclose(before, after, atol=1e-5)
+    with pytest.raises(UsageError, match="both models must use a template tokenizer"):
+        prepare_start(_cfg(archive, tmp_path, "bpe", tokenizer="clip-bpe", init_text=str(old)))
