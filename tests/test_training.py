@@ -424,3 +424,86 @@ def test_training_warns_when_the_vocabulary_drops_report_text(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert _warn_unread_text(shipped, clips) > 0
     assert "does not read" in caplog.text
+
+
+def test_init_image_starts_the_image_tower_from_a_bundle_and_the_text_tower_fresh(
+    archive, trained, tmp_path, cli
+):
+    """--init-image copies every visual.* weight; the text tower (a grown vocabulary) stays new."""
+    theirs = load_model(trained, device="cpu", precision="fp32").model.state_dict()
+    fresh = prepare_start(_cfg(archive, tmp_path, "fresh", seed=11)).model.state_dict()
+    start = prepare_start(_cfg(archive, tmp_path, "img", seed=11, init_image=str(trained)))
+    ours = start.model.state_dict()
+    visual = [k for k in ours if k.startswith("visual.")]
+    assert visual and all(torch.equal(ours[k], theirs[k]) for k in visual)
+    assert all(torch.equal(ours[k], fresh[k]) for k in ours if not k.startswith("visual."))
+    assert start.init_image_label == "bundle 0.1.0"
+    result = cli("train", "--archive", str(archive), "--out", str(tmp_path / "cli"), "--epochs", "1",
+                 "--batch-size", "4", "--init-image", str(trained), "--json")  # fmt: skip
+    assert result.returncode != 0 and "image tower shapes differ at visual." in result.stderr
+    assert "Traceback" not in result.stderr  # the CLI's demo model is 112 px / 256 wide, the bundle tiny
+    train(_cfg(archive, tmp_path, "made", init_image=str(trained), max_steps=1))
+    manifest = open_bundle(tmp_path / "made").manifest
+    assert (
+        manifest.source["init"] == "arch:echosearch-demo" and manifest.source["init_image"] == "bundle 0.1.0"
+    )
+    assert "image tower from bundle 0.1.0" in manifest.description
+
+
+def test_clip_bpe_demo_model_ships_no_tokenizer_file_and_encodes_whole_varied_reports(tmp_path):
+    """The BPE demo model: CLIP's tokenizer, a context that holds a varied report, the demo tasks."""
+    from echosearch.tokenizers import ClipBPETokenizer
+
+    varied = tmp_path / "varied"
+    synthesize_archive(varied, patients=2, seed=9, studies=(2, 2), clips_per_study=(2, 2), frames=(4, 5),
+                       formats=("dicom-explicit",), views=("A4C", "A2C", "PSAX-AV"), report_style="varied")  # fmt: skip
+    cfg = _cfg(varied, tmp_path, "bpe", tokenizer="clip-bpe", context_length=192, max_steps=1)
+    start = prepare_start(cfg)
+    assert (
+        isinstance(start.tokenizer, ClipBPETokenizer) and start.model_cfg["text_cfg"]["vocab_size"] == 49408
+    )
+    assert not any(start.tokenizer.explain(c.report).truncated for c in load_archive(varied))
+    train(cfg)
+    bundle = open_bundle(tmp_path / "bpe")
+    assert bundle.tokenizer_spec == {"kind": "clip-bpe"} and bundle.context_length == 192
+    assert not (tmp_path / "bpe" / "template_vocab.txt").exists()
+    assert bundle.load_tasks() == load_tasks(demo_tasks_path())
+    enc = load_model(tmp_path / "bpe", device="cpu", precision="fp32")
+    assert enc.encode_text(["APICAL TWO CHAMBER VIEW.", "lvef is 35%"]).shape == (2, TINY_DIM)
+    with pytest.raises(UsageError, match="--tokenizer applies to arch:echosearch-demo"):
+        prepare_start(_cfg(varied, tmp_path, "x", init=str(tmp_path / "bpe"), tokenizer="clip-bpe"))
+
+
+def test_init_text_carries_every_old_token_onto_a_grown_vocabulary(archive, trained, tmp_path):
+    """A model of a shorter vocabulary (the 0.4.0 case: phrases added before the value tokens) reads
+    old text identically after --init-text, though every value, BOS and EOS id moved."""
+    from safetensors.torch import load_file, save_file
+
+    from echosearch.tokenizers import read_vocabulary
+
+    old = tmp_path / "old"
+    shutil.copytree(trained, old)
+    phrases = read_vocabulary(old / "template_vocab.txt")
+    keep = len(phrases) - 5
+    (old / "template_vocab.txt").write_text("".join(p + "\n" for p in phrases[:keep]))
+    tok = load_model(trained, device="cpu", precision="fp32").tokenizer
+    state = load_file(old / "open_clip_model.safetensors")
+    emb = state["token_embedding.weight"]
+    rows = torch.cat([emb[: tok._template_size - 5], emb[tok._template_size :]])  # drop the last 5 phrases
+    state["token_embedding.weight"] = rows.contiguous()
+    save_file(state, old / "open_clip_model.safetensors")
+    config = json.loads((old / "open_clip_config.json").read_text())
+    config["model_cfg"]["text_cfg"]["vocab_size"] = rows.shape[0]
+    (old / "open_clip_config.json").write_text(json.dumps(config))
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest.update(name="old", version="0.4.0")
+    write_manifest(old, Manifest.from_dict(manifest))
+    texts = ["THE LEFT VENTRICULAR EJECTION FRACTION IS 35%. " + phrases[0], phrases[keep - 1]]
+    before = load_model(old, device="cpu", precision="fp32").encode_text(texts)
+    start = prepare_start(_cfg(archive, tmp_path, "grown", init_text=str(old)))
+    assert start.init_text_label == "old 0.4.0"
+    with torch.no_grad():
+        after = start.model.eval().encode_text(start.tokenizer.encode_batch(texts), normalize=True)
+    assert torch.allclose(before, after, atol=1e-5)
+    with pytest.raises(UsageError, match="both models must use a template tokenizer"):
+        prepare_start(_cfg(archive, tmp_path, "bpe", tokenizer="clip-bpe", init_text=str(old)))

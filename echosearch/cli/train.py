@@ -36,6 +36,16 @@ model_option = click.option(
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
 @click.option("--init", default="arch:echosearch-demo", show_default=True,
               help="Start from: arch:echosearch-demo (fresh demo model) or a model name/bundle to fine-tune.")  # fmt: skip
+@click.option("--init-image", default=None,
+              help="Start the image tower from this model's (name or bundle folder); the text tower as --init says.")  # fmt: skip
+@click.option("--init-text", default=None,
+              help="Start the text tower from this template model's, token rows mapped onto a grown vocabulary.")  # fmt: skip
+@click.option("--tokenizer", type=click.Choice(["template", "clip-bpe"]), default="template", show_default=True,
+              help="Tokenizer of a fresh demo model: the demo template vocabulary, or CLIP's BPE (as EchoCLIP).")  # fmt: skip
+@click.option("--context-length", default=None, type=click.IntRange(min=2),
+              help="Text context of a fresh demo model (default 32, the longest template report).")  # fmt: skip
+@click.option("--text-width", default=None, type=click.IntRange(min=8),
+              help="Text transformer width of a fresh demo model (default 256; heads = width / 64).")  # fmt: skip
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=2))
 @click.option("--lr", default=5e-4, show_default=True, type=float)
@@ -63,17 +73,25 @@ model_option = click.option(
 @click.option("--tasks", "tasks_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Zero-shot task file to ship (default: configs/tasks/demo.yaml, or the --init bundle's).")  # fmt: skip
 @json_option
-def train(archives, out, init, epochs, batch_size, lr, seed, frames, weights_dtype, amp, augment, max_steps, max_minutes,
+def train(archives, out, init, init_image, init_text, tokenizer, context_length, text_width, epochs, batch_size, lr, seed, frames, weights_dtype, amp, augment, max_steps, max_minutes,
           work_dir, resume, force, name, version, tasks_file, as_json) -> None:  # fmt: skip
     """Contrastive (frame, report) training; writes a complete model bundle to OUT."""
-    from echosearch.training.train import TrainConfig
+    from echosearch.training.train import DEMO_ARCH, DEMO_CONTEXT, TrainConfig
     from echosearch.training.train import train as run
+
+    if init != DEMO_ARCH and (context_length or text_width):
+        raise click.UsageError(
+            "--context-length and --text-width shape a fresh demo model (--init arch:echosearch-demo)"
+        )
+    overrides = {"text_cfg": {"width": text_width, "heads": max(1, text_width // 64)}} if text_width else None
 
     cfg = TrainConfig(
         archive=[Path(a) for a in archives], out=Path(out), init=init, epochs=epochs, batch_size=batch_size, lr=lr,
         seed=seed, frames=frames, weights_dtype=weights_dtype, amp=amp, augment=augment, max_steps=max_steps, max_minutes=max_minutes,
         work_dir=Path(work_dir) if work_dir else None, resume=resume, force=force, name=name,
         version=version, tasks=Path(tasks_file) if tasks_file else None, progress=not as_json,
+        init_image=init_image, init_text=init_text, tokenizer=tokenizer, context_length=context_length or DEMO_CONTEXT,
+        arch_overrides=overrides,
     )  # fmt: skip
     logging.getLogger("echosearch.training").setLevel(logging.INFO)
     result = run(cfg)

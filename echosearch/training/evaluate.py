@@ -69,6 +69,7 @@ TASK_COLUMNS = {
     "ejection_fraction": "ef",
     "lv_size": "lv_size",
     "lv_function": "lv_function",
+    "view": "view",  # the view code (A4C, PLAX, ...): a categorical class by name, not by index
 }
 
 
@@ -322,7 +323,9 @@ def task_labels(
     out = []
     for c in clips:
         raw = c.row.get(column, "") if column else ""
-        if raw != "":
+        if raw != "" and task.kind == "categorical" and raw in task.classes:
+            out.append(float(list(task.classes).index(raw)))
+        elif raw != "":
             value = float(raw)
             out.append(float(value > 0) if task.kind == "binary" else value)
         else:
@@ -385,6 +388,7 @@ TARGETS = (
     ("zero_shot.tavr.auc", ">=", 0.95),
     ("zero_shot.ejection_fraction.mae", "<=", 10.0),
     ("same_patient.auc", ">=", 0.85),
+    ("zero_shot.view.accuracy", ">=", 0.95),  # issue 17; n/a for a model without a view task
 )
 
 

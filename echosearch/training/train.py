@@ -109,6 +109,12 @@ class TrainConfig:
     # each clip's view sentence before its study's report: None = when an archive has views beyond the
     # synthetic default A4C/PLAX (archives like the shipped model's train exactly as before)
     view_text: bool | None = None
+    # start the image tower (visual.*) from this bundle's weights, the text tower as ``init`` says
+    init_image: str | None = None
+    # start the text tower from this template bundle's, its token rows mapped by token text onto the new
+    # (grown) vocabulary; tokens it lacks start at the mean of its rows
+    init_text: str | None = None
+    tokenizer: str = "template"  # arch:echosearch-demo only: "template" (demo vocabulary) or "clip-bpe"
 
     def archives(self) -> list[Path]:
         """The training archives (``archive`` may name one or several); the same folder twice is an error."""
@@ -159,29 +165,40 @@ class Start:
     tasks: dict[str, str] | None
     init_label: str  # what the weights started from, as the new manifest names it
     license: str  # ours when trained from scratch, else the init model's: the weights derive from it
+    init_image_label: str | None = None  # the bundle the image tower started from (--init-image)
+    init_text_label: str | None = None  # the bundle the text tower started from (--init-text)
 
 
 def _demo_start(cfg: TrainConfig) -> Start:
     import open_clip
 
-    from echosearch.tokenizers import TemplateTokenizer
+    from echosearch.tokenizers import ClipBPETokenizer, TemplateTokenizer
 
-    # No WordPiece file: the template tokenizer builds its blank base in code, so the bundle ships
-    # only our own vocabulary (the reference base file must not be redistributed).
-    vocab = package_data() / "demo_vocab" / "template_vocab.txt"
-    tokenizer = TemplateTokenizer.from_files(None, vocab, context_length=cfg.context_length)
+    tasks_src = Path(cfg.tasks) if cfg.tasks else demo_tasks_path()
+    if cfg.tokenizer == "template":
+        # No WordPiece file: the template tokenizer builds its blank base in code, so the bundle ships
+        # only our own vocabulary (the reference base file must not be redistributed).
+        vocab = package_data() / "demo_vocab" / "template_vocab.txt"
+        tokenizer: Any = TemplateTokenizer.from_files(None, vocab, context_length=cfg.context_length)
+        spec: dict[str, Any] = {"kind": "template", "vocab": VOCAB_NAME}
+        files = {VOCAB_NAME: vocab, TASKS_NAME: tasks_src}
+    elif cfg.tokenizer == "clip-bpe":
+        # EchoCLIP's tokenizer: open_clip ships its merges, so the bundle carries no tokenizer file.
+        tokenizer = ClipBPETokenizer(context_length=cfg.context_length)
+        spec, files = {"kind": "clip-bpe"}, {TASKS_NAME: tasks_src}
+    else:
+        raise UsageError(f"unknown tokenizer {cfg.tokenizer!r}; choose template or clip-bpe")
     model_cfg = demo_model_cfg(tokenizer.vocab_size, cfg.image_size, cfg.context_length)
     for key, value in (cfg.arch_overrides or {}).items():
         model_cfg[key] = {**model_cfg[key], **value} if isinstance(value, dict) else value
     torch.manual_seed(cfg.seed)
-    tasks_src = Path(cfg.tasks) if cfg.tasks else demo_tasks_path()
     return Start(
         model=open_clip.CLIP(**model_cfg),
         model_cfg=model_cfg,
         preprocess_cfg=echoclip_preprocess_cfg(cfg.image_size),
         tokenizer=tokenizer,
-        tokenizer_spec={"kind": "template", "vocab": VOCAB_NAME},
-        files={VOCAB_NAME: vocab, TASKS_NAME: tasks_src},
+        tokenizer_spec=spec,
+        files=files,
         tasks={"file": TASKS_NAME, "format": "echosearch"},
         init_label=DEMO_ARCH,
         license="MIT (trained by echosearch on synthetic data)",
@@ -217,7 +234,118 @@ def _bundle_start(cfg: TrainConfig) -> Start:
 def prepare_start(cfg: TrainConfig) -> Start:
     if cfg.tasks:
         load_tasks(cfg.tasks)  # a broken task file fails now, not when the trained bundle first loads
-    return _demo_start(cfg) if cfg.init == DEMO_ARCH else _bundle_start(cfg)
+    if cfg.init != DEMO_ARCH and cfg.tokenizer != "template":
+        raise UsageError("--tokenizer applies to arch:echosearch-demo; a bundle to fine-tune brings its own")
+    start = _demo_start(cfg) if cfg.init == DEMO_ARCH else _bundle_start(cfg)
+    if cfg.init_image:
+        start.init_image_label = load_image_tower(start.model, cfg.init_image)
+    if cfg.init_text:
+        start.init_text_label = load_text_tower(start.model, start.tokenizer, cfg.init_text)
+    return start
+
+
+def _bundle_state(name_or_path: str, option: str):
+    from safetensors.torch import load_file
+
+    from echosearch.models.registry import resolve_bundle
+
+    bundle = resolve_bundle(name_or_path)
+    weights = bundle.weights_path
+    if bundle.path is None or weights is None:
+        raise UsageError(f"{option} {name_or_path}: not a bundle with weights")
+    if weights.suffix == ".safetensors":
+        return bundle, load_file(weights)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    return bundle, state.get("state_dict", state)
+
+
+def _token_texts(tokenizer) -> dict[str, int]:
+    """Template tokenizer: token text -> id, for phrases, value tokens, BOS and EOS."""
+    texts = {t: i for i, t in tokenizer._token_text.items()}
+    texts.update({"<value>" + t: i for i, t in tokenizer._variable_text.items()})
+    texts.update({"<bos>": tokenizer.bos_id, "<eos>": tokenizer.eos_id})
+    return texts
+
+
+def load_text_tower(model: torch.nn.Module, tokenizer, name_or_path: str) -> str:
+    """Copy a template bundle's text tower into ``model``, its token rows moved to the new vocabulary's ids.
+
+    Why: the demo vocabulary grew by phrases inserted before the value tokens, so every value, BOS and
+    EOS id moved; copying the embedding row by row under the token's text keeps what the earlier
+    model learnt of every old token, and only the new phrases start untrained (at the mean row).
+    """
+    from echosearch.tokenizers import TemplateTokenizer, load_tokenizer
+
+    bundle, state = _bundle_state(name_or_path, "--init-text")
+    label = f"{bundle.name} {bundle.version}".strip()
+    if not isinstance(tokenizer, TemplateTokenizer) or bundle.tokenizer_spec.get("kind") != "template":
+        raise UsageError(f"--init-text {label}: both models must use a template tokenizer")
+    old = load_tokenizer(bundle.tokenizer_spec, base_dir=bundle.path, context_length=bundle.context_length)
+    ours = model.state_dict()
+    text_keys = [k for k in ours if not k.startswith("visual.") and k != "logit_scale"]
+    for key in text_keys:
+        if key not in state:
+            raise UsageError(f"--init-text {label}: its text tower has no {key}")
+        if key != "token_embedding.weight" and state[key].shape != ours[key].shape:
+            raise UsageError(f"--init-text {label}: text tower shapes differ at {key} "
+                             f"({tuple(state[key].shape)} there, {tuple(ours[key].shape)} here)")  # fmt: skip
+    old_rows = state["token_embedding.weight"].float()
+    new_ids, old_ids = _token_texts(tokenizer), _token_texts(old)
+    with torch.no_grad():
+        for key in text_keys:
+            if key != "token_embedding.weight":
+                ours[key].copy_(state[key].to(ours[key].dtype))
+        emb = ours["token_embedding.weight"]
+        emb.copy_(old_rows.mean(0, keepdim=True).expand_as(emb))
+        moved = 0
+        for text, i in new_ids.items():
+            j = old_ids.get(text)
+            if j is not None and j < old_rows.shape[0] and i < emb.shape[0]:
+                emb[i] = old_rows[j]
+                moved += 1
+        if "logit_scale" in state:
+            ours["logit_scale"].copy_(state["logit_scale"].float())
+    log.info("text tower from %s: %d of %d token rows carried over", label, moved, emb.shape[0])
+    return label
+
+
+def load_image_tower(model: torch.nn.Module, name_or_path: str) -> str:
+    """Copy a bundle's image tower (every ``visual.*`` weight) into ``model``; returns the bundle's label.
+
+    Why: a new text tower (a grown template vocabulary has new token ids; a BPE model has another
+    tokenizer altogether) need not cost the image tower's training too: the image tower starts where
+    an earlier model left it and the text tower learns to meet it. The towers must have the same
+    shapes (same timm model, image size and embedding width); anything else is a clear error.
+    """
+    from safetensors.torch import load_file
+
+    from echosearch.models.registry import resolve_bundle
+
+    bundle = resolve_bundle(name_or_path)
+    weights = bundle.weights_path
+    if bundle.path is None or weights is None:
+        raise UsageError(f"--init-image {name_or_path}: not a bundle with weights")
+    if weights.suffix == ".safetensors":
+        state = load_file(weights)
+    else:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+    theirs = {k: v for k, v in state.items() if k.startswith("visual.")}
+    ours = {k: v for k, v in model.state_dict().items() if k.startswith("visual.")}
+    label = f"{bundle.name} {bundle.version}".strip()
+    if set(theirs) != set(ours):
+        diff = sorted(set(theirs) ^ set(ours))
+        raise UsageError(f"--init-image {label}: its image tower is another architecture "
+                         f"({len(diff)} weights differ in name, e.g. {diff[0]})")  # fmt: skip
+    for key, value in ours.items():
+        if theirs[key].shape != value.shape:
+            raise UsageError(f"--init-image {label}: image tower shapes differ at {key} "
+                             f"({tuple(theirs[key].shape)} there, {tuple(value.shape)} here)")  # fmt: skip
+    with torch.no_grad():
+        for key, value in ours.items():
+            value.copy_(theirs[key].to(value.dtype))
+    log.info("image tower from %s (%d tensors); text tower from %s", label, len(ours), "the start model")
+    return label
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -442,6 +570,8 @@ def write_trained_bundle(cfg: TrainConfig, start: Start, model, result: TrainRes
     source = {
         "trained_by": "echosearch train",
         "init": start.init_label,
+        **({"init_image": start.init_image_label} if start.init_image_label else {}),
+        **({"init_text": start.init_text_label} if start.init_text_label else {}),
         "archive": "+".join(p.name for p in cfg.archives()),
         "archive_clips": n_clips,
         "archive_studies": n_studies,
@@ -466,7 +596,10 @@ def write_trained_bundle(cfg: TrainConfig, start: Start, model, result: TrainRes
         if cfg.init == DEMO_ARCH
         else "Research use; not validated for clinical use",
         clinical=False,
-        description=f"CLIP trained with echosearch train from {start.init_label}; NOT a clinical model",
+        description=f"CLIP trained with echosearch train from {start.init_label}"
+        + (f" (image tower from {start.init_image_label})" if start.init_image_label else "")
+        + (f" (text tower from {start.init_text_label})" if start.init_text_label else "")
+        + "; NOT a clinical model",
         tasks=start.tasks,
     )
     write_bundle(cfg.out, manifest, start.model_cfg, start.preprocess_cfg, state_dict=state,
