@@ -423,7 +423,14 @@ class Engine:
         text = (text or "").strip()
         if not text:
             raise UsageError("the query is empty")
-        return interpret(text, self.lexicon, self.encoder.tokenizer)
+        plan = interpret(text, self.lexicon, self.encoder.tokenizer)
+        try:
+            titles = {t.name: t.title for t in self.zero_shot_tasks()[0]}
+        except Exception:  # no recorded tasks and no model: task names stay as they are
+            titles = {}
+        for cond in [*plan.filters, *plan.preferences]:
+            cond.display = titles.get(cond.task or "")
+        return plan
 
     def _plan_vector(self, plan) -> tuple[np.ndarray, list[str]]:
         """The query vector of an interpretation: its weighted phrases minus its negatives."""

@@ -216,3 +216,11 @@ def test_literal_search_keeps_the_old_behaviour(engine):
     assert exact.results and exact.interpretation is None
     if getattr(engine.encoder.tokenizer, "phrases", None) is not None:
         assert engine.search_text("pacemaker", k=3, literal=True).results == []
+
+
+def test_the_reading_names_labels_by_their_display_names(engine):
+    tasks = {t.name: t for t in engine.zero_shot_tasks()[0]}
+    if not getattr(tasks.get("pacemaker"), "display_name", ""):
+        pytest.skip("the test archive's task file gives no display names")
+    plan = engine.search_text("pacemaker", k=3).interpretation
+    assert any(c["text"] == f"{tasks['pacemaker'].display_name}: yes" for c in plan["preferences"])

@@ -56,13 +56,14 @@ class Condition:
     high: float | None = None
     views: list[str] = field(default_factory=list)
     exclude: bool = False
+    display: str | None = None  # the task's display name, where the space's task file gives one
 
     @property
     def present(self) -> bool:
         return any(g != "normal" for g in self.grades)
 
     def describe(self) -> str:
-        name = (self.task or self.finding).replace("_", " ")
+        name = self.display or (self.task or self.finding).replace("_", " ")
         if self.kind == "view":
             return ("view not " if self.exclude else "view ") + "/".join(self.views)
         if self.kind == "label":
