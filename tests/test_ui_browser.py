@@ -139,7 +139,7 @@ def test_clinician_path(page, ui_archive):
 
     # where the model looks, for the first result
     page.get_by_role("button", name="Where it looks").first.click()
-    expect(page.get_by_text("Where the model looks", exact=False)).to_be_visible()
+    expect(page.get_by_text("Where the model looks: clip", exact=False)).to_be_visible()
     _shot(page, "02-gradcam.png")
 
     # similar clips of the first result
