@@ -155,6 +155,7 @@ class Engine:
             self.space_id = row.id if row else None
         self._encoder = None
         self._lexicon = None
+        self._plan_context: dict[str, Any] | None = None
         self._clinical: bool | None = None
         self._site_key: bytes | None = None
         self._studies: tuple[list[str], np.ndarray] | None = None
@@ -249,6 +250,7 @@ class Engine:
             self.report_index = self.report_space.load_index()
         self._studies = None
         self._readable = None
+        self._plan_context = None
 
     # -------------------------------------------------------------- query vectors
 
@@ -389,7 +391,7 @@ class Engine:
         if clips and len(exclude):
             filters = _with_excluded_videos(filters, exclude)
         filters = self._with_conditions(filters, conditions, notes)
-        prefs = self._resolve_preferences(preferences, notes)
+        prefs = self._resolve_preferences(preferences)
         hits = self._search_ranked(total, k, filters, prefs)
         result = SearchResult(query_doc, hits, notes, model=self.model_name)
         if interpretations:
@@ -424,10 +426,7 @@ class Engine:
         if not text:
             raise UsageError("the query is empty")
         plan = interpret(text, self.lexicon, self.encoder.tokenizer)
-        try:
-            titles = {t.name: t.title for t in self.zero_shot_tasks()[0]}
-        except Exception:  # no recorded tasks and no model: task names stay as they are
-            titles = {}
+        titles = self._context()["titles"]
         for cond in [*plan.filters, *plan.preferences]:
             cond.display = titles.get(cond.task or "")
         return plan
@@ -457,15 +456,27 @@ class Engine:
         norm = float(np.linalg.norm(vec))
         return (vec / norm if norm > 0 else vec).astype(np.float32), notes
 
-    def _label_sources(self) -> dict[str, Any]:
+    def _context(self) -> dict[str, Any]:
+        """What running a plan needs to know of the space, read once (the task file, the stored
+        label names and views are scans a query must not repeat); :meth:`reload` reads it again.
+        ``sources``: {task: (LabelSource, class names)}; ``titles``: display names; ``views``."""
+        if self._plan_context is None:
+            try:
+                tasks, thresholds = self.zero_shot_tasks()
+            except Exception:  # no model and no recorded tasks: no label can be used
+                tasks, thresholds = [], {}
+            self._plan_context = {
+                "sources": self._label_sources(tasks, thresholds),
+                "titles": {t.name: t.title for t in tasks},
+                "views": None,  # read on the first view condition
+            }
+        return self._plan_context
+
+    def _label_sources(self, tasks: list, thresholds: dict) -> dict[str, Any]:
         """{task: (LabelSource, class names)} for the tasks this space stores labels of."""
         from echosearch.query.rank import LabelSource, class_grades
 
-        try:
-            tasks, thresholds = self.zero_shot_tasks()
-        except Exception:  # no model and no recorded tasks: no label can be used
-            return {}
-        stored = set(self.label_tasks())
+        stored = set(self.label_tasks()) if tasks else set()
         out = {}
         for task in tasks:
             if task.name not in stored:
@@ -491,28 +502,28 @@ class Engine:
         if not conditions:
             return filters
         f = replace(filters) if filters is not None else q.VideoFilter()
-        sources = self._label_sources()
-        stored_views = None
+        context = self._context()
         for cond in conditions:
             if cond.kind == "view":
-                if stored_views is None:
-                    stored_views = set(self.filter_options()["views"])
-                if not stored_views:
+                if context["views"] is None:
+                    context["views"] = set(self.filter_options()["views"])
+                if not context["views"]:
                     notes.append(f"{cond.describe()}: not applied, this index stores no views")
                 elif cond.exclude:
                     f.exclude_views = [*f.exclude_views, *cond.views]
                 else:
                     f.views = [*f.views, *cond.views]
                 continue
-            source, classes = sources.get(cond.task, (None, []))
+            source, classes = context["sources"].get(cond.task, (None, []))
             parts = sql_condition(cond, source, classes) if source is not None else []
             if not parts:
                 notes.append(f"{cond.describe()}: not applied, this index stores no such label")
             f.labels = [*f.labels, *parts]
         return f
 
-    def _resolve_preferences(self, preferences: list, notes: list[str]) -> list[tuple[Any, Any, list[str]]]:
-        sources = self._label_sources()
+    def _resolve_preferences(self, preferences: list) -> list[tuple[Any, Any, list[str]]]:
+        """(condition, its label source, class names) for each preference the space can answer."""
+        sources = self._context()["sources"]
         out = []
         for cond in preferences:
             if cond.task in sources and cond.weight > 0:
@@ -548,7 +559,7 @@ class Engine:
                     picked = q.filter_video_ids(s, replace(base, labels=[*base.labels, *parts]))
                     candidates.append(picked[: 5 * pool])
             ids = np.unique(np.concatenate(candidates).astype(np.int64))
-            ids = ids[np.isin(ids, self.index.ids())]
+            ids = ids[self.index.live(ids)]
             if ids.size == 0:
                 return []
             labels = q.labels_for(s, ids.tolist(), self.space_id)

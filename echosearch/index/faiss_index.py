@@ -177,6 +177,10 @@ class VectorIndex:
             ids = np.unique(ids)
         return ids[self._mask(ids)]
 
+    def live(self, ids: Any) -> np.ndarray:
+        """A boolean mask: which of ``ids`` are in the index (binary search, see :meth:`_mask`)."""
+        return self._mask(_as_ids(ids))
+
     def ids(self) -> np.ndarray:
         """All live ids, sorted (a copy)."""
         return self._ids.copy()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +108,19 @@ class Lexicon:
     max_surface: int = 1
     source: str = ""
 
-    @property
+    @cached_property
     def organs(self) -> set[str]:
         return set(self.organ_findings)
+
+    @cached_property
+    def attribute_atoms(self) -> set[str]:
+        """Atoms that describe a chamber (DILATED, REDUCED, ...): those sharing a rule with an organ."""
+        out: set[str] = set()
+        for rule in self.rules.values():
+            for group in rule.when:
+                if group & self.organs:
+                    out |= group - self.organs
+        return out
 
     def phrases(self) -> list[str]:
         """Every phrase this lexicon can produce, slots filled with every severity value it uses."""

@@ -186,16 +186,6 @@ def _fire(atoms: set[str], lex: Lexicon) -> dict[str, frozenset[str]]:
     return {n: g for n, g in hits.items() if not any(g < other for other in hits.values())}
 
 
-def _attribute_atoms(lex: Lexicon) -> set[str]:
-    """Atoms that describe a chamber (DILATED, REDUCED, ...): those sharing a rule with an organ."""
-    out: set[str] = set()
-    for rule in lex.rules.values():
-        for group in rule.when:
-            if group & lex.organs:
-                out |= group - lex.organs
-    return out
-
-
 def _read_clause(
     clause: _Clause, previous: _Clause | None, following: _Clause | None, lex: Lexicon
 ) -> dict[str, frozenset[str]]:
@@ -203,15 +193,15 @@ def _read_clause(
     hits = _fire(atoms, lex)
     if hits:
         return hits
-    organs, attributes = atoms & lex.organs, atoms & _attribute_atoms(lex)
+    organs, attributes = atoms & lex.organs, atoms & lex.attribute_atoms
     prev_atoms = set(previous.atoms) if previous is not None else set()
     if attributes and not organs:
         borrowed = prev_atoms & lex.organs or {lex.default_organ}
         hits = _fire(atoms | borrowed, lex)
     elif organs and not attributes:
-        hits = _fire(atoms | (prev_atoms & _attribute_atoms(lex)), lex)
+        hits = _fire(atoms | (prev_atoms & lex.attribute_atoms), lex)
         next_atoms = set(following.atoms) if following is not None else set()
-        lends = next_atoms & _attribute_atoms(lex) and not next_atoms & lex.organs  # "LV not dilated"
+        lends = next_atoms & lex.attribute_atoms and not next_atoms & lex.organs  # "LV not dilated"
         if not hits and not lends:
             hits = {f: frozenset(organs) for o in organs for f in lex.organ_findings[o]}
     if hits:
