@@ -17,7 +17,7 @@ the plan; ``interpret`` itself needs no index.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from echosearch.query.lexicon import ABNORMAL_GRADES, GRADE_SPAN, Lexicon, Realisation
@@ -102,6 +102,20 @@ class Interpretation:
         parts += [f"filter {c.describe()}" for c in self.filters]
         parts += [f"prefer {c.describe()}" for c in self.preferences]
         return "searched as: " + " · ".join(parts) if parts else "nothing understood"
+
+    def edited(
+        self, phrases: list[str], keep_filters: list[bool], keep_preferences: list[bool]
+    ) -> Interpretation:
+        """This reading as a user changed it: their phrases (equal weights, blank lines dropped) and
+        only the filters and preferences they kept (flags in order; a missing flag keeps nothing)."""
+        lines = [line.strip() for line in phrases if line.strip()]
+        return replace(
+            self,
+            phrases=[Phrase(line, 1.0 / len(lines)) for line in lines],
+            filters=[c for c, keep in zip(self.filters, keep_filters, strict=False) if keep],
+            preferences=[c for c, keep in zip(self.preferences, keep_preferences, strict=False) if keep],
+            exact=False,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

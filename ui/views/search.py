@@ -100,24 +100,8 @@ def _interpretation(eng: Engine, query: str, result) -> None:
             if st.form_submit_button("Search with these"):
                 plan = common.guarded(lambda: eng.interpret(query))
                 if plan is not None:
-                    st.session_state.edited_plan = edit_plan(plan, text, keep_filters, keep_prefs)
+                    st.session_state.edited_plan = plan.edited(text.splitlines(), keep_filters, keep_prefs)
                     st.rerun()
-
-
-def edit_plan(plan, phrases_text: str, keep_filters: list[bool], keep_prefs: list[bool]):
-    """The interpretation with the user's phrases (equal weights) and only the conditions they kept."""
-    from dataclasses import replace
-
-    from echosearch.query import Phrase
-
-    lines = [line.strip() for line in phrases_text.splitlines() if line.strip()]
-    return replace(
-        plan,
-        phrases=[Phrase(line, 1.0 / len(lines)) for line in lines],
-        filters=[c for c, keep in zip(plan.filters, keep_filters, strict=False) if keep],
-        preferences=[c for c, keep in zip(plan.preferences, keep_prefs, strict=False) if keep],
-        exact=False,
-    )
 
 
 @st.cache_data(max_entries=64, show_spinner="Computing where the model looks…")
