@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from echosearch.errors import UsageError
-from echosearch.search import Engine, _split_negatives, parse_where, suggest_phrases
+from echosearch.query.lexicon import load_lexicon
+from echosearch.search import Engine, parse_where, suggest_phrases
+from echosearch.search.query_vectors import split_negatives
 from echosearch.store.schema import AuditLog, Study, Video
 from echosearch.synth.reports import load_vocabulary
 
@@ -140,13 +142,13 @@ def test_bad_where_is_a_usage_error():
 
 
 def test_negatives_are_split_from_the_query():
-    texts, negatives = _split_negatives([("A4C, not pacer", 1.0)], [])
+    texts, negatives = split_negatives([("A4C, not pacer", 1.0)], [])
     assert texts == [("A4C", 1.0)] and negatives == ["pacer"]
 
 
 def test_suggestions_for_free_text_use_the_template_phrases():
     phrases = load_vocabulary()
-    suggestions = suggest_phrases("dilated lv", phrases)
+    suggestions = suggest_phrases("dilated lv", phrases, spelled_out=load_lexicon("demo").spelled_out)
     assert suggestions and "DILATED LEFT VENTRICLE" in suggestions[0]
 
 

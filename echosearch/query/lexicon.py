@@ -122,6 +122,25 @@ class Lexicon:
                     out |= group - self.organs
         return out
 
+    @cached_property
+    def _spelled_out(self) -> dict[str, list[str]]:
+        """{atom: its surfaces of two or more words}, e.g. LV -> "left ventricle", "left ventricular"."""
+        out: dict[str, list[str]] = {}
+        for words, marks in self.surfaces.items():
+            for kind, value, _upper in marks:
+                if kind == "atom" and len(words) > 1:
+                    out.setdefault(value, []).append(" ".join(words))
+        return out
+
+    def spelled_out(self, word: str) -> list[str]:
+        """The multi-word forms of what a word names ("lv" -> "left ventricle", "left ventricular"),
+        so that a word can be matched against vocabulary phrases that spell it out (suggestions)."""
+        out: list[str] = []
+        for kind, value, _upper in self.surfaces.get((word.lower(),), []):
+            if kind == "atom":
+                out.extend(self._spelled_out.get(value, []))
+        return out
+
     def phrases(self) -> list[str]:
         """Every phrase this lexicon can produce, slots filled with every severity value it uses."""
         out: list[str] = []

@@ -180,6 +180,51 @@ def indexed_video_ids(s: Session) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64)
 
 
+def indexed_video_by_sha256(s: Session, sha256: str) -> Video | None:
+    """The indexed clip with this content hash (a file given to a query that is already indexed)."""
+    return s.scalars(select(Video).where(Video.sha256 == sha256, Video.status == STATUS_INDEXED)).first()
+
+
+def patient_by_key(s: Session, key: str) -> Patient | None:
+    return s.scalars(select(Patient).where(Patient.key == key)).first()
+
+
+def studies_by_uids(s: Session, uids: Iterable[str]) -> dict[str, Study]:
+    wanted = list(dict.fromkeys(uids))
+    if not wanted:
+        return {}
+    return {st.study_uid: st for st in s.scalars(select(Study).where(Study.study_uid.in_(wanted)))}
+
+
+def indexed_video_study_uids(s: Session) -> list[tuple[int, str]]:
+    """(video id, study UID) of every indexed clip that has a study, by study then id: the rows
+    study vectors are averaged from."""
+    stmt = (
+        select(Video.id, Study.study_uid)
+        .join(Study, Video.study_id == Study.id)
+        .where(Video.status == STATUS_INDEXED)
+        .order_by(Study.study_uid, Video.id)
+    )
+    return [(int(vid), uid) for vid, uid in s.execute(stmt).all()]
+
+
+def reports_of_studies(s: Session, study_ids: Iterable[int]) -> dict[int, Report]:
+    """{study id: its report} for the studies that have one."""
+    ids = sorted(set(study_ids))
+    if not ids:
+        return {}
+    return {r.study_id: r for r in s.scalars(select(Report).where(Report.study_id.in_(ids)))}
+
+
+def archive_facets(s: Session) -> dict[str, Any]:
+    """What a filter form can offer: the indexed clips' views and manufacturers, the study dates' range."""
+    indexed = Video.status == STATUS_INDEXED
+    views = sorted(v for v in s.scalars(select(Video.view).where(indexed).distinct()) if v)
+    makers = sorted(m for m in s.scalars(select(Video.manufacturer).where(indexed).distinct()) if m)
+    lo, hi = s.execute(select(func.min(Study.study_date), func.max(Study.study_date))).one()
+    return {"views": views, "manufacturers": makers, "date_min": lo, "date_max": hi}
+
+
 # ---------------------------------------------------------------- spaces and labels
 
 
@@ -273,6 +318,33 @@ def labels_for(
 # ---------------------------------------------------------------- runs, failures, audit
 
 
+def label_names(s: Session, space_id: int | None) -> list[str]:
+    """The label names (tasks and derived ``TASK.positive``-style names) a space stores."""
+    stmt = select(Label.task).distinct()
+    if space_id is not None:
+        stmt = stmt.where(Label.space_id == space_id)
+    return sorted(s.scalars(stmt).all())
+
+
+def label_values(s: Session, task: str, space_id: int | None) -> np.ndarray:
+    """Every indexed clip's value of one numeric label."""
+    stmt = select(Label.value).join(Video, Video.id == Label.video_id)
+    stmt = stmt.where(Label.task == task, Video.status == STATUS_INDEXED, Label.value.is_not(None))
+    if space_id is not None:
+        stmt = stmt.where(Label.space_id == space_id)
+    return np.asarray(s.scalars(stmt).all(), dtype=np.float32)
+
+
+def label_category_counts(s: Session, task: str, space_id: int | None) -> dict[str, int]:
+    """Indexed clips per class of a categorical label, in class order."""
+    stmt = select(Label.category, func.min(Label.value), func.count()).join(Video, Video.id == Label.video_id)
+    stmt = stmt.where(Label.task == task, Video.status == STATUS_INDEXED, Label.category.is_not(None))
+    if space_id is not None:
+        stmt = stmt.where(Label.space_id == space_id)
+    rows = s.execute(stmt.group_by(Label.category)).all()
+    return {name: int(n) for name, _index, n in sorted(rows, key=lambda r: (r[1] is None, r[1]))}
+
+
 def start_run(s: Session, args: Mapping[str, Any] | None = None) -> IndexRun:
     run = IndexRun(args=dict(args or {}))
     s.add(run)
@@ -322,6 +394,20 @@ def audit(
     s.add(entry)
     s.flush()
     return entry
+
+
+def failures_by_kind(s: Session) -> dict[str, int]:
+    return {kind: int(n) for kind, n in s.execute(select(Failure.kind, func.count()).group_by(Failure.kind))}
+
+
+def last_runs(s: Session, n: int = 5) -> list[dict[str, Any]]:
+    """The latest index runs, newest first, as plain dicts."""
+    runs = s.scalars(select(IndexRun).order_by(IndexRun.id.desc()).limit(n)).all()
+    return [
+        {"id": r.id, "started_at": r.started_at, "finished_at": r.finished_at, "status": r.status,
+         "counts": r.counts}
+        for r in runs
+    ]  # fmt: skip
 
 
 def _eq_or_null(col, value):  # noqa: ANN001, ANN202

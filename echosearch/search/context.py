@@ -1,0 +1,95 @@
+"""The open archive every part of the Engine reads: the database, one space's vectors, its model.
+
+Why one object: the parts (query encoding, video search, study search, label statistics, audit)
+share the same database, the same FAISS index (swapped on reload), the same lazily loaded model and
+the same site key; each part holds this object instead of a copy of each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from echosearch.errors import UsageError
+from echosearch.index import Space, VectorIndex, report_space_name
+from echosearch.index.faiss_index import IndexError_
+from echosearch.store import queries as q
+from echosearch.store.db import Database
+
+
+class OpenSpace:
+    """One data dir opened on one embedding space (and its report space, when indexed)."""
+
+    def __init__(self, data_dir: Path, db: Database, space: Space, *, device: str, precision: str):
+        self.data_dir = data_dir
+        self.db = db
+        self.space = space
+        self.device, self.precision = device, precision
+        with db.session() as s:
+            row = q.get_space(s, space.name)
+            self.space_id: int | None = row.id if row else None
+        self.index: VectorIndex = self._load_video_index()
+        self.report_space: Space | None = None
+        self.report_index: VectorIndex | None = None
+        rname = report_space_name(space.name)
+        if (Space.path_for(data_dir, rname) / "space.json").is_file():
+            self.report_space = Space.open(data_dir, rname)
+            self.report_index = self.report_space.load_index()
+        self._encoder = None
+        self._site_key: bytes | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.space.info.model_name
+
+    @property
+    def encoder(self):
+        """The space's model, loaded on first use (text queries, new clips, custom prompts)."""
+        if self._encoder is None:
+            from echosearch.models import load_model
+
+            self._encoder = load_model(self.model_name, device=self.device, precision=self.precision)
+            if self._encoder.dim != self.space.info.dim:
+                raise UsageError(
+                    f"model {self.model_name} gives {self._encoder.dim}-d vectors but space "
+                    f"{self.space.name} holds {self.space.info.dim}-d ones"
+                )
+        return self._encoder
+
+    def reload_vectors(self) -> None:
+        """Pick up vectors written by an indexer since the space was opened."""
+        self.index = self._load_video_index()
+        if self.report_space is not None:
+            self.report_index = self.report_space.load_index()
+
+    def site_key(self) -> bytes | None:
+        """The data dir's key for hashing identifiers (None when the archive has none yet). A missing
+        or swapped key file is an error (:func:`echosearch.privacy.site_key_for`), never "no match"."""
+        from echosearch.privacy import site_key_for
+
+        if self._site_key is None:
+            self._site_key = site_key_for(self.data_dir, self.db, create=False)
+        return self._site_key
+
+    def keyed(self, value: str) -> str | None:
+        """An identifier (MRN, accession) as the index stores it: hashed with the site key."""
+        from echosearch.privacy import keyed_hash
+
+        key = self.site_key()
+        return keyed_hash(value, key) if key is not None else None
+
+    def absolute(self, rel: str | None) -> str | None:
+        """A data-dir relative path (thumbnails, previews) as an absolute one."""
+        return str(self.data_dir / rel) if rel else None
+
+    def _load_video_index(self) -> VectorIndex:
+        """The space's FAISS index; a missing file while the database has indexed clips is an error
+        (searches would otherwise answer "no results" as if the archive were empty)."""
+        if not self.space.index_path.is_file():
+            with self.db.session() as s:
+                indexed = q.indexed_video_ids(s).size
+            if indexed:
+                raise IndexError_(
+                    f"{self.space.index_path} is missing but {indexed} clips are indexed: run "
+                    "`echosearch verify --repair` (it rebuilds the index from the frame store)"
+                )
+        return self.space.load_index()

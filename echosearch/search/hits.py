@@ -1,0 +1,94 @@
+"""Result rows from stored rows: a clip's card data, a study's summary, report excerpts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from echosearch.search.context import OpenSpace
+from echosearch.search.results import StudyHit, VideoHit
+from echosearch.store import queries as q
+from echosearch.store.schema import Study
+
+REPORT_EXCERPT_CHARS = 240
+
+
+class Hits:
+    """Builds :class:`VideoHit` and :class:`StudyHit` rows (labels of this space, report excerpts)."""
+
+    def __init__(self, archive: OpenSpace):
+        self.archive = archive
+
+    def videos(self, pairs: list[tuple[int, float | None]]) -> list[VideoHit]:
+        """(video id, score or None) pairs as hits, in the given order; unknown ids are left out."""
+        if not pairs:
+            return []
+        archive = self.archive
+        ids = [i for i, _ in pairs]
+        with archive.db.session() as s:
+            videos = q.videos_by_ids(s, ids)
+            labels = q.labels_for(s, ids, archive.space_id)
+            excerpts = report_excerpts(s, {v.study_id for v in videos.values() if v.study_id})
+            hits = []
+            for vid, score in pairs:
+                v = videos.get(vid)
+                if v is None:
+                    continue
+                study = v.study
+                hits.append(
+                    VideoHit(
+                        video_id=vid,
+                        score=None if score is None else float(score),
+                        path=v.path,
+                        study_uid=study.study_uid if study else None,
+                        study_date=study.study_date.isoformat() if study and study.study_date else None,
+                        view=v.view,
+                        manufacturer=v.manufacturer,
+                        frames=v.frames,
+                        fps=v.fps,
+                        labels=labels.get(vid, {}),
+                        thumbnail=archive.absolute(v.thumbnail_path),
+                        preview=archive.absolute(v.preview_path),
+                        report_excerpt=excerpts.get(v.study_id),
+                    )
+                )
+        return hits
+
+    def study(self, s, study: Study, score: float | None, reference: Study | None = None) -> StudyHit:
+        """A study as a hit (in session ``s``): its clip count, mean labels, and whether the records
+        say it is the ``reference`` study's patient."""
+        videos = q.videos_of_study(s, study.id)
+        labels = q.labels_for(s, [v.id for v in videos], self.archive.space_id)
+        same = None
+        if reference is not None and reference.patient_id is not None and study.patient_id is not None:
+            same = reference.patient_id == study.patient_id
+        return StudyHit(
+            study_uid=study.study_uid,
+            score=score,
+            study_date=study.study_date.isoformat() if study.study_date else None,
+            n_videos=len(videos),
+            same_patient_on_record=same,
+            labels=mean_labels(labels.values()),
+            report_excerpt=report_excerpts(s, {study.id}).get(study.id),
+        )
+
+
+def report_excerpts(s, study_ids: set[int]) -> dict[int, str]:
+    return {sid: excerpt(r.text) for sid, r in q.reports_of_studies(s, study_ids).items()}
+
+
+def excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= REPORT_EXCERPT_CHARS else text[: REPORT_EXCERPT_CHARS - 1] + "…"
+
+
+def mean_labels(per_video: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of each numeric label over a study's clips."""
+    sums: dict[str, list[float]] = {}
+    for labels in per_video:
+        for task, value in labels.items():
+            if isinstance(value, (int, float)) and value is not None:
+                sums.setdefault(task, []).append(float(value))
+    return {task: float(np.mean(vals)) for task, vals in sums.items()}
