@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select, update
 
+from echosearch.batching import batches
 from echosearch.index import Space
 from echosearch.index.faiss_index import IndexError_, VectorIndex
 from echosearch.index.frames import DEFAULT_SHARD_ROWS, REC, SUM_REC
@@ -239,8 +240,7 @@ def _repair_video_space(db, space, index, frames, check: SpaceCheck, broken: dic
                 .values(status=STATUS_PENDING, size=None, mtime=None)
             )
     rebuild = [i for i in check.missing_in_index if i not in gone]
-    for start in range(0, len(rebuild), 4096):
-        ids = rebuild[start : start + 4096]
+    for ids in batches(rebuild, 4096):
         means = np.stack([frames.get(i).astype(np.float32).mean(axis=0) for i in ids])
         means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
         index.replace(ids, means)

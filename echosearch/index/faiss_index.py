@@ -43,6 +43,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from echosearch.batching import batches
 from echosearch.errors import EchosearchError, UsageError
 
 log = logging.getLogger(__name__)
@@ -392,8 +393,7 @@ class VectorIndex:
         chunk = 65536
         best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
         best_i = np.empty((len(q), 0), dtype=np.int64)
-        for start in range(0, subset.size, chunk):
-            sub = subset[start : start + chunk]
+        for sub in batches(subset, chunk):
             scores = q @ self._index.reconstruct_batch(sub).T
             best_s = np.hstack([best_s, scores])
             best_i = np.hstack([best_i, np.broadcast_to(sub, scores.shape)])
