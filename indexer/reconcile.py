@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import numpy as np
 from sqlalchemy import select, update
 
 from echosearch.batching import batches
+from echosearch.fsutil import atomic_write_text
 from echosearch.index import Space
 from echosearch.index.faiss_index import IndexError_, VectorIndex
 from echosearch.index.frames import DEFAULT_SHARD_ROWS, REC, SUM_REC
@@ -131,9 +131,7 @@ def _frames_meta_damage(space: Space, repair: bool) -> str | None:
     if repair:
         shards = sorted(root.glob("shard-*.f16"))
         rows = shards[0].stat().st_size // (2 * space.info.dim) if len(shards) > 1 else DEFAULT_SHARD_ROWS
-        tmp = meta.with_name("meta.json.tmp")
-        tmp.write_text(json.dumps({"dim": space.info.dim, "shard_rows": int(rows)}))
-        os.replace(tmp, meta)
+        atomic_write_text(meta, json.dumps({"dim": space.info.dim, "shard_rows": int(rows)}))
     return why
 
 

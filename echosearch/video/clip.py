@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from echosearch.fsutil import sha256_file
 from echosearch.video import formats
 from echosearch.video.errors import ClipReadError, CorruptFile, NotAnImage, TooFewFrames, TooLarge, one_line
 from echosearch.video.limits import Limits
-from echosearch.video.meta import ClipMeta, file_sha256
+from echosearch.video.meta import ClipMeta
 from echosearch.video.sampling import DEFAULT_SAMPLING, Sampling, parse_sampling
 from echosearch.video.sector import apply_mask, combine, estimate_sector
 
@@ -85,7 +86,7 @@ def _read_clip(
     fmt = formats.format_for(path, formats.read_head(path))
     if fmt is None:
         raise NotAnImage(f"{path.name}: not a DICOM and not a video type we read ({path.suffix.lower()})")
-    sha = file_sha256(path)
+    sha = sha256_file(path)
     frames, indices, meta, region_mask = fmt.reader(path, policy, sha, site_key, limits)
     if len(frames) == 0:
         raise TooFewFrames(f"{path.name}: no frames")

@@ -4,7 +4,6 @@ nearest clips, studies and reports."""
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from echosearch.errors import EchosearchError, UsageError
+from echosearch.fsutil import PRIVATE, atomic_write_bytes
 from echosearch.search import Engine
 from ui import common
 
@@ -102,9 +102,8 @@ def save_upload(name: str, data: bytes, upload_dir: Path | None = None) -> Uploa
     upload_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     purge_uploads(upload_dir)
     path = upload_dir / f"{sha[:16]}{fmt.suffix}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    # atomic: another session reading the same upload (same bytes, same name) never sees it half-written
+    atomic_write_bytes(path, data, mode=PRIVATE, fsync=False)
     try:
         clip = read_clip(path)  # raises a one-line ClipReadError for anything unreadable
         thumbs = write_thumbnails(upload_dir, sha, clip.frames, clip.fps or 30.0)
