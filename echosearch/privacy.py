@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 
 from echosearch.errors import EchosearchError
+from echosearch.fsutil import PRIVATE, atomic_write_bytes
 from echosearch.paths import make_private_dir
 
 log = logging.getLogger(__name__)
@@ -172,13 +173,7 @@ def import_site_key(data_dir: str | os.PathLike, db, backup: str | os.PathLike) 
             raise SiteKeyError(f"{path} exists and holds another key; move it away first")
         # the wrong key (the one the refusal complained about): kept aside, never deleted
         os.replace(path, path.with_name(f"{KEY_FILE}.{key_fingerprint(current)}.replaced"))
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, key, mode=PRIVATE)
     if recorded is None:
         with db.session() as s:
             s.add(SiteSetting(name=FINGERPRINT_SETTING, value=found))

@@ -7,12 +7,13 @@ so a re-index of the same bytes rewrites the same files and nothing is orphaned.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from echosearch.fsutil import atomic_path
 
 STILL_HEIGHT = 240
 PREVIEW_HEIGHT = 160
@@ -34,9 +35,9 @@ def _resize(frame: np.ndarray, height: int) -> Image.Image:
 
 
 def _atomic_save(image: Image.Image, path: Path, **kwargs) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format=kwargs.pop("format"), **kwargs)
-    os.replace(tmp, path)
+    # no fsync: two thumbnails a clip on the indexing path, and a lost one is made again from the clip
+    with atomic_path(path, fsync=False) as tmp:
+        image.save(tmp, format=kwargs.pop("format"), **kwargs)
 
 
 def thumbnail_paths(sha256: str) -> Thumbnails:

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from echosearch.video import formats
+
 log = logging.getLogger(__name__)
 
-#: Extensions that are clips even without looking inside; anything else is sniffed for a DICOM preamble.
-CLIP_EXTENSIONS = {".dcm", ".dicom", ".avi", ".mp4", ".mov", ".mkv", ".m4v", ".webm"}
 SKIP_NAMES = {"DICOMDIR", "manifest.csv", "reports.csv"}
 
 
@@ -41,18 +41,15 @@ class Discovery:
 
 
 def looks_like_clip(path: Path) -> bool:
-    """By extension, or for extension-less files (common in PACS exports) by the DICM magic."""
-    suffix = path.suffix.lower()
-    if suffix in CLIP_EXTENSIONS:
-        return True
-    if suffix:
-        return False
+    """By suffix (one :mod:`echosearch.video.formats` reads), or for an extension-less file (common
+    in PACS exports) by its magic bytes (a DICOM preamble, a video container's header)."""
+    if path.suffix:
+        return path.suffix.lower() in formats.clip_suffixes()
     try:
-        with path.open("rb") as fh:
-            head = fh.read(132)
+        head = formats.read_head(path)
     except OSError:
         return False
-    return len(head) == 132 and head[128:132] == b"DICM"
+    return formats.sniff(head) is not None
 
 
 def _kind(mode: int) -> str:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from echosearch.fsutil import sha256_file
 from echosearch.paths import storable_path
 from echosearch.thumbnails import write_thumbnails
 from echosearch.video import ClipMeta, ClipReadError, crop_and_scale, read_clip
 from echosearch.video.errors import one_line
-from echosearch.video.meta import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def read_one(job: ReadJob, cfg: ReaderConfig) -> ReadResult:
     start = time.perf_counter()
     result = ReadResult(job=job)
     try:
-        result.sha256 = file_sha256(Path(job.path))
+        result.sha256 = sha256_file(job.path)
         if job.known_sha256 is not None and result.sha256 == job.known_sha256:
             result.unchanged_content = True
             return result

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select, update
 
+from echosearch.batching import batches
+from echosearch.fsutil import atomic_write_text
 from echosearch.index import Space
 from echosearch.index.faiss_index import IndexError_, VectorIndex
 from echosearch.index.frames import DEFAULT_SHARD_ROWS, REC, SUM_REC
@@ -130,9 +131,7 @@ def _frames_meta_damage(space: Space, repair: bool) -> str | None:
     if repair:
         shards = sorted(root.glob("shard-*.f16"))
         rows = shards[0].stat().st_size // (2 * space.info.dim) if len(shards) > 1 else DEFAULT_SHARD_ROWS
-        tmp = meta.with_name("meta.json.tmp")
-        tmp.write_text(json.dumps({"dim": space.info.dim, "shard_rows": int(rows)}))
-        os.replace(tmp, meta)
+        atomic_write_text(meta, json.dumps({"dim": space.info.dim, "shard_rows": int(rows)}))
     return why
 
 
@@ -239,8 +238,7 @@ def _repair_video_space(db, space, index, frames, check: SpaceCheck, broken: dic
                 .values(status=STATUS_PENDING, size=None, mtime=None)
             )
     rebuild = [i for i in check.missing_in_index if i not in gone]
-    for start in range(0, len(rebuild), 4096):
-        ids = rebuild[start : start + 4096]
+    for ids in batches(rebuild, 4096):
         means = np.stack([frames.get(i).astype(np.float32).mean(axis=0) for i in ids])
         means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
         index.replace(ids, means)

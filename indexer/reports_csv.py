@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
+from echosearch.batching import batches
 from echosearch.errors import UsageError
 from echosearch.index import Space
 from echosearch.privacy import keyed_hash
@@ -89,8 +90,7 @@ def index_reports(
         todo = [(r.id, r.cleaned_text or "") for r in s.scalars(select(Report).order_by(Report.id))]
     todo = [(i, t) for i, t in todo if i not in index]
     counts.unchanged = max(0, counts.rows - counts.unmatched - len(todo))
-    for k in range(0, len(todo), 256):
-        part = todo[k : k + 256]
+    for part in batches(todo, 256):
         index.replace([i for i, _ in part], np.asarray(encode_text([t for _, t in part]), dtype=np.float32))
         counts.embedded += len(part)
     if todo:

@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from echosearch.errors import UsageError
+from echosearch.fsutil import sha256_file
 from echosearch.index import Space, SpaceInfo, list_spaces, report_space_name
 from echosearch.lock import WriterLock
 from echosearch.models import Encoder, load_model, resolve_bundle
@@ -32,7 +33,6 @@ from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db
 from echosearch.store.schema import STATUS_INDEXED, Failure, IndexRun, Video
 from echosearch.video import parse_sampling
-from echosearch.video.meta import file_sha256
 from echosearch.zeroshot import load_tasks, load_thresholds, resolve_tasks
 from indexer.discover import discover
 from indexer.distributor import CrashedJob, Distributor, default_workers, make_distributor
@@ -236,7 +236,7 @@ class Runner:
                 continue
             if path in failed and not opts.retry_failed:
                 try:
-                    sha = file_sha256(c.path)
+                    sha = sha256_file(c.path)
                 except OSError:
                     sha = None
                 if sha in failed[path]:

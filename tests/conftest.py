@@ -1,4 +1,4 @@
-"""Shared fixtures: the reference EchoCLIP folder (skips where absent) and a CLI runner."""
+"""Shared fixtures: the reference EchoCLIP folder (skips where absent), a CLI runner, a video writer."""
 
 from __future__ import annotations
 
@@ -35,6 +35,30 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def write_test_video(
+    path: Path, frames, codec: str = "mjpeg", pix_fmt: str = "yuvj420p", fps: int = 30
+) -> Path:
+    """Write ``frames`` (uint8 RGB ``[F,H,W,3]``) with PyAV; the container follows the file's suffix."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        stream.options = {"qscale": "2"} if codec in ("mpeg4", "mjpeg") else {}
+        for arr in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture
+def video_writer():
+    """:func:`write_test_video`: ``video_writer(path, frames, codec, pix_fmt, fps=30) -> path``."""
+    return write_test_video
 
 
 TINY_TASKS = """

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
+import av
+import numpy as np
 import pydicom.data
+import pytest
 
+from echosearch.video import formats, read_clip
 from indexer.discover import discover, looks_like_clip
 
 
@@ -59,3 +64,31 @@ def test_dicomdir_contributes_referenced_files():
     found = discover([dicomdir])
     assert len(found.candidates) == 31
     assert all(c.path.is_file() and c.size > 0 for c in found.candidates)
+
+
+def test_finds_every_type_read_clip_reads(tmp_path, video_writer):
+    """.mpg/.mpeg/.wmv/.ogv/.dic clips were read by read_clip but skipped by the folder scan."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    frames = np.full((4, 48, 64, 3), 90, dtype=np.uint8)
+    for name, codec, pix_fmt in (
+        ("a.mpg", "mpeg1video", "yuv420p"),
+        ("b.mpeg", "mpeg2video", "yuv420p"),
+        ("c.wmv", "wmv2", "yuv420p"),
+        ("d.ogv", "libvpx", "yuv420p"),
+        ("e.MKV", "mpeg4", "yuv420p"),
+    ):
+        if codec not in av.codecs_available:
+            pytest.skip(f"FFmpeg in this PyAV has no {codec} encoder")
+        video_writer(clips / name, frames, codec, pix_fmt)
+    shutil.copyfile(pydicom.data.get_testdata_file("US1_J2KR.dcm"), clips / "f.dic")
+    shutil.copyfile(clips / "a.mpg", clips / "G0001")  # no suffix: known by its bytes
+    _touch(clips / "notes.txt", b"\0" * 128 + b"DICM")  # another suffix: not even opened
+    _touch(clips / "NOTES", b"The free text of a note\n" * 30)
+    found = discover([tmp_path])
+    assert [c.path.name for c in found.candidates] == [
+        "G0001", "a.mpg", "b.mpeg", "c.wmv", "d.ogv", "e.MKV", "f.dic"
+    ]  # fmt: skip
+    for c in found.candidates:
+        assert read_clip(c.path, sampling="all").num_frames > 0, c.path.name
+    assert all(formats.format_for(c.path, formats.read_head(c.path)) for c in found.candidates)

@@ -157,7 +157,7 @@ def test_shipped_registry_resolves(echoclip_ref):
     assert {"echoclip", "echoclip-r", "echosearch-demo"} <= set(entries)
     assert entries["echoclip"].hub_repo == "mkaichristensen/echo-clip"
     assert entries["echoclip-r"].tokenizer["kind"] == "template"
-    from echosearch.models.bundle import sha256_file
+    from echosearch.fsutil import sha256_file
 
     for raw in entries["echoclip-r"].files:  # the pinned checksums are those of the reference files
         assert raw.sha256 == sha256_file(echoclip_ref / raw.name), raw.name

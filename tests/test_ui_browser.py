@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from echosearch.video import formats
+
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "ui"
 CHROMIUM_ARGS = [
@@ -159,7 +161,7 @@ def test_clinician_path(page, ui_archive):
     bad = SHOTS / "not-a-clip.txt"
     bad.write_text("hello, I am not an echo")
     page.locator('input[type="file"]').set_input_files(str(bad))
-    expect(page.get_by_text("is not a DICOM, AVI or MP4 file", exact=False)).to_be_visible()
+    expect(page.get_by_text(f"{bad.name} is not a {formats.describe()} file", exact=False)).to_be_visible()
     bad.unlink()
 
     # open a study by accession number: clips, nearest studies, the patient's timeline

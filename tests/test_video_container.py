@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import av
 import numpy as np
 import pytest
@@ -20,19 +18,6 @@ def _frames(n: int = 30, h: int = 96, w: int = 128) -> np.ndarray:
     return arr
 
 
-def _write(path: Path, frames: np.ndarray, codec: str, pix_fmt: str, fps: int = 30) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
-        stream.options = {"qscale": "2"} if codec in ("mpeg4", "mjpeg") else {}
-        for arr in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return path
-
-
 def _square_x(frame: np.ndarray) -> float:
     orange = (frame[..., 0] > 180) & (frame[..., 2] < 100)
     return float(np.nonzero(orange)[1].mean())
@@ -42,11 +27,11 @@ def _square_x(frame: np.ndarray) -> float:
     ("name", "codec", "pix_fmt"),
     [("clip.avi", "mjpeg", "yuvj420p"), ("clip.mp4", "mpeg4", "yuv420p"), ("h264.mp4", "libx264", "yuv420p")],
 )
-def test_video_reads_sampled_frames_with_colour(tmp_path, name, codec, pix_fmt):
+def test_video_reads_sampled_frames_with_colour(tmp_path, video_writer, name, codec, pix_fmt):
     if codec not in av.codecs_available:
         pytest.skip(f"FFmpeg in this PyAV has no {codec} encoder")
     src = _frames()
-    path = _write(tmp_path / name, src, codec, pix_fmt)
+    path = video_writer(tmp_path / name, src, codec, pix_fmt)
     clip = read_clip(path, sampling="uniform:5", mask_sector=False)
     assert clip.frames.shape == (5, 96, 128, 3) and clip.frames.dtype == np.uint8
     assert clip.frame_indices.tolist() == [0, 7, 14, 22, 29]
@@ -61,18 +46,18 @@ def test_video_reads_sampled_frames_with_colour(tmp_path, name, codec, pix_fmt):
         assert np.abs(frame[40, x].astype(int) - (230, 120, 40)).max() < 25  # orange stays orange
 
 
-def test_video_all_and_stride(tmp_path):
-    path = _write(tmp_path / "c.avi", _frames(12), "mjpeg", "yuvj420p")
+def test_video_all_and_stride(tmp_path, video_writer):
+    path = video_writer(tmp_path / "c.avi", _frames(12), "mjpeg", "yuvj420p")
     assert read_clip(path, sampling="all").frames.shape[0] == 12
     clip = read_clip(path, sampling="stride:3,limit:8")
     assert clip.frame_indices.tolist() == [0, 3, 6]
 
 
-def test_video_uids_come_from_content(tmp_path):
-    a = _write(tmp_path / "a.avi", _frames(6), "mjpeg", "yuvj420p")
+def test_video_uids_come_from_content(tmp_path, video_writer):
+    a = video_writer(tmp_path / "a.avi", _frames(6), "mjpeg", "yuvj420p")
     b = tmp_path / "copy.avi"
     b.write_bytes(a.read_bytes())
-    c = _write(tmp_path / "c.avi", _frames(7), "mjpeg", "yuvj420p")
+    c = video_writer(tmp_path / "c.avi", _frames(7), "mjpeg", "yuvj420p")
     ma, mb, mc = (read_clip(p).meta for p in (a, b, c))
     assert ma.sop_instance_uid == mb.sop_instance_uid and ma.study_instance_uid == mb.study_instance_uid
     assert ma.sop_instance_uid != mc.sop_instance_uid

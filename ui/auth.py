@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from echosearch.errors import UsageError
+from echosearch.fsutil import PRIVATE, atomic_write_text
 
 SITE_CONFIG = "site.yaml"
 MIN_PASSWORD_LENGTH = 8
@@ -74,10 +74,7 @@ def load_site_config(data_dir: str | Path) -> dict[str, Any]:
 def _write_site_config(data_dir: str | Path, config: dict[str, Any]) -> Path:
     path = site_config_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(SITE_CONFIG + ".tmp")
-    tmp.write_text(yaml.safe_dump(config, sort_keys=True))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(config, sort_keys=True), mode=PRIVATE)
     return path
 
 

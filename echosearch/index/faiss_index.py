@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,9 @@ from typing import Any
 import faiss
 import numpy as np
 
+from echosearch.batching import batches
 from echosearch.errors import EchosearchError, UsageError
+from echosearch.fsutil import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -392,8 +393,7 @@ class VectorIndex:
         chunk = 65536
         best_s = np.full((len(q), 0), -np.inf, dtype=np.float32)
         best_i = np.empty((len(q), 0), dtype=np.int64)
-        for start in range(0, subset.size, chunk):
-            sub = subset[start : start + chunk]
+        for sub in batches(subset, chunk):
             scores = q @ self._index.reconstruct_batch(sub).T
             best_s = np.hstack([best_s, scores])
             best_i = np.hstack([best_i, np.broadcast_to(sub, scores.shape)])
@@ -473,16 +473,8 @@ class VectorIndex:
         if self._kind == "hnsw" and self._tombstones.size:
             self.rebuild("hnsw")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            faiss.write_index(self._index, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp:
+            faiss.write_index(self._index, str(tmp))
 
     @classmethod
     def load(

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from echosearch.errors import UsageError
+from echosearch.fsutil import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ class FrameStore:
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             self.dim, self.shard_rows = int(dim), int(shard_rows)
-            _write_json_atomic(meta_path, {"dim": self.dim, "shard_rows": self.shard_rows})
+            meta = {"dim": self.dim, "shard_rows": self.shard_rows}
+            atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
         self._maps: dict[int, np.memmap] = {}
         self.reload()
 
@@ -238,12 +240,7 @@ class FrameStore:
             return -1
         raw = np.fromfile(self._sums_path, dtype=np.int64)
         recs = raw[: raw.size // SUM_REC * SUM_REC].reshape(-1, SUM_REC)[:, :REC]
-        tmp = self._log_path.with_name("map.log.tmp")
-        with open(tmp, "wb") as f:
-            f.write(np.ascontiguousarray(recs).tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._log_path)
+        atomic_write_bytes(self._log_path, np.ascontiguousarray(recs).tobytes())
         self._maps.clear()
         self.reload()
         return len(self)
@@ -339,9 +336,3 @@ class FrameStore:
             offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             frames=np.concatenate([b.frames for b in batches]),
         )
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)

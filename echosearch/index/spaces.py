@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from echosearch.errors import UsageError
+from echosearch.fsutil import atomic_write_text
 from echosearch.index.faiss_index import IndexConfig, VectorIndex
 from echosearch.index.frames import FrameStore
 
@@ -156,9 +157,7 @@ class Space:
 
     def write_info(self) -> None:
         """Write space.json atomically."""
-        tmp = self.info_path.with_name(INFO_FILE + ".tmp")
-        tmp.write_text(json.dumps(asdict(self.info), indent=2, sort_keys=True))
-        os.replace(tmp, self.info_path)
+        atomic_write_text(self.info_path, json.dumps(asdict(self.info), indent=2, sort_keys=True))
 
     # ------------------------------------------------------------ contents
 

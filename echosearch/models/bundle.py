@@ -16,7 +16,6 @@ only when one of those changes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 
 from echosearch.errors import ConfigError, EchosearchError
+from echosearch.fsutil import atomic_write_text, sha256_file
 from echosearch.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -78,14 +78,6 @@ class Manifest:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 class _VerifiedCache:
     """Remembers files already hashed: "device:inode" -> (size, mtime_ns, sha256).
 
@@ -118,9 +110,7 @@ class _VerifiedCache:
             return
         try:  # a read-only cache only costs speed, never correctness
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.entries))
-            tmp.replace(self.path)
+            atomic_write_text(self.path, json.dumps(self.entries), fsync=False)
         except OSError as exc:
             log.debug("could not save checksum cache %s: %s", self.path, exc)
 

@@ -8,7 +8,6 @@ route only adds the downloading. Offline, the online route fails within seconds 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from echosearch.errors import EchosearchError, UsageError
+from echosearch.fsutil import sha256_file
 from echosearch.models.bundle import BIN_NAME, OPEN_CLIP_CONFIG, SAFETENSORS_NAME, ModelBundle, write_bundle
 from echosearch.models.registry import RegistryEntry, get_entry
 
@@ -66,7 +66,7 @@ def find_weights(folder: Path) -> Path:
 
 
 def _verify_raw(path: Path, expected: str, name: str) -> None:
-    h = hashlib.sha256(path.read_bytes()).hexdigest()
+    h = sha256_file(path)
     if h != expected:
         raise PullError(
             f"{name} at {path} has sha256 {h}, but the registry pins {expected}: wrong or altered file"

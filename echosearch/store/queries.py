@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from echosearch.batching import SQL_IN_BATCH, batches
 from echosearch.errors import UsageError
 from echosearch.store.schema import (
     STATUS_INDEXED,
@@ -141,8 +142,8 @@ def videos_by_ids(s: Session, video_ids: Iterable[int]) -> dict[int, Video]:
     """Videos by id, in one query per 10,000 ids (for decorating search results)."""
     ids = [int(i) for i in video_ids]
     out: dict[int, Video] = {}
-    for i in range(0, len(ids), 10_000):
-        out.update({v.id: v for v in s.scalars(select(Video).where(Video.id.in_(ids[i : i + 10_000])))})
+    for batch in batches(ids, SQL_IN_BATCH):
+        out.update({v.id: v for v in s.scalars(select(Video).where(Video.id.in_(batch)))})
     return out
 
 
@@ -284,8 +285,8 @@ def upsert_labels(
         return 0
     vids = sorted({int(r[0]) for r in rows})
     existing: dict[tuple[int, str], Label] = {}
-    for i in range(0, len(vids), 10_000):
-        q = select(Label).where(Label.space_id == space_id, Label.video_id.in_(vids[i : i + 10_000]))
+    for batch in batches(vids, SQL_IN_BATCH):
+        q = select(Label).where(Label.space_id == space_id, Label.video_id.in_(batch))
         existing.update({(lb.video_id, lb.task): lb for lb in s.scalars(q)})
     for vid, task, value, category in rows:
         lb = existing.get((int(vid), task))
@@ -306,8 +307,8 @@ def labels_for(
     """``{video_id: {task: value}}`` (categorical tasks give their class name)."""
     ids = [int(i) for i in video_ids]
     out: dict[int, dict[str, float | str | None]] = {i: {} for i in ids}
-    for i in range(0, len(ids), 10_000):
-        q = select(Label).where(Label.video_id.in_(ids[i : i + 10_000]))
+    for batch in batches(ids, SQL_IN_BATCH):
+        q = select(Label).where(Label.video_id.in_(batch))
         if space_id is not None:
             q = q.where(Label.space_id == space_id)
         for lb in s.scalars(q.order_by(Label.space_id)):

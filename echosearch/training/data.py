@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from echosearch.errors import UsageError
+from echosearch.fsutil import atomic_path
 from echosearch.video import ClipReadError, crop_and_scale, read_clip
 
 log = logging.getLogger(__name__)
@@ -148,9 +149,8 @@ def load_frames(
     paths = [str(c.path) for c in clips]
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        torch.save({"frames": out, "counts": counts, "paths": paths}, tmp)
-        tmp.replace(cache_file)
+        with atomic_path(cache_file) as tmp:
+            torch.save({"frames": out, "counts": counts, "paths": paths}, tmp)
     except OSError as exc:  # a read-only archive only costs time on the next run
         log.warning("could not write frame cache %s: %s", cache_file, exc)
     return FrameCache(out, counts, size, paths)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from echosearch.batching import batches
 from echosearch.errors import UsageError
 from echosearch.training.data import (
     ArchiveClip,
@@ -88,11 +89,8 @@ def embed_archive(encoder, archive: str | Path, frames: int = EVAL_FRAMES, progr
     pre = encoder.preprocess_cfg
     cache = load_frames(clips, pre["size"], frames, default_cache_dir(archive), progress)
     frame_embs, clip_embs = [], []
-    for start in range(0, len(clips), 32):
-        batch = [
-            normalize(cache.clip(i), pre["mean"], pre["std"])
-            for i in range(start, min(len(clips), start + 32))
-        ]
+    for batch_ids in batches(range(len(clips)), 32):
+        batch = [normalize(cache.clip(i), pre["mean"], pre["std"]) for i in batch_ids]
         per_clip, embs = encoder.encode_clips(batch)
         # Pad short clips by repeating their last frame embedding, so tasks see an [N, F, D] array.
         frame_embs.extend(torch.cat([f, f[-1:].expand(frames - f.shape[0], -1)]) for f in per_clip)

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from echosearch.errors import UsageError
+from echosearch.fsutil import atomic_path
 from echosearch.models import Manifest, write_bundle
 from echosearch.models.arch import echoclip_model_cfg, echoclip_preprocess_cfg
 from echosearch.paths import cache_dir, configs_dir, package_data
@@ -417,7 +418,6 @@ def train_step(
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, losses: list[float]) -> None:
-    tmp = path.with_suffix(".tmp")
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -425,8 +425,8 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, losses:
         "step": step,
         "losses": losses,
     }
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _step_generator(seed: int, step: int) -> torch.Generator:

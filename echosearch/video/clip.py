@@ -1,7 +1,8 @@
-"""``read_clip``: any echo clip (DICOM, AVI, MP4) -> :class:`EchoClip` (RGB frames + metadata + sector).
+"""``read_clip``: any echo clip (DICOM, AVI, MP4, ...) -> :class:`EchoClip` (RGB frames + metadata + sector).
 
-The format is decided from the file's content (the ``DICM`` marker), not only its name, so a
-mis-named file gets a precise error rather than a confusing one from the wrong reader.
+The format, and so the reader, comes from :mod:`echosearch.video.formats`: decided by the file's
+content (its magic bytes) before its name, so a mis-named file gets a precise error rather than a
+confusing one from the wrong reader.
 """
 
 from __future__ import annotations
@@ -13,17 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from echosearch.video.container import VIDEO_SUFFIXES, read_video
-from echosearch.video.dicom import read_dicom
+from echosearch.fsutil import sha256_file
+from echosearch.video import formats
 from echosearch.video.errors import ClipReadError, CorruptFile, NotAnImage, TooFewFrames, TooLarge, one_line
 from echosearch.video.limits import Limits
-from echosearch.video.meta import ClipMeta, file_sha256
+from echosearch.video.meta import ClipMeta
 from echosearch.video.sampling import DEFAULT_SAMPLING, Sampling, parse_sampling
 from echosearch.video.sector import apply_mask, combine, estimate_sector
 
 log = logging.getLogger(__name__)
-
-DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 
 
 @dataclass
@@ -43,12 +42,6 @@ class EchoClip:
         return int(self.frames.shape[0])
 
 
-def _is_dicom(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(132)
-    return head[128:132] == b"DICM" or path.suffix.lower() in DICOM_SUFFIXES
-
-
 def read_clip(
     path: str | os.PathLike,
     sampling: str | Sampling = DEFAULT_SAMPLING,
@@ -56,7 +49,8 @@ def read_clip(
     mask_sector: bool = True,
     limits: Limits | None = None,
 ) -> EchoClip:
-    """Read the sampled frames of a DICOM, AVI or MP4 clip as RGB, with metadata and sector.
+    """Read the sampled frames of a clip (DICOM or video: :mod:`echosearch.video.formats`) as RGB,
+    with metadata and sector.
 
     Raises a :class:`ClipReadError` subclass (one line, no traceback) for anything unreadable,
     whatever the decoding libraries raise inside (a fuzzed file reaches code paths of pydicom, the
@@ -89,16 +83,11 @@ def _read_clip(
         raise ClipReadError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise CorruptFile(f"{path.name}: empty file")
-    sha = file_sha256(path)
-    region_mask = None
-    if _is_dicom(path):
-        dicom = read_dicom(path, policy, sha, site_key, limits)
-        frames, indices, meta, region_mask = dicom.frames, dicom.indices, dicom.meta, dicom.region_mask
-    else:
-        suffix = path.suffix.lower()
-        if suffix and suffix not in VIDEO_SUFFIXES:
-            raise NotAnImage(f"{path.name}: not a DICOM and not a video type we read ({suffix})")
-        frames, indices, meta = read_video(path, policy, sha, site_key, limits)
+    fmt = formats.format_for(path, formats.read_head(path))
+    if fmt is None:
+        raise NotAnImage(f"{path.name}: not a DICOM and not a video type we read ({path.suffix.lower()})")
+    sha = sha256_file(path)
+    frames, indices, meta, region_mask = fmt.reader(path, policy, sha, site_key, limits)
     if len(frames) == 0:
         raise TooFewFrames(f"{path.name}: no frames")
     sector = combine(region_mask, estimate_sector(frames))

@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 # FFmpeg demuxers that will "read" almost anything (text as ANSI art, raw bytes, subtitles)
 _NOT_VIDEO_FORMATS = {"tty", "data", "bin", "srt", "ass", "webvtt", "lrc", "mpl2", "microdvd", "sami"}
-VIDEO_SUFFIXES = {".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv"}
 
 
 def _open(source: str | BinaryIO, name: str) -> av.container.InputContainer:

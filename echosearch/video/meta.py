@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from echosearch.privacy import keyed_hash
-
-_CHUNK = 1 << 20
 
 
 @dataclass
@@ -47,15 +44,6 @@ class ClipMeta:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of the file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def uid_from_hash(sha256_hex: str, role: str) -> str:

@@ -1,20 +1,23 @@
-"""Query by clip: an uploaded DICOM/AVI/MP4, or an indexed clip ("similar clips") -> its labels and
+"""Query by clip: an uploaded clip (DICOM or video), or an indexed clip ("similar clips") -> its labels and
 nearest clips, studies and reports."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from echosearch.errors import EchosearchError, UsageError
+from echosearch.fsutil import PRIVATE, atomic_write_bytes
 from echosearch.search import Engine
 from ui import common
+
+if TYPE_CHECKING:
+    from echosearch.video.formats import ClipFormat
 
 MAX_UPLOAD_MB = 200
 #: Where uploads go when no data dir is given (tests); the app keeps them in ``<data>/uploads/``.
@@ -35,22 +38,20 @@ class Upload:
     name: str
     path: Path
     sha256: str
-    kind: str  # dicom | avi | mp4
+    kind: str  # a format name of echosearch.video.formats: dicom, avi, mp4, mkv, ...
     preview: Path | None = None
     results: dict[str, Any] = field(default_factory=dict)
 
 
-def sniff(name: str, data: bytes) -> str:
-    """The clip type from the file's own bytes (its name can lie): dicom, avi or mp4."""
-    if len(data) >= 132 and data[128:132] == b"DICM":
-        return "dicom"
-    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
-        return "avi"
-    if data[4:8] == b"ftyp":
-        return "mp4"
-    if name.lower().endswith((".dcm", ".dicom")) and len(data) > 256:
-        return "dicom"  # DICOM without the 128-byte preamble; the reader decides
-    raise BadUpload(f"{name} is not a DICOM, AVI or MP4 file")
+def check_upload(name: str, data: bytes) -> ClipFormat:
+    """The clip format of an upload, from the file's own bytes (its name can lie; only a DICOM
+    without its preamble is taken on its name), as :mod:`echosearch.video.formats` knows them."""
+    from echosearch.video import formats
+
+    fmt = formats.format_for(name, data[: formats.HEAD_SIZE], strict=True)
+    if fmt is None:
+        raise BadUpload(f"{name} is not a {formats.describe()} file")
+    return fmt
 
 
 def purge_uploads(upload_dir: Path, older_than_s: float = UPLOAD_TTL_S) -> int:
@@ -95,23 +96,21 @@ def save_upload(name: str, data: bytes, upload_dir: Path | None = None) -> Uploa
         raise BadUpload(f"{name} is empty")
     if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
         raise BadUpload(f"{name} is larger than {MAX_UPLOAD_MB} MB")
-    kind = sniff(name, data)
+    fmt = check_upload(name, data)
     sha = hashlib.sha256(data).hexdigest()
     upload_dir = upload_dir or UPLOAD_DIR
     upload_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     purge_uploads(upload_dir)
-    suffix = {"dicom": ".dcm", "avi": ".avi", "mp4": ".mp4"}[kind]
-    path = upload_dir / f"{sha[:16]}{suffix}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    path = upload_dir / f"{sha[:16]}{fmt.suffix}"
+    # atomic: another session reading the same upload (same bytes, same name) never sees it half-written
+    atomic_write_bytes(path, data, mode=PRIVATE, fsync=False)
     try:
         clip = read_clip(path)  # raises a one-line ClipReadError for anything unreadable
         thumbs = write_thumbnails(upload_dir, sha, clip.frames, clip.fps or 30.0)
     except BaseException:
         path.unlink(missing_ok=True)  # nothing to keep a refused file for
         raise
-    return Upload(name=name, path=path, sha256=sha, kind=kind, preview=upload_dir / thumbs.preview)
+    return Upload(name=name, path=path, sha256=sha, kind=fmt.name, preview=upload_dir / thumbs.preview)
 
 
 def _query_results(eng: Engine, target: Any, filters, k: int) -> dict[str, Any]:
@@ -131,10 +130,12 @@ def _query_results(eng: Engine, target: Any, filters, k: int) -> dict[str, Any]:
 
 
 def render(eng: Engine) -> None:
+    from echosearch.video import formats
+
     st.header("Query by clip")
     filters, k = common.sidebar_filters(eng)
     uploaded = st.file_uploader(
-        "Drop a clip (DICOM, AVI or MP4)",
+        f"Drop a clip ({formats.describe()})",
         type=None,
         key="uploader",
         help=f"Up to {MAX_UPLOAD_MB} MB. The file stays on this server, in the data dir's private uploads folder, only while you use it.",
