@@ -41,7 +41,7 @@ from sqlalchemy import select, update
 from echosearch.batching import batches
 from echosearch.fsutil import atomic_write_text
 from echosearch.index import Space
-from echosearch.index.faiss_index import IndexError_, VectorIndex
+from echosearch.index.faiss_index import VectorIndexError, VectorIndex
 from echosearch.index.frames import DEFAULT_SHARD_ROWS, REC, SUM_REC
 from echosearch.store import queries as q
 from echosearch.store.db import Database
@@ -146,7 +146,7 @@ def _load_index_or_damage(
         return VectorIndex(space.info.dim, space.index_config), damage
     try:
         index = space.load_index()
-    except (IndexError_, OSError, RuntimeError) as exc:
+    except (VectorIndexError, OSError, RuntimeError) as exc:
         return VectorIndex(space.info.dim, space.index_config), f"{path} is unreadable ({exc})"
     ids = index.ids() if deep else np.empty(0, np.int64)
     try:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from echosearch.index import Space
-from echosearch.index.faiss_index import IndexError_
+from echosearch.index.faiss_index import VectorIndexError
 from echosearch.search import Engine
 from echosearch.store.db import StoreError, open_db
 from echosearch.synth import synthesize_archive
@@ -148,7 +148,7 @@ def test_an_unreadable_index_is_rebuilt_from_the_frame_store(copy, cli):
 
 def test_a_missing_index_is_an_error_for_search_and_repair_rebuilds_it(copy, cli):
     copy["space"].index_path.unlink()
-    with pytest.raises(IndexError_, match="verify --repair"):
+    with pytest.raises(VectorIndexError, match="verify --repair"):
         Engine.open(copy["data"])
     done = cli("search", "dilated left ventricle", "--data", str(copy["data"]))
     assert done.returncode == 1 and "index.faiss is missing" in done.stderr

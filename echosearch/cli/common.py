@@ -15,6 +15,15 @@ data_option = click.option(
     default=None,
     help="Data dir (default: $ECHOSEARCH_HOME or ./echosearch-data).",
 )
+space_option = click.option(
+    "--space",
+    "--model",
+    "model",
+    default=None,
+    metavar="SPACE",
+    help="Embedding space to use: a model name or a space name (default: the latest indexed). "
+    "--model is the same option (in `index`, --model names the model bundle to index with).",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout.")
 
 

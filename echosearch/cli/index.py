@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from echosearch.cli.common import data_option, emit_json, json_option
+from echosearch.cli.common import data_option, emit_json, json_option, space_option
 from echosearch.cli.main import cli
 from echosearch.errors import EchosearchError
 from echosearch.lock import WriterLock
@@ -80,7 +80,7 @@ def index(
 
 @cli.command()
 @data_option
-@click.option("--model", "model", default=None, help="Model space to relabel (default: latest).")
+@space_option
 @click.option(
     "--tasks",
     type=click.Path(dir_okay=False, exists=True),

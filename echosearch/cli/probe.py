@@ -7,10 +7,8 @@ from pathlib import Path
 
 import click
 
-from echosearch.cli.common import data_option, emit_json, json_option
+from echosearch.cli.common import data_option, emit_json, json_option, space_option
 from echosearch.cli.main import cli
-
-model_option = click.option("--model", "model", default=None, help="Model space (default: latest).")
 
 
 @cli.group()
@@ -24,7 +22,7 @@ def probe() -> None:
               help="CSV with a video_id, sop_uid or path column and a column named NAME.")  # fmt: skip
 @click.option("--kind", type=click.Choice(["binary", "categorical", "regression"]), default=None,
               help="Default: binary for 0/1/yes/no, regression for other numbers, else categorical.")  # fmt: skip
-@model_option
+@space_option
 @data_option
 @json_option
 def train(name, labels_csv, kind, model, data, as_json) -> None:
@@ -85,7 +83,7 @@ def train(name, labels_csv, kind, model, data, as_json) -> None:
 
 
 @probe.command(name="list")
-@model_option
+@space_option
 @data_option
 @json_option
 def list_cmd(model, data, as_json) -> None:
@@ -109,7 +107,7 @@ def list_cmd(model, data, as_json) -> None:
 
 @probe.command()
 @click.argument("name")
-@model_option
+@space_option
 @data_option
 @json_option
 def show(name, model, data, as_json) -> None:
@@ -132,7 +130,7 @@ def show(name, model, data, as_json) -> None:
 
 @probe.command()
 @click.argument("name")
-@model_option
+@space_option
 @data_option
 @json_option
 def remove(name, model, data, as_json) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from echosearch.cli.common import data_option, emit_json, json_option
+from echosearch.cli.common import data_option, emit_json, json_option, space_option
 from echosearch.cli.main import cli
 from echosearch.errors import UsageError
 from echosearch.search import Engine, SearchResult, parse_where
@@ -19,7 +19,6 @@ where_option = click.option(
     "(calibrated probability), 'pacemaker.score > 0.1' (raw score), 'lv_size >= moderate', 'view = A4C', "
     "'date >= 2021-01-01', 'manufacturer = GE', 'study = UID', 'mrn = 123'.",
 )
-model_option = click.option("--model", "model", default=None, help="Model space to use (default: latest).")
 
 
 def _open(data: str | None, model: str | None) -> Engine:
@@ -78,7 +77,7 @@ def _fmt(value) -> str:
 @where_option
 @click.option("--not", "negatives", multiple=True, metavar="TEXT", help="Push results away from TEXT.")
 @click.option("--literal", is_flag=True, help="Send TEXT to the model as typed (no query interpretation).")
-@model_option
+@space_option
 @data_option
 @json_option
 def search(text, k, where, negatives, literal, model, data, as_json) -> None:
@@ -96,7 +95,7 @@ def search(text, k, where, negatives, literal, model, data, as_json) -> None:
 @where_option
 @click.option("--include-same-study", is_flag=True, help="Also return clips of the query's own study.")
 @click.option("--reports", "with_reports", is_flag=True, help="List the nearest report texts instead.")
-@model_option
+@space_option
 @data_option
 @json_option
 def similar(target, k, where, include_same_study, with_reports, model, data, as_json) -> None:
@@ -119,7 +118,7 @@ def similar(target, k, where, include_same_study, with_reports, model, data, as_
 @cli.command()
 @click.argument("uid_or_accession")
 @k_option
-@model_option
+@space_option
 @data_option
 @json_option
 def study(uid_or_accession, k, model, data, as_json) -> None:
@@ -150,7 +149,7 @@ def study(uid_or_accession, k, model, data, as_json) -> None:
 @cli.command("same-patient")
 @click.argument("study_a")
 @click.argument("study_b")
-@model_option
+@space_option
 @data_option
 @json_option
 def same_patient(study_a, study_b, model, data, as_json) -> None:
@@ -165,7 +164,7 @@ def same_patient(study_a, study_b, model, data, as_json) -> None:
 
 @cli.command()
 @click.argument("target", metavar="FILE_OR_VIDEO_ID")
-@model_option
+@space_option
 @data_option
 @json_option
 def labels(target, model, data, as_json) -> None:
@@ -183,7 +182,7 @@ def labels(target, model, data, as_json) -> None:
 
 
 @cli.command()
-@model_option
+@space_option
 @data_option
 @json_option
 def stats(model, data, as_json) -> None:

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 KINDS = ("flat", "ivf", "hnsw")
 
 
-class IndexError_(EchosearchError):  # noqa: N801 - avoid shadowing the builtin IndexError
+class VectorIndexError(EchosearchError):  # noqa: N801 - avoid shadowing the builtin IndexError
     """A vector index file is missing, corrupt, or of the wrong dimension."""
 
 
@@ -312,7 +312,7 @@ class VectorIndex:
             # IVF with a hash-table direct map only accepts IDSelectorArray here.
             removed = self._index.remove_ids(faiss.IDSelectorArray(ids))
             if removed != ids.size:
-                raise IndexError_(f"FAISS removed {removed} of {ids.size} vectors: the index is inconsistent")
+                raise VectorIndexError(f"FAISS removed {removed} of {ids.size} vectors: the index is inconsistent")
         self._ids = np.delete(self._ids, np.searchsorted(self._ids, ids))
         self._maybe_grow()
         return int(ids.size)
@@ -483,12 +483,12 @@ class VectorIndex:
         """Open a saved index. ``mmap=True``: memory-map the vectors, read-only (fast open, shared pages)."""
         path = Path(path)
         if not path.is_file():
-            raise IndexError_(f"no vector index at {path}")
+            raise VectorIndexError(f"no vector index at {path}")
         flags = (faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY) if mmap else 0
         try:
             index = faiss.read_index(str(path), flags)
         except RuntimeError as exc:
-            raise IndexError_(f"cannot read vector index {path}: {str(exc).splitlines()[0]}") from exc
+            raise VectorIndexError(f"cannot read vector index {path}: {str(exc).splitlines()[0]}") from exc
         self = cls(index.d, config)
         self.read_only = mmap
         self._index = index
@@ -504,7 +504,7 @@ class VectorIndex:
                 sub.hnsw.efSearch = self.config.ef_search
             ids = faiss.vector_to_array(index.id_map).astype(np.int64)
         else:
-            raise IndexError_(f"{path} holds a {type(index).__name__}, not an echosearch index")
+            raise VectorIndexError(f"{path} holds a {type(index).__name__}, not an echosearch index")
         self._ids = np.sort(ids)
         self._trained_n = self.ntotal
         return self

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from echosearch.errors import UsageError
 from echosearch.index import Space, VectorIndex, report_space_name
-from echosearch.index.faiss_index import IndexError_
+from echosearch.index.faiss_index import VectorIndexError
 from echosearch.store import queries as q
 from echosearch.store.db import Database
 
@@ -88,7 +88,7 @@ class OpenSpace:
             with self.db.session() as s:
                 indexed = q.indexed_video_ids(s).size
             if indexed:
-                raise IndexError_(
+                raise VectorIndexError(
                     f"{self.space.index_path} is missing but {indexed} clips are indexed: run "
                     "`echosearch verify --repair` (it rebuilds the index from the frame store)"
                 )
