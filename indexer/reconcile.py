@@ -41,7 +41,7 @@ from sqlalchemy import select, update
 from echosearch.batching import batches
 from echosearch.fsutil import atomic_write_text
 from echosearch.index import Space
-from echosearch.index.faiss_index import VectorIndexError, VectorIndex
+from echosearch.index.faiss_index import VectorIndex, VectorIndexError
 from echosearch.index.frames import DEFAULT_SHARD_ROWS, REC, SUM_REC
 from echosearch.store import queries as q
 from echosearch.store.db import Database

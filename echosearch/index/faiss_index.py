@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 KINDS = ("flat", "ivf", "hnsw")
 
 
-class VectorIndexError(EchosearchError):  # noqa: N801 - avoid shadowing the builtin IndexError
+class VectorIndexError(EchosearchError):
     """A vector index file is missing, corrupt, or of the wrong dimension."""
 
 
@@ -312,7 +312,9 @@ class VectorIndex:
             # IVF with a hash-table direct map only accepts IDSelectorArray here.
             removed = self._index.remove_ids(faiss.IDSelectorArray(ids))
             if removed != ids.size:
-                raise VectorIndexError(f"FAISS removed {removed} of {ids.size} vectors: the index is inconsistent")
+                raise VectorIndexError(
+                    f"FAISS removed {removed} of {ids.size} vectors: the index is inconsistent"
+                )
         self._ids = np.delete(self._ids, np.searchsorted(self._ids, ids))
         self._maybe_grow()
         return int(ids.size)
