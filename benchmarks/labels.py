@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from echosearch.indexer.runner import IndexOptions, run_index
 from echosearch.probes import auc, fit_probe, labelled_vectors
 from echosearch.search import Engine
 from echosearch.synth import synthesize_archive
 from echosearch.zeroshot import Task, score_tasks
-from indexer.runner import IndexOptions, run_index
 
 RV_TASK = Task(
     "rv_dilation",

@@ -22,12 +22,12 @@ import numpy as np
 from sqlalchemy import select
 
 from echosearch.index import Space
+from echosearch.indexer.relabel import relabel
+from echosearch.indexer.runner import IndexOptions, run_index
 from echosearch.search import Engine
 from echosearch.store.db import open_db
 from echosearch.store.schema import STATUS_INDEXED, Video
 from echosearch.synth import synthesize_archive
-from indexer.relabel import relabel
-from indexer.runner import IndexOptions, run_index
 
 
 def _replicate(data: Path, space_name: str, target: int) -> int:

@@ -20,6 +20,9 @@ import pytest
 from sqlalchemy import func, select
 
 from echosearch.index import Space, report_space_name
+from echosearch.indexer.mapper import POSITIVE_SUFFIX
+from echosearch.indexer.reconcile import verify_data_dir
+from echosearch.indexer.runner import IndexOptions, Runner, run_index
 from echosearch.store.db import open_db
 from echosearch.store.schema import (
     STATUS_INDEXED,
@@ -34,9 +37,6 @@ from echosearch.synth import synthesize_archive
 from echosearch.synth.archive import read_manifest
 from echosearch.video import ClipReadError
 from echosearch.video import errors as video_errors
-from indexer.mapper import POSITIVE_SUFFIX
-from indexer.reconcile import verify_data_dir
-from indexer.runner import IndexOptions, Runner, run_index
 
 US_FILES = ("US1_UNCR.dcm", "color3d_jpeg_baseline.dcm", "OBXXXX1A.dcm")
 TASK_NAMES = {"pacemaker", "pacemaker" + POSITIVE_SUFFIX, "ejection_fraction", "view"}
@@ -259,8 +259,8 @@ def test_site_tasks_and_thresholds_label_the_index_and_new_clips_alike(tmp_path,
 def test_relabel_recomputes_labels_from_the_frame_store(tmp_path, synth_archive, tiny_bundle, cli):
     """Relabelling with a site's tasks gives the labels indexing with them gives (up to the float16
     frame store), without reading a video; relabelling with the model's own tasks restores them."""
+    from echosearch.indexer.relabel import relabel
     from echosearch.search import Engine
-    from indexer.relabel import relabel
 
     tasks, thresholds = tmp_path / "site.yaml", tmp_path / "site-thresholds.json"
     tasks.write_text(SITE_TASKS)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pydicom.data
 
-from indexer.discover import discover, looks_like_clip
+from echosearch.indexer.discover import discover, looks_like_clip
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:

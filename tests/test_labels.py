@@ -253,8 +253,8 @@ def test_platt_probabilities_are_monotone_and_fit_the_labels():
 
 
 def test_a_binary_thresholds_entry_gives_decisions_and_probabilities(tmp_path):
+    from echosearch.indexer.mapper import labels_of
     from echosearch.zeroshot import load_thresholds, save_thresholds, score_tasks
-    from indexer.mapper import labels_of
 
     path = save_thresholds(
         tmp_path / "t.json", {"pacemaker": {"threshold": 0.0, "slope": 10.0, "intercept": 0.0}}

@@ -60,7 +60,7 @@ def test_a_huge_query_is_stored_bounded(ui_archive):
 
 
 def test_uploads_are_removed_when_replaced_and_when_stale(tmp_path, ui_archive):
-    from ui.views import clip as view
+    from echosearch.ui.views import clip as view
 
     clip_file = next(p for p in ui_archive["archive"].rglob("*.dcm"))
     uploads = tmp_path / "uploads"

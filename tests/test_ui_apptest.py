@@ -221,7 +221,7 @@ def test_index_status_counts_and_demo_warning(app, ui_archive):
 
 
 def test_password_gate(ui_archive, monkeypatch):
-    from ui.auth import clear_password, set_password
+    from echosearch.ui.auth import clear_password, set_password
 
     monkeypatch.setenv("ECHOSEARCH_HOME", str(ui_archive["data"]))
     set_password(ui_archive["data"], "correct horse battery")

@@ -83,8 +83,8 @@ def _first_study(data: Path) -> str | None:
 @json_option
 def demo(data, patients, seed, models, no_ui, port, as_json) -> None:
     """Run the whole product offline: synthetic archive -> index -> what to try -> browser UI."""
+    from echosearch.indexer.runner import IndexOptions, run_index
     from echosearch.paths import data_dir as resolve_data_dir
-    from indexer.runner import IndexOptions, run_index
 
     root = (
         resolve_data_dir(data) if data or os.environ.get("ECHOSEARCH_HOME") else Path("echosearch-demo-data")

@@ -14,7 +14,7 @@ import streamlit as st
 
 from echosearch.errors import EchosearchError, UsageError
 from echosearch.search import Engine
-from ui import common
+from echosearch.ui import common
 
 MAX_UPLOAD_MB = 200
 #: Where uploads go when no data dir is given (tests); the app keeps them in ``<data>/uploads/``.
