@@ -198,6 +198,12 @@ class Engine:
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     # -------------------------------------------------------------- model
 
     @property

@@ -253,7 +253,8 @@ def test_site_tasks_and_thresholds_label_the_index_and_new_clips_alike(tmp_path,
     other = tmp_path / "other"
     synthesize_archive(other, patients=1, seed=8, frames=(6, 8))
     new_clip = next(p for p in sorted(other.rglob("*")) if p.suffix in (".dcm", ".avi", ".mp4"))
-    assert set(Engine.open(data).clip_labels(new_clip)) == expected
+    with Engine.open(data) as engine:
+        assert set(engine.clip_labels(new_clip)) == expected
 
 
 def test_relabel_recomputes_labels_from_the_frame_store(tmp_path, synth_archive, tiny_bundle, cli):
@@ -279,9 +280,8 @@ def test_relabel_recomputes_labels_from_the_frame_store(tmp_path, synth_archive,
 
     before = labels(later)
     assert all(set(v) == TASK_NAMES for v in before.values())
-    engine = Engine.open(later)
-    summary = relabel(engine, tasks, thresholds)
-    engine.close()
+    with Engine.open(later) as engine:
+        summary = relabel(engine, tasks, thresholds)
     assert summary.clips == len(before) and summary.tasks == ["pacemaker", "mitraclip"]
     expected, got = labels(direct), labels(later)
     assert got.keys() == expected.keys()

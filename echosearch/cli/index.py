@@ -103,11 +103,8 @@ def relabel(data, model, tasks, thresholds, as_json) -> None:
     if thresholds:
         load_thresholds(thresholds)
     with WriterLock(resolve_data_dir(data)):
-        engine = Engine.open(data, space=model, writer=True)
-        try:
+        with Engine.open(data, space=model, writer=True) as engine:
             summary = run(engine, tasks, thresholds)
-        finally:
-            engine.close()
     if as_json:
         emit_json(summary.to_dict())
     else:
