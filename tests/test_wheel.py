@@ -1,7 +1,7 @@
 """The built wheel works outside the checkout: built from a copy of the source, installed into a
 fresh virtual environment, it finds its registry, task files and lexicons (package data), imports
-``echosearch.indexer``/``echosearch.ui`` from itself, and runs ``models list``, a small ``demo`` and
-a search.
+``echosearch.indexer``/``echosearch.ui`` from itself, and runs ``models list``, a small ``demo``, a
+search and the UI's app.
 
 The new environment gets no dependencies of its own (no network, and torch is large): a ``.pth``
 file, written after the wheel is installed, lets it import them from this test's environment. Its
@@ -104,7 +104,7 @@ def test_the_wheel_holds_every_module_and_config_under_the_echosearch_package(wh
     assert tops == {"echosearch"}  # no generic top-level indexer/ or ui/
 
 
-def test_the_installed_wheel_runs_models_list_a_small_demo_and_a_search(venv, tmp_path):
+def test_the_installed_wheel_runs_models_list_a_small_demo_a_search_and_the_ui(venv, tmp_path):
     env, work = venv["env"], venv["work"]
     probe = _run([str(venv["python"]), "-c", (
         "import importlib.util, echosearch, echosearch.indexer.runner as r; "
@@ -133,3 +133,12 @@ def test_the_installed_wheel_runs_models_list_a_small_demo_and_a_search(venv, tm
 
     found = _run([str(venv["bin"] / "echosearch"), "search", "pacmaker", "--data", str(data)], work, env)
     assert " 1. " in found.stdout and "model echosearch-demo" in found.stderr
+
+    # the Streamlit app `echosearch ui` runs, from the installed package, on the demo's index
+    ui = _run([str(venv["python"]), "-c", (
+        "from streamlit.testing.v1 import AppTest; from echosearch.cli.ui import APP; "
+        "at = AppTest.from_file(str(APP), default_timeout=120).run(); "
+        "assert not at.exception, [e.value for e in at.exception]; print(at.sidebar.radio[0].options)"
+    )], work, {**env, "ECHOSEARCH_HOME": str(data)})  # fmt: skip
+    assert "Search" in ui.stdout and "Index status" in ui.stdout
+    assert _files(package) == before
