@@ -200,14 +200,17 @@ def main() -> None:
     args = ap.parse_args()
     ensure_index(args.archive, args.data, args.seed, args.patients, args.model)
     manifest = load_manifest(args.archive)
-    engine = Engine.open(args.data)
-    clinical = [precision_at_10(engine, manifest, q, rel, literal=False) for q, rel in QUERIES]
-    exact = []
-    for sentence, rel in TEMPLATE_SENTENCES:
-        row = precision_at_10(engine, manifest, sentence, rel, literal=False)
-        row["literal_p10"] = precision_at_10(engine, manifest, sentence, rel, literal=True)["precision_at_10"]
-        exact.append(row)
-    print(f"archive {args.archive} ({len(manifest)} clips), model {engine.model_name}")
+    with Engine.open(args.data) as engine:
+        clinical = [precision_at_10(engine, manifest, q, rel, literal=False) for q, rel in QUERIES]
+        exact = []
+        for sentence, rel in TEMPLATE_SENTENCES:
+            row = precision_at_10(engine, manifest, sentence, rel, literal=False)
+            row["literal_p10"] = precision_at_10(engine, manifest, sentence, rel, literal=True)[
+                "precision_at_10"
+            ]
+            exact.append(row)
+        model = engine.model_name
+    print(f"archive {args.archive} ({len(manifest)} clips), model {model}")
     _table(f"Clinical queries ({len(clinical)})", clinical)
     empty = [r["query"] for r in clinical if r["returned"] == 0]
     print(f"\nmean precision@10: {_mean([r['precision_at_10'] for r in clinical]):.3f}; "
@@ -221,7 +224,6 @@ def main() -> None:
           f"literal {_mean([r['literal_p10'] for r in exact]):.3f}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"clinical": clinical, "exact": exact}, indent=2))
-    engine.close()
 
 
 if __name__ == "__main__":

@@ -28,10 +28,10 @@ import pydicom
 import torch
 from PIL import Image
 
+from echosearch.indexer.runner import IndexOptions, Runner
 from echosearch.models import load_model
 from echosearch.synth import synthesize_archive
 from echosearch.video.sampling import parse_sampling
-from indexer.runner import IndexOptions, Runner
 
 TASKS = """
 tasks:

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from echosearch.indexer.runner import IndexOptions, run_index
 from echosearch.probes import auc, fit_probe, labelled_vectors
 from echosearch.search import Engine
 from echosearch.synth import synthesize_archive
 from echosearch.zeroshot import Task, score_tasks
-from indexer.runner import IndexOptions, run_index
 
 RV_TASK = Task(
     "rv_dilation",
@@ -77,9 +77,10 @@ def main() -> None:
         archive, data = _index(Path(args.work or tmp), args.patients, args.model)
         with open(archive / "manifest.csv", newline="") as fh:
             manifest = list(csv.DictReader(fh))
-        engine = Engine.open(data)
         rows = [("path", r["path"], r["path"]) for r in manifest]  # a path relative to the archive
-        ids, x, paths, missing = labelled_vectors(engine, rows)
+        with Engine.open(data) as engine:
+            ids, x, paths, missing = labelled_vectors(engine, rows)
+            zs = _zero_shot(engine, ids)
         by_path = {r["path"]: r for r in manifest}
         matched = [by_path[p] for p in paths]
         truth = {
@@ -87,8 +88,6 @@ def main() -> None:
             "mitraclip": np.array([r["mitraclip"] in ("1", "True", "true") for r in matched], int),
         }
         patient = np.array([r["patient_id"] for r in matched])
-        zs = _zero_shot(engine, ids)
-        engine.close()
     print(f"model {args.model}; {len(ids)} clips of {len(set(patient))} patients ({missing} unmatched); "
           f"{args.repeats} repeats, held-out patients only")  # fmt: skip
     print("| finding | positives / clips | labelled per class | probe AUC | zero-shot AUC (same clips) |")

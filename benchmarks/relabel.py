@@ -22,12 +22,12 @@ import numpy as np
 from sqlalchemy import select
 
 from echosearch.index import Space
+from echosearch.indexer.relabel import relabel
+from echosearch.indexer.runner import IndexOptions, run_index
 from echosearch.search import Engine
 from echosearch.store.db import open_db
 from echosearch.store.schema import STATUS_INDEXED, Video
 from echosearch.synth import synthesize_archive
-from indexer.relabel import relabel
-from indexer.runner import IndexOptions, run_index
 
 
 def _replicate(data: Path, space_name: str, target: int) -> int:
@@ -71,12 +71,11 @@ def main() -> None:
         )
         index_s = time.perf_counter() - t0
         _replicate(data, summary.space, args.clips)
-        engine = Engine.open(data)
-        engine.encoder  # noqa: B018 - load the model outside the timed part, as a CLI run does first
-        t0 = time.perf_counter()
-        done = relabel(engine, progress=False)
-        relabel_s = time.perf_counter() - t0
-        engine.close()
+        with Engine.open(data) as engine:
+            engine.encoder  # noqa: B018 - load the model outside the timed part, as a CLI run does first
+            t0 = time.perf_counter()
+            done = relabel(engine, progress=False)
+            relabel_s = time.perf_counter() - t0
     per_index = index_s / summary.embedded * 1000
     per_relabel = relabel_s / done.clips * 1000
     print(

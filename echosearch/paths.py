@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from importlib import resources
 from pathlib import Path
 
 DEFAULT_DATA_DIR = "echosearch-data"
@@ -33,13 +34,18 @@ def package_data() -> Path:
 
 
 def configs_dir() -> Path:
-    """The YAML configuration folder (registry, defaults, zero-shot tasks): ``configs/`` at the repo root.
+    """The YAML configuration folder (model registry, zero-shot tasks, query lexicons).
 
-    ``$ECHOSEARCH_CONFIGS`` overrides it (a site's own registry and tasks).
+    ``$ECHOSEARCH_CONFIGS`` if set (a site's own registry and tasks); else the copy a wheel ships as
+    package data (``echosearch/_configs/``, built from the repository's ``configs/``); else, in a
+    checkout or an editable install, the repository's ``configs/`` itself, the one source of both.
     """
     env = os.environ.get("ECHOSEARCH_CONFIGS")
     if env:
         return Path(env).expanduser()
+    packaged = resources.files("echosearch").joinpath("_configs")
+    if packaged.is_dir():
+        return Path(str(packaged))
     return Path(__file__).resolve().parent.parent / "configs"
 
 

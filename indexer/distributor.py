@@ -113,7 +113,7 @@ def die_with_parent(parent: int | None = None, poll: float = 0.5) -> None:
 
 def _warm() -> None:
     """Import the reader's dependencies (numpy, pydicom, PyAV, torch) ahead of the first real job."""
-    import indexer.reader  # noqa: F401
+    import echosearch.indexer.reader  # noqa: F401
 
 
 class LocalDistributor:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from echosearch.indexer.reader import ReadResult
 from echosearch.models import Encoder
 from echosearch.zeroshot import Task, score_tasks
-from indexer.reader import ReadResult
 
 log = logging.getLogger(__name__)
 

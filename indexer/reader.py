@@ -1,7 +1,7 @@
 """Reader: one clip file -> sampled, sector-masked, cropped frames ready for the model, plus thumbnails.
 
 This is the CPU-heavy, model-free half of indexing (decode, colour conversion, masking, resizing),
-so it runs in worker processes (see :mod:`indexer.distributor`) while the main process runs the
+so it runs in worker processes (see :mod:`echosearch.indexer.distributor`) while the main process runs the
 model. What travels back is small on purpose: uint8 ``[F,3,S,S]`` frames (4x smaller than float32;
 the mapper normalises a whole batch at once), the clip's metadata, and the thumbnail paths.
 Anything that goes wrong with one file becomes a failure record, never an exception, so one bad

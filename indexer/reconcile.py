@@ -1,6 +1,6 @@
 """Reconcile the database with the vector files: what ``echosearch verify`` checks and ``--repair`` fixes.
 
-The database is the source of truth (see :mod:`indexer.writer` for the write order). For a video
+The database is the source of truth (see :mod:`echosearch.indexer.writer` for the write order). For a video
 space, every indexed video must have frames in the frame store and a vector in FAISS, and nothing
 else may be there. For a report space, every report must have a vector and nothing else. Repair:
 

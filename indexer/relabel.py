@@ -25,14 +25,14 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 
 from echosearch.index import Space
+from echosearch.indexer.mapper import TextCache, labels_of
+from echosearch.indexer.summary import Progress
 from echosearch.models.encoder import Encoder
 from echosearch.probes import apply_all
 from echosearch.search import Engine
 from echosearch.store.db import Database
 from echosearch.store.schema import STATUS_INDEXED, Label, Video
 from echosearch.zeroshot import Task, resolve_tasks, score_tasks
-from indexer.mapper import TextCache, labels_of
-from indexer.summary import Progress
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 discover -> classify (unchanged / known failure / to read) -> readers (distributor) -> mapper (model,
 batched across clips) -> writer (transactions every N clips); then reports; then the summary.
-Before any of that it reconciles the data dir (:mod:`indexer.reconcile`), so a run that follows a
+Before any of that it reconciles the data dir (:mod:`echosearch.indexer.reconcile`), so a run that follows a
 kill -9 first repairs what the killed run left half-done and then simply carries on.
 
 The model is loaded only when there is something to embed: a rerun over an unchanged archive does
@@ -24,6 +24,15 @@ from sqlalchemy import select, update
 from echosearch.errors import UsageError
 from echosearch.fsutil import sha256_file
 from echosearch.index import Space, SpaceInfo, list_spaces, report_space_name
+from echosearch.indexer.discover import discover
+from echosearch.indexer.distributor import CrashedJob, Distributor, default_workers, make_distributor
+from echosearch.indexer.mapper import Mapper
+from echosearch.indexer.reader import ReaderConfig, ReadJob, ReadResult, read_one
+from echosearch.indexer.reconcile import check_report_space, check_video_space
+from echosearch.indexer.relabel import relabel_space
+from echosearch.indexer.reports_csv import index_reports, missing_report_ids, read_reports_csv
+from echosearch.indexer.summary import IndexSummary, Progress
+from echosearch.indexer.writer import Writer, mtime_of
 from echosearch.lock import WriterLock
 from echosearch.models import Encoder, load_model, resolve_bundle
 from echosearch.models.arch import is_arch
@@ -34,15 +43,6 @@ from echosearch.store.db import Database, open_db
 from echosearch.store.schema import STATUS_INDEXED, Failure, IndexRun, Video
 from echosearch.video import parse_sampling
 from echosearch.zeroshot import load_tasks, load_thresholds, resolve_tasks
-from indexer.discover import discover
-from indexer.distributor import CrashedJob, Distributor, default_workers, make_distributor
-from indexer.mapper import Mapper
-from indexer.reader import ReaderConfig, ReadJob, ReadResult, read_one
-from indexer.reconcile import check_report_space, check_video_space
-from indexer.relabel import relabel_space
-from indexer.reports_csv import index_reports, missing_report_ids, read_reports_csv
-from indexer.summary import IndexSummary, Progress
-from indexer.writer import Writer, mtime_of
 
 log = logging.getLogger(__name__)
 

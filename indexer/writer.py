@@ -10,7 +10,7 @@ Crash safety comes from one fixed order per commit, with the database as the sou
    while it is small, at most every ``save_interval`` seconds when large).
 
 A kill -9 between any two steps leaves: frames without a committed row (ignored, then removed),
-or committed rows whose vectors are not in the saved FAISS file; :mod:`indexer.reconcile` fixes
+or committed rows whose vectors are not in the saved FAISS file; :mod:`echosearch.indexer.reconcile` fixes
 both at the start of the next run (vectors are rebuilt from the frame store), so a rerun ends
 with DB, frame store and FAISS in agreement.
 
@@ -34,11 +34,11 @@ import numpy as np
 from sqlalchemy import select
 
 from echosearch.index import Space
+from echosearch.indexer.mapper import Embedded
+from echosearch.indexer.reader import ReadResult
 from echosearch.store import queries as q
 from echosearch.store.db import Database
 from echosearch.store.schema import STATUS_INDEXED, Video, utcnow
-from indexer.mapper import Embedded
-from indexer.reader import ReadResult
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,9 @@ import pytest
 from sqlalchemy import func, select
 
 from echosearch.index import Space, report_space_name
+from echosearch.indexer.mapper import POSITIVE_SUFFIX
+from echosearch.indexer.reconcile import verify_data_dir
+from echosearch.indexer.runner import IndexOptions, Runner, run_index
 from echosearch.store.db import open_db
 from echosearch.store.schema import (
     STATUS_INDEXED,
@@ -34,9 +37,6 @@ from echosearch.synth import synthesize_archive
 from echosearch.synth.archive import read_manifest
 from echosearch.video import ClipReadError
 from echosearch.video import errors as video_errors
-from indexer.mapper import POSITIVE_SUFFIX
-from indexer.reconcile import verify_data_dir
-from indexer.runner import IndexOptions, Runner, run_index
 
 US_FILES = ("US1_UNCR.dcm", "color3d_jpeg_baseline.dcm", "OBXXXX1A.dcm")
 TASK_NAMES = {"pacemaker", "pacemaker" + POSITIVE_SUFFIX, "ejection_fraction", "view"}
@@ -253,14 +253,15 @@ def test_site_tasks_and_thresholds_label_the_index_and_new_clips_alike(tmp_path,
     other = tmp_path / "other"
     synthesize_archive(other, patients=1, seed=8, frames=(6, 8))
     new_clip = next(p for p in sorted(other.rglob("*")) if p.suffix in (".dcm", ".avi", ".mp4"))
-    assert set(Engine.open(data).clip_labels(new_clip)) == expected
+    with Engine.open(data) as engine:
+        assert set(engine.clip_labels(new_clip)) == expected
 
 
 def test_relabel_recomputes_labels_from_the_frame_store(tmp_path, synth_archive, tiny_bundle, cli):
     """Relabelling with a site's tasks gives the labels indexing with them gives (up to the float16
     frame store), without reading a video; relabelling with the model's own tasks restores them."""
+    from echosearch.indexer.relabel import relabel
     from echosearch.search import Engine
-    from indexer.relabel import relabel
 
     tasks, thresholds = tmp_path / "site.yaml", tmp_path / "site-thresholds.json"
     tasks.write_text(SITE_TASKS)
@@ -279,9 +280,8 @@ def test_relabel_recomputes_labels_from_the_frame_store(tmp_path, synth_archive,
 
     before = labels(later)
     assert all(set(v) == TASK_NAMES for v in before.values())
-    engine = Engine.open(later)
-    summary = relabel(engine, tasks, thresholds)
-    engine.close()
+    with Engine.open(later) as engine:
+        summary = relabel(engine, tasks, thresholds)
     assert summary.clips == len(before) and summary.tasks == ["pacemaker", "mitraclip"]
     expected, got = labels(direct), labels(later)
     assert got.keys() == expected.keys()

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import func, select
 
 from echosearch.index import Space
+from echosearch.indexer.reconcile import verify_data_dir
+from echosearch.indexer.runner import IndexOptions, run_index
 from echosearch.store.db import open_db
 from echosearch.store.schema import STATUS_INDEXED, Label, Video
 from echosearch.synth import synthesize_archive
 from echosearch.synth.archive import read_manifest
-from indexer.reconcile import verify_data_dir
-from indexer.runner import IndexOptions, run_index
 
 
 def _indexed_so_far(db_path: Path) -> int:

@@ -11,8 +11,8 @@ import numpy as np
 import pydicom.data
 import pytest
 
+from echosearch.indexer.discover import discover, looks_like_clip
 from echosearch.video import formats, read_clip
-from indexer.discover import discover, looks_like_clip
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:

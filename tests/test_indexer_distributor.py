@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.distributor import CrashedJob, InlineDistributor, LocalDistributor
+from echosearch.indexer.distributor import CrashedJob, InlineDistributor, LocalDistributor
 
 
 def square(job: int, cfg: dict) -> int:
@@ -60,7 +60,7 @@ def test_inline_distributor_same_results():
 
 PARENT = """
 import os, sys
-from indexer.distributor import LocalDistributor
+from echosearch.indexer.distributor import LocalDistributor
 dist = LocalDistributor(workers=2)
 futures = [dist._executor().submit(os.getpid) for _ in range(8)]
 print(" ".join(sorted({str(f.result()) for f in futures})), flush=True)

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from echosearch.errors import UsageError
+from echosearch.indexer.runner import IndexOptions, run_index
 from echosearch.paths import filesystem_path, storable_path
 from echosearch.store.db import open_db
 from echosearch.store.schema import STATUS_INDEXED, Failure, Video
 from echosearch.synth import synthesize_archive
-from indexer.runner import IndexOptions, run_index
 
 
 @pytest.fixture(scope="module")

@@ -112,9 +112,8 @@ def test_demo_tasks_have_display_names_and_the_readme_aliases():
 
 @pytest.fixture(scope="module")
 def engine(ui_archive):
-    eng = Engine.open(ui_archive["data"])
-    yield eng
-    eng.close()
+    with Engine.open(ui_archive["data"]) as eng:
+        yield eng
 
 
 def test_unknown_label_on_an_index_lists_its_labels(engine):
@@ -190,12 +189,8 @@ def own_data(ui_archive, tmp_path):
 
 
 def test_probe_train_labels_every_clip_and_is_filterable(cli, own_data):
-    eng = Engine.open(own_data)
-    try:
-        with eng.db.session() as s:
-            videos = list(s.scalars(select(Video).order_by(Video.id)))
-    finally:
-        eng.close()
+    with Engine.open(own_data) as eng, eng.db.session() as s:
+        videos = list(s.scalars(select(Video).order_by(Video.id)))
     labels = own_data.parent / "labels.csv"
     with open(labels, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -253,8 +248,8 @@ def test_platt_probabilities_are_monotone_and_fit_the_labels():
 
 
 def test_a_binary_thresholds_entry_gives_decisions_and_probabilities(tmp_path):
+    from echosearch.indexer.mapper import labels_of
     from echosearch.zeroshot import load_thresholds, save_thresholds, score_tasks
-    from indexer.mapper import labels_of
 
     path = save_thresholds(
         tmp_path / "t.json", {"pacemaker": {"threshold": 0.0, "slope": 10.0, "intercept": 0.0}}

@@ -44,13 +44,11 @@ def test_identifiers_in_query_text_become_keyed_hashes_and_clinical_words_stay()
 
 
 def test_a_huge_query_is_stored_bounded(ui_archive):
-    engine = Engine.open(ui_archive["data"])
-    try:
-        engine.search_text("SEVERE DILATED LEFT VENTRICLE. mrn = 55555555 " + "x" * 1_000_000, k=1)
-    except Exception:  # noqa: BLE001 - only what reached the audit log matters here
-        pass
-    finally:
-        engine.close()
+    with Engine.open(ui_archive["data"]) as engine:
+        try:
+            engine.search_text("SEVERE DILATED LEFT VENTRICLE. mrn = 55555555 " + "x" * 1_000_000, k=1)
+        except Exception:  # noqa: BLE001 - only what reached the audit log matters here
+            pass
     db = open_db(ui_archive["data"])
     with db.session() as s:
         row = s.scalars(select(AuditLog).order_by(AuditLog.id.desc())).first()
@@ -60,7 +58,7 @@ def test_a_huge_query_is_stored_bounded(ui_archive):
 
 
 def test_uploads_are_removed_when_replaced_and_when_stale(tmp_path, ui_archive):
-    from ui.views import clip as view
+    from echosearch.ui.views import clip as view
 
     clip_file = next(p for p in ui_archive["archive"].rglob("*.dcm"))
     uploads = tmp_path / "uploads"

@@ -24,9 +24,8 @@ PACER = "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE."
 
 @pytest.fixture(scope="module")
 def engine(ui_archive):
-    eng = Engine.open(ui_archive["data"])
-    yield eng
-    eng.close()
+    with Engine.open(ui_archive["data"]) as eng:
+        yield eng
 
 
 def _videos(engine) -> list[Video]:
@@ -36,6 +35,15 @@ def _videos(engine) -> list[Video]:
 
 def _dicom_video(engine) -> Video:
     return next(v for v in _videos(engine) if v.path.endswith(".dcm"))
+
+
+def test_an_engine_opened_with_with_is_closed_on_leaving_even_by_an_error(ui_archive, monkeypatch):
+    closed = []
+    with pytest.raises(RuntimeError), Engine.open(ui_archive["data"]) as eng:
+        monkeypatch.setattr(eng.db, "close", lambda: closed.append("db"))
+        assert eng.stats()["counts"]["videos"] > 0
+        raise RuntimeError("a failing query")
+    assert closed == ["db"]
 
 
 def test_open_refuses_a_dir_without_an_index(tmp_path):

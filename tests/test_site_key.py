@@ -92,7 +92,7 @@ def test_import_replaces_a_wrong_key_and_keeps_it_aside(tmp_path):
 
 
 def test_an_index_run_refuses_to_start_without_its_key(tmp_path, tiny_task_bundle):
-    from indexer.runner import IndexOptions, run_index
+    from echosearch.indexer.runner import IndexOptions, run_index
 
     data, src = tmp_path / "data", tmp_path / "src"
     db, _ = _with_patient(data)

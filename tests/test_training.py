@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -184,15 +185,16 @@ def test_eval_reports_every_metric_and_writes_plots(trained, archive, tmp_path):
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["clips"] == 12
 
 
-def test_calibrate_writes_thresholds_that_the_bundle_then_carries(trained, archive, tmp_path):
-    import shutil
-
+def test_calibrate_into_the_bundle_writes_thresholds_that_the_bundle_then_carries(trained, archive, tmp_path):
+    """``--into-bundle`` (making a model to ship): the bundle's own thresholds file, manifest re-hashed."""
     copy = tmp_path / "copy"
     shutil.copytree(trained, copy)
     enc = load_model(copy, device="cpu", precision="fp32")
     raw = evaluate(enc, archive, frames=4, progress=False)["zero_shot"]
-    result = calibrate(enc, archive, frames=4, progress=False)
+    result = calibrate(enc, archive, frames=4, progress=False, into_bundle=True)
     assert result["thresholds"], result
+    assert result["path"] == str(copy / "thresholds.json")
+    assert not enc.bundle.site_thresholds_path.exists()
     reopened = open_bundle(copy)  # checksums verified: the manifest was rewritten with the new file
     assert json.dumps(reopened.thresholds, sort_keys=True) == json.dumps(result["thresholds"], sort_keys=True)
     metrics = evaluate(load_model(copy, device="cpu", precision="fp32"), archive, frames=4, progress=False)
@@ -208,6 +210,38 @@ def test_calibrate_writes_thresholds_that_the_bundle_then_carries(trained, archi
     for name in categorical:
         assert metrics["zero_shot"][name]["offsets"] == pytest.approx(result["thresholds"][name])
         assert metrics["zero_shot"][name]["accuracy"] >= raw[name]["accuracy"]
+
+
+def test_calibrate_leaves_a_read_only_bundle_untouched_and_its_site_file_is_used(trained, archive, tmp_path):
+    """By default calibrate writes the model's site thresholds file (in the cache dir), never the
+    bundle (package data of an installed echosearch, a pulled copy); loading the model then reads
+    it over the bundle's own thresholds, and any copy of the same model does too."""
+    bundle = tmp_path / "installed" / "bundle"
+    shutil.copytree(trained, bundle)
+    files = sorted(bundle.rglob("*"))
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+    for p in [*files, bundle]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        enc = load_model(bundle, device="cpu", precision="fp32")
+        shipped = dict(enc.bundle.thresholds)
+        result = calibrate(enc, archive, frames=4, progress=False)
+    finally:
+        for p in [bundle, *files]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    assert sorted(bundle.rglob("*")) == files
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == before
+    site = Path(result["path"])
+    assert site.parent == Path(os.environ["ECHOSEARCH_CACHE"]) / "thresholds" and site.is_file()
+    binary = next(n for n, v in result["thresholds"].items() if "threshold" in v)
+    assert result["thresholds"][binary] != shipped.get(binary)
+    for folder in (bundle, trained):  # the same model, wherever it lies, carries this site's thresholds
+        reopened = load_model(folder, device="cpu", precision="fp32")
+        assert reopened.bundle.thresholds == {**shipped, **result["thresholds"]}
+        metrics = evaluate(reopened, archive, frames=4, progress=False)["zero_shot"]
+        assert metrics[binary]["threshold"] == pytest.approx(result["thresholds"][binary]["threshold"])
+    again = calibrate(load_model(trained, device="cpu", precision="fp32"), archive, frames=4, progress=False)
+    assert again["path"] == str(site)  # recalibrating updates the same file
 
 
 def test_calibrate_to_a_site_file_leaves_the_bundle_alone(trained, archive, tmp_path):
@@ -353,6 +387,8 @@ def test_cli_calibrate_and_eval_a_site_task_file(cli, trained, archive, tmp_path
     common = ("--archive", str(archive), "--model", str(trained), "--frames", "4", "--tasks", str(site))
     res = cli("calibrate", *common)
     assert res.returncode != 0 and "pass --out FILE" in res.stderr and "Traceback" not in res.stderr
+    res = cli("calibrate", *common, "--into-bundle")
+    assert res.returncode == 2 and "not with --out or --tasks" in res.stderr
     out = tmp_path / "site-thresholds.json"
     res = cli("calibrate", *common, "--out", str(out), "--json")
     assert res.returncode == 0, res.stderr

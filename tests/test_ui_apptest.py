@@ -48,12 +48,8 @@ def _search(at, text: str = QUERY):
 
 
 def _audit_rows(data: Path) -> list[AuditLog]:
-    engine = Engine.open(data)
-    try:
-        with engine.db.session() as s:
-            return list(s.scalars(select(AuditLog).order_by(AuditLog.id)))
-    finally:
-        engine.close()
+    with Engine.open(data) as engine, engine.db.session() as s:
+        return list(s.scalars(select(AuditLog).order_by(AuditLog.id)))
 
 
 def test_search_shows_cards_latency_and_is_audited(app, ui_archive):
@@ -190,14 +186,11 @@ def test_labels_page_shows_classes_by_name_and_decisions_as_a_share(app, ui_arch
     _ok(app)
     headers = [m.value for m in app.markdown if m.value.startswith("**")]
     assert headers and not any(".positive" in h for h in headers)  # decisions are not tasks of their own
-    engine = Engine.open(ui_archive["data"])
-    try:
+    with Engine.open(ui_archive["data"]) as engine:
         categorical = [t for t in engine.label_tasks() if engine.label_categories(t)]
         decided = [t for t in engine.label_tasks() if engine.positive_share(t)]
         assert categorical and decided
         classes = engine.label_categories(categorical[0])
-    finally:
-        engine.close()
     captions = [c.value for c in app.caption]
     first, count = next(iter(classes.items()))
     assert any(c.startswith(f"{first} {count} (") for c in captions)  # class names, not indices
@@ -208,12 +201,9 @@ def test_index_status_counts_and_demo_warning(app, ui_archive):
     app.sidebar.radio(key="page").set_value("Index status").run()
     _ok(app)
     metrics = {m.label: m.value for m in app.metric}
-    engine = Engine.open(ui_archive["data"])
-    try:
+    with Engine.open(ui_archive["data"]) as engine:
         counts = engine.stats()["counts"]
         clinical = engine.clinical
-    finally:
-        engine.close()
     assert metrics["videos"] == str(counts["videos"]) == "8"
     assert metrics["studies"] == str(counts["studies"])
     if clinical is False:
@@ -221,7 +211,7 @@ def test_index_status_counts_and_demo_warning(app, ui_archive):
 
 
 def test_password_gate(ui_archive, monkeypatch):
-    from ui.auth import clear_password, set_password
+    from echosearch.ui.auth import clear_password, set_password
 
     monkeypatch.setenv("ECHOSEARCH_HOME", str(ui_archive["data"]))
     set_password(ui_archive["data"], "correct horse battery")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from echosearch.errors import UsageError
-from ui.auth import (
+from echosearch.ui.auth import (
     check_login,
     clear_password,
     hash_password,

@@ -14,11 +14,11 @@ import pytest
 
 from echosearch.index import Space
 from echosearch.index.faiss_index import VectorIndexError
+from echosearch.indexer.reconcile import StoreCheck, verify_data_dir
+from echosearch.indexer.runner import IndexOptions, run_index
 from echosearch.search import Engine
 from echosearch.store.db import StoreError, open_db
 from echosearch.synth import synthesize_archive
-from indexer.reconcile import StoreCheck, verify_data_dir
-from indexer.runner import IndexOptions, run_index
 
 
 def _opts(archive: Path, data: Path, bundle: Path) -> IndexOptions:

@@ -108,7 +108,7 @@ def test_unknown_suffix_is_refused_by_name(tmp_path):
 
 
 def test_upload_check_takes_what_the_bytes_show(video):
-    from ui.views.clip import BadUpload, check_upload
+    from echosearch.ui.views.clip import BadUpload, check_upload
 
     assert check_upload("scan.bin", video("clip.mkv").read_bytes()).name == "mkv"
     assert check_upload("x.mp4", US_DICOM.read_bytes()).name == "dicom"

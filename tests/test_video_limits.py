@@ -98,7 +98,7 @@ def test_caps_apply_to_videos_and_come_from_the_environment(tmp_path, monkeypatc
 
 
 def test_the_ui_upload_refuses_a_pixel_bomb_with_a_one_line_error(tmp_path, monkeypatch):
-    from ui.views import clip as view
+    from echosearch.ui.views import clip as view
 
     monkeypatch.setattr(view, "UPLOAD_DIR", tmp_path / "uploads")
     bomb = _dicom(tmp_path / "bomb.dcm", 16, 16, encapsulate([_jpeg(16, 16, claim=(8000, 8000))]), jpeg=True)

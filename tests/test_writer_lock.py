@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from echosearch.indexer.runner import IndexOptions, run_index
 from echosearch.lock import DataDirBusy, WriterLock
 from echosearch.store import queries as q
 from echosearch.store.db import open_db
 from echosearch.store.schema import AuditLog, Failure
 from echosearch.synth import synthesize_archive
-from indexer.runner import IndexOptions, run_index
 
 HOLD = "import sys,time; from echosearch.lock import WriterLock; WriterLock(sys.argv[1], 'echosearch index /pacs').acquire(); print('held', flush=True); time.sleep(60)"  # noqa: E501
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# `streamlit run` puts this file's folder, not the package's parent, on the path. In a checkout
+# (ui/app.py) the repository root goes first so that its echosearch is the one imported; an
+# installed wheel (echosearch/ui/app.py) is importable already.
 _ROOT = Path(__file__).resolve().parent.parent
-if str(_ROOT) not in sys.path:  # `streamlit run ui/app.py` puts ui/, not the repo, on the path
+if (_ROOT / "echosearch" / "__init__.py").is_file() and str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 import streamlit as st  # noqa: E402
 
 from echosearch.errors import EchosearchError  # noqa: E402
-from ui import auth, common  # noqa: E402
-from ui.views import clip, labels, search, status, study  # noqa: E402
+from echosearch.ui import auth, common  # noqa: E402
+from echosearch.ui.views import clip, labels, search, status, study  # noqa: E402
 
 RENDER = {
     "Search": search.render,

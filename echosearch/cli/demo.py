@@ -35,7 +35,7 @@ QUERIES = (
 )
 
 
-def _ensure_archive(archive: Path, patients: int, seed: int) -> None:
+def _ensure_archive(archive: Path, patients: int, seed: int, progress: bool | None) -> None:
     from echosearch.synth import synthesize_archive
 
     if (archive / "manifest.csv").is_file():
@@ -44,7 +44,7 @@ def _ensure_archive(archive: Path, patients: int, seed: int) -> None:
     if archive.exists() and any(archive.iterdir()):
         raise UsageError(f"{archive} exists and is not a synthetic archive; choose another --data")
     click.echo(f"synthesising {patients} patients into {archive} ...", err=True)
-    summary = synthesize_archive(archive, patients=patients, seed=seed)
+    summary = synthesize_archive(archive, patients=patients, seed=seed, progress=progress)
     click.echo(f"  {summary.clips} clips of {summary.studies} studies in {summary.seconds:.0f} s", err=True)
 
 
@@ -83,8 +83,8 @@ def _first_study(data: Path) -> str | None:
 @json_option
 def demo(data, patients, seed, models, no_ui, port, as_json) -> None:
     """Run the whole product offline: synthetic archive -> index -> what to try -> browser UI."""
+    from echosearch.indexer.runner import IndexOptions, run_index
     from echosearch.paths import data_dir as resolve_data_dir
-    from indexer.runner import IndexOptions, run_index
 
     root = (
         resolve_data_dir(data) if data or os.environ.get("ECHOSEARCH_HOME") else Path("echosearch-demo-data")
@@ -95,7 +95,7 @@ def demo(data, patients, seed, models, no_ui, port, as_json) -> None:
             "the bundled demo model is missing from this installation (see docs/demo_model.md to train it)"
         )
     archive = root / "archive"
-    _ensure_archive(archive, patients, seed)
+    _ensure_archive(archive, patients, seed, progress=None if not as_json else False)
     summaries = []
     for model in models:
         opts = IndexOptions(

@@ -49,8 +49,8 @@ def index(
     commit_every, tasks, thresholds, as_json,
 ) -> None:  # fmt: skip
     """Index clip files and folders (DICOM, AVI, MP4, DICOMDIR) into the data dir."""
+    from echosearch.indexer.runner import IndexOptions, run_index
     from echosearch.models.registry import default_model
-    from indexer.runner import IndexOptions, run_index
 
     opts = IndexOptions(
         paths=list(paths),
@@ -94,20 +94,17 @@ def index(
 @json_option
 def relabel(data, model, tasks, thresholds, as_json) -> None:
     """Recompute every zero-shot label from the stored frame embeddings (no video is read again)."""
+    from echosearch.indexer.relabel import relabel as run
     from echosearch.search import Engine
     from echosearch.zeroshot import load_tasks, load_thresholds
-    from indexer.relabel import relabel as run
 
     if tasks:  # a broken file fails before the model loads
         load_tasks(tasks)
     if thresholds:
         load_thresholds(thresholds)
     with WriterLock(resolve_data_dir(data)):
-        engine = Engine.open(data, space=model, writer=True)
-        try:
+        with Engine.open(data, space=model, writer=True) as engine:
             summary = run(engine, tasks, thresholds)
-        finally:
-            engine.close()
     if as_json:
         emit_json(summary.to_dict())
     else:
@@ -125,8 +122,8 @@ def relabel(data, model, tasks, thresholds, as_json) -> None:
 @json_option
 def verify(data, repair, as_json) -> None:
     """Check the database, FAISS indexes, frame stores and metadata files: present, intact, in agreement."""
+    from echosearch.indexer.reconcile import StoreCheck, verify_data_dir
     from echosearch.store.db import open_db
-    from indexer.reconcile import StoreCheck, verify_data_dir
 
     root = resolve_data_dir(data)
     if not (root / "echosearch.db").is_file():

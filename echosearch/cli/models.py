@@ -66,6 +66,8 @@ def info(name: str, data: str | None, as_json: bool) -> None:
             "path": str(bundle.path) if bundle.path else None,
             **bundle.manifest.to_dict(),
         }
+        site = bundle.site_thresholds_path  # what `echosearch calibrate` wrote for this model, if anything
+        doc["site_thresholds"] = str(site) if site and site.is_file() else None
         doc["model_cfg"] = bundle.model_cfg
         doc["preprocess_cfg"] = bundle.preprocess_cfg
     if as_json:

@@ -50,8 +50,7 @@ def train(name, labels_csv, kind, model, data, as_json) -> None:
     kind = kind or guess_kind([r[2] for r in rows])
     values = [parse_label(kind, r[2], f"{labels_csv}: {r[0]} {r[1]}") for r in rows]
     rows = [(k, i, v) for (k, i, _), v in zip(rows, values, strict=True)]
-    engine = Engine.open(data, space=model)
-    try:
+    with Engine.open(data, space=model) as engine:
         tasks, _stored, _thresholds = engine.label_catalog()
         clash = [t.name for t in tasks if t.name != name and name.lower() in {n.lower() for n in t.names}]
         zero_shot = (
@@ -66,8 +65,6 @@ def train(name, labels_csv, kind, model, data, as_json) -> None:
         fitted.model, fitted.labels_file = engine.space.name, str(Path(labels_csv).name)
         path = save_probe(engine.space, fitted)
         clips = apply_probe(engine, fitted)
-    finally:
-        engine.close()
     doc = {**asdict(fitted), "path": str(path), "labelled": len(ids), "unmatched_rows": missing,
            "clips_labelled": clips}  # fmt: skip
     if as_json:
@@ -91,11 +88,8 @@ def list_cmd(model, data, as_json) -> None:
     from echosearch.probes import list_probes
     from echosearch.search import Engine
 
-    engine = Engine.open(data, space=model)
-    try:
+    with Engine.open(data, space=model) as engine:
         probes = list_probes(engine.space)
-    finally:
-        engine.close()
     if as_json:
         emit_json([_public(p) for p in probes])
         return
@@ -115,11 +109,8 @@ def show(name, model, data, as_json) -> None:
     from echosearch.probes import load_probe
     from echosearch.search import Engine
 
-    engine = Engine.open(data, space=model)
-    try:
+    with Engine.open(data, space=model) as engine:
         p = load_probe(engine.space, name)
-    finally:
-        engine.close()
     if as_json:
         emit_json(_public(p))
         return
@@ -138,13 +129,10 @@ def remove(name, model, data, as_json) -> None:
     from echosearch.probes import load_probe, probe_dir, remove_labels
     from echosearch.search import Engine
 
-    engine = Engine.open(data, space=model)
-    try:
+    with Engine.open(data, space=model) as engine:
         load_probe(engine.space, name)  # an unknown name fails here, listing the probes
         remove_labels(engine, name)
         (probe_dir(engine.space) / f"{name}.json").unlink()
-    finally:
-        engine.close()
     if as_json:
         emit_json({"removed": name})
     else:

@@ -82,11 +82,11 @@ def _fmt(value) -> str:
 @json_option
 def search(text, k, where, negatives, literal, model, data, as_json) -> None:
     """Find clips matching free clinical TEXT ("severe LV dysfunction, no pacer"; see `interpret`)."""
-    engine = _open(data, model)
-    result = engine.search_text(
-        text, k=k, filters=_filters(where, engine), negatives=negatives, literal=literal
-    )
-    emit_json(result.to_dict()) if as_json else _print_videos(result, engine)
+    with _open(data, model) as engine:
+        result = engine.search_text(
+            text, k=k, filters=_filters(where, engine), negatives=negatives, literal=literal
+        )
+        emit_json(result.to_dict()) if as_json else _print_videos(result, engine)
 
 
 @cli.command()
@@ -100,19 +100,19 @@ def search(text, k, where, negatives, literal, model, data, as_json) -> None:
 @json_option
 def similar(target, k, where, include_same_study, with_reports, model, data, as_json) -> None:
     """Clips most like a given clip (a file, or the id of an indexed video)."""
-    engine = _open(data, model)
-    if with_reports:
-        result = engine.nearest_reports(target, k=k)
-        if as_json:
-            emit_json(result.to_dict())
+    with _open(data, model) as engine:
+        if with_reports:
+            result = engine.nearest_reports(target, k=k)
+            if as_json:
+                emit_json(result.to_dict())
+                return
+            for rank, hit in enumerate(result.results, 1):
+                click.echo(f"{rank:>3}. {hit.score:.3f}  study {hit.study_uid}\n       {hit.text[:300]}")
             return
-        for rank, hit in enumerate(result.results, 1):
-            click.echo(f"{rank:>3}. {hit.score:.3f}  study {hit.study_uid}\n       {hit.text[:300]}")
-        return
-    result = engine.search_clip(
-        target, k=k, filters=_filters(where, engine), exclude_same_study=not include_same_study
-    )
-    emit_json(result.to_dict()) if as_json else _print_videos(result, engine)
+        result = engine.search_clip(
+            target, k=k, filters=_filters(where, engine), exclude_same_study=not include_same_study
+        )
+        emit_json(result.to_dict()) if as_json else _print_videos(result, engine)
 
 
 @cli.command()
@@ -123,27 +123,27 @@ def similar(target, k, where, include_same_study, with_reports, model, data, as_
 @json_option
 def study(uid_or_accession, k, model, data, as_json) -> None:
     """A study: its clips, its nearest studies, and the same patient's other studies."""
-    engine = _open(data, model)
-    found = engine.find_study(uid_or_accession)
-    clips = engine.study_videos(found.study_uid)
-    nearest = engine.search_study(found.study_uid, k=k)
-    timeline = engine.patient_timeline(found.study_uid)
-    if as_json:
-        emit_json(
-            {
-                "study_uid": found.study_uid,
-                "study_date": found.study_date.isoformat() if found.study_date else None,
-                "videos": [c.to_dict() for c in clips],
-                "nearest_studies": [h.to_dict() for h in nearest.results],
-                "same_patient_studies": [h.to_dict() for h in timeline],
-            }
-        )
-        return
-    click.echo(f"study {found.study_uid}  {found.study_date or '-'}  {len(clips)} clips")
-    for clip in clips:
-        click.echo(f"  video {clip.video_id}  {clip.view or '-'}  {clip.path}")
-    _print_studies("nearest studies:", nearest.results)
-    _print_studies("same patient's studies (by record):", timeline)
+    with _open(data, model) as engine:
+        found = engine.find_study(uid_or_accession)
+        clips = engine.study_videos(found.study_uid)
+        nearest = engine.search_study(found.study_uid, k=k)
+        timeline = engine.patient_timeline(found.study_uid)
+        if as_json:
+            emit_json(
+                {
+                    "study_uid": found.study_uid,
+                    "study_date": found.study_date.isoformat() if found.study_date else None,
+                    "videos": [c.to_dict() for c in clips],
+                    "nearest_studies": [h.to_dict() for h in nearest.results],
+                    "same_patient_studies": [h.to_dict() for h in timeline],
+                }
+            )
+            return
+        click.echo(f"study {found.study_uid}  {found.study_date or '-'}  {len(clips)} clips")
+        for clip in clips:
+            click.echo(f"  video {clip.video_id}  {clip.view or '-'}  {clip.path}")
+        _print_studies("nearest studies:", nearest.results)
+        _print_studies("same patient's studies (by record):", timeline)
 
 
 @cli.command("same-patient")
@@ -154,7 +154,8 @@ def study(uid_or_accession, k, model, data, as_json) -> None:
 @json_option
 def same_patient(study_a, study_b, model, data, as_json) -> None:
     """How alike two studies are (EchoCLIP-R's same-patient score) and what the records say."""
-    score = _open(data, model).same_patient(study_a, study_b)
+    with _open(data, model) as engine:
+        score = engine.same_patient(study_a, study_b)
     if as_json:
         emit_json(score.to_dict())
         return
@@ -169,16 +170,16 @@ def same_patient(study_a, study_b, model, data, as_json) -> None:
 @json_option
 def labels(target, model, data, as_json) -> None:
     """Zero-shot labels of a clip (stored for an indexed clip, computed for a new file)."""
-    engine = _open(data, model)
-    values = engine.clip_labels(target)
-    if as_json:
-        emit_json({"target": target, "model": engine.model_name, "labels": values})
-        return
-    if engine.clinical is False:
-        click.echo(f"note: {engine.model_name} is a demo model, not a clinical one", err=True)
-    for line in engine.readable_labels(values):
-        click.echo(line)
-    click.echo("raw:  " + "  ".join(f"{task}={_fmt(value)}" for task, value in sorted(values.items())))
+    with _open(data, model) as engine:
+        values = engine.clip_labels(target)
+        if as_json:
+            emit_json({"target": target, "model": engine.model_name, "labels": values})
+            return
+        if engine.clinical is False:
+            click.echo(f"note: {engine.model_name} is a demo model, not a clinical one", err=True)
+        for line in engine.readable_labels(values):
+            click.echo(line)
+        click.echo("raw:  " + "  ".join(f"{task}={_fmt(value)}" for task, value in sorted(values.items())))
 
 
 @cli.command()
@@ -187,7 +188,8 @@ def labels(target, model, data, as_json) -> None:
 @json_option
 def stats(model, data, as_json) -> None:
     """Counts per table and space, index types, sizes on disk, recent runs, failures."""
-    info = _open(data, model).stats()
+    with _open(data, model) as engine:
+        info = engine.stats()
     if as_json:
         emit_json(info)
         return

@@ -77,7 +77,7 @@ def synth(
     chosen = tuple(f.strip() for f in formats.split(",") if f.strip()) if formats else None
     summary = synthesize_archive(out, patients=patients, seed=seed, formats=chosen, studies=studies,
                                  clips_per_study=clips_per_study, frames=frames, views=views,
-                                 report_style=report_style)  # fmt: skip
+                                 report_style=report_style, progress=None if not as_json else False)  # fmt: skip
     if as_json:
         emit_json(summary.to_dict())
         return

@@ -157,12 +157,16 @@ def eval_cmd(archive, model_name, out_dir, frames, tasks_file, thresholds_file, 
 @archive_option
 @model_option
 @click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False),
-              help="Thresholds file to write (default: the model bundle's own thresholds file).")  # fmt: skip
+              help="Thresholds file to write (default: the model's site thresholds file in the cache dir, "
+                   "which loading the model reads over the bundle's own; the bundle is not changed).")  # fmt: skip
+@click.option("--into-bundle", is_flag=True,
+              help="Write into the bundle's own thresholds file instead (re-hashing its manifest): for a "
+                   "bundle you made and will ship; never package data of an installed echosearch.")  # fmt: skip
 @click.option("--frames", default=16, show_default=True, type=click.IntRange(min=1))
 @tasks_option
 @labels_option
 @json_option
-def calibrate(archive, model_name, out_file, frames, tasks_file, labels_file, as_json) -> None:
+def calibrate(archive, model_name, out_file, into_bundle, frames, tasks_file, labels_file, as_json) -> None:
     """F1-optimal thresholds of binary zero-shot tasks (class offsets of categorical ones), from a labelled archive."""
     from echosearch.training.calibrate import calibrate as run
     from echosearch.training.data import load_archive
@@ -170,6 +174,8 @@ def calibrate(archive, model_name, out_file, frames, tasks_file, labels_file, as
     from echosearch.zeroshot import load_tasks
 
     load_archive(archive)
+    if into_bundle and (out_file or tasks_file):
+        raise click.UsageError("--into-bundle writes the model's own thresholds: not with --out or --tasks")
     if tasks_file:
         if not out_file:
             raise click.UsageError("thresholds of a --tasks file go to a file of their own: pass --out FILE")
@@ -177,7 +183,8 @@ def calibrate(archive, model_name, out_file, frames, tasks_file, labels_file, as
     if labels_file:
         LabelsFile(labels_file)
     result = run(_encoder(model_name), archive, out=Path(out_file) if out_file else None, frames=frames,
-                 progress=not as_json, tasks_file=tasks_file, labels_file=labels_file)  # fmt: skip
+                 progress=not as_json, tasks_file=tasks_file, labels_file=labels_file,
+                 into_bundle=into_bundle)  # fmt: skip
     if as_json:
         emit_json(result)
         return
@@ -192,6 +199,9 @@ def calibrate(archive, model_name, out_file, frames, tasks_file, labels_file, as
         else:
             click.echo(f"{name:<24} {value:.5f}")
     click.echo(f"wrote {result['path']}")
+    if not (out_file or into_bundle):
+        click.echo("(this site's thresholds for the model, read over its bundle's; the bundle is unchanged; "
+                   "`echosearch index` relabels an index with them)")  # fmt: skip
 
 
 def _encoder(model_name: str | None):

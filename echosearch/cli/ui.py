@@ -13,7 +13,17 @@ from echosearch.cli.common import data_option
 from echosearch.cli.main import cli
 from echosearch.errors import UsageError
 
-APP = Path(__file__).resolve().parents[2] / "ui" / "app.py"
+
+def app_script() -> Path:
+    """The Streamlit script: ``echosearch/ui/app.py`` in an installed wheel, ``ui/app.py`` in a checkout."""
+    from importlib.util import find_spec
+
+    spec = find_spec("echosearch.ui")
+    folder = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
+    return (folder or Path(__file__).resolve().parents[2] / "ui") / "app.py"
+
+
+APP = app_script()
 DATA_ENV = "ECHOSEARCH_HOME"
 
 
@@ -85,7 +95,7 @@ def run_streamlit(command: list[str], env: dict[str, str]) -> int:
 def set_password_cmd(ctx: click.Context, data: str | None, password: str) -> None:
     """Require a password for the UI (only an scrypt hash is stored, in <data>/site.yaml)."""
     from echosearch.paths import data_dir
-    from ui.auth import set_password
+    from echosearch.ui.auth import set_password
 
     root = data_dir(data) if data else ctx.obj["data"]
     path = set_password(root, password)
@@ -98,7 +108,7 @@ def set_password_cmd(ctx: click.Context, data: str | None, password: str) -> Non
 def clear_password_cmd(ctx: click.Context, data: str | None) -> None:
     """Remove the UI password gate."""
     from echosearch.paths import data_dir
-    from ui.auth import clear_password
+    from echosearch.ui.auth import clear_password
 
     root = data_dir(data) if data else ctx.obj["data"]
     had = clear_password(root)

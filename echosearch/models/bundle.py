@@ -16,9 +16,11 @@ only when one of those changes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -39,6 +41,7 @@ SAFETENSORS_NAME = "open_clip_model.safetensors"
 BIN_NAME = "open_clip_pytorch_model.bin"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
 FORMAT_VERSION = 1
+SITE_THRESHOLDS_DIR = "thresholds"  # in the cache dir: see ModelBundle.site_thresholds_path
 
 
 class BundleError(EchosearchError):
@@ -177,12 +180,36 @@ class ModelBundle:
 
     @property
     def thresholds(self) -> dict[str, float]:
-        """Calibrated zero-shot thresholds by task name (empty when the bundle has none)."""
-        if self.path is None or not self.manifest.thresholds:
-            return {}
+        """Calibrated zero-shot thresholds by task name: the bundle's own, overlaid task by task by
+        this site's (:attr:`site_thresholds_path`, what ``echosearch calibrate`` writes); empty when
+        there are none."""
         from echosearch.zeroshot import load_thresholds
 
-        return load_thresholds(self.path / self.manifest.thresholds)
+        own = self.path / self.manifest.thresholds if self.path and self.manifest.thresholds else None
+        site = self.site_thresholds_path
+        return {
+            **(load_thresholds(own) if own else {}),
+            **(load_thresholds(site) if site and site.is_file() else {}),
+        }
+
+    @property
+    def identity(self) -> str | None:
+        """sha256 over the bundle's checksummed files except its thresholds file: the same for every
+        copy of the same model (weights, config, tokenizer, tasks), different for any other."""
+        if self.path is None:
+            return None
+        files = sorted((k, v) for k, v in self.manifest.files.items() if k != self.manifest.thresholds)
+        return hashlib.sha256(json.dumps(files).encode()).hexdigest()
+
+    @property
+    def site_thresholds_path(self) -> Path | None:
+        """This site's calibrated thresholds for this model, kept outside the bundle (which may be
+        package data of an installed echosearch, or a pulled copy): ``<cache>/thresholds/NAME-ID.json``,
+        ID from :attr:`identity`, so a retrained or re-pulled model never inherits them."""
+        if self.identity is None:
+            return None
+        name = re.sub(r"[^\w.-]", "_", self.name)
+        return cache_dir() / SITE_THRESHOLDS_DIR / f"{name}-{self.identity[:16]}.json"
 
     def load_tasks(self) -> list:
         """The bundle's zero-shot tasks, through echosearch.zeroshot (format named in the manifest)."""

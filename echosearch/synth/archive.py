@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from echosearch.errors import UsageError
 from echosearch.synth.anatomy import Anatomy, Findings, draw_anatomy, draw_baseline, follow_up
@@ -119,6 +121,7 @@ def synthesize_archive(
     formats: tuple[str, ...] | None = None,
     views: str | tuple[str, ...] | None = None,
     report_style: str = "template",
+    progress: bool | None = None,
 ) -> ArchiveSummary:
     """Write a synthetic archive of ``patients`` patients into ``out_dir`` (created; must be empty).
 
@@ -128,7 +131,8 @@ def synthesize_archive(
     the shipped demo model knows): with the default every study has an A4C and a PLAX clip and extra
     clips repeat one; otherwise a study of N clips samples N distinct views, the common ones more
     often. ``report_style`` ``"template"`` (default) or ``"varied"``: see
-    :mod:`echosearch.synth.reports`; the ground truth does not depend on it.
+    :mod:`echosearch.synth.reports`; the ground truth does not depend on it. ``progress``: a
+    progress bar (patients, clips written) on stderr; ``None`` shows it when stderr is a terminal.
     """
     out = Path(out_dir)
     chosen_views = parse_views(views)
@@ -151,6 +155,12 @@ def synthesize_archive(
     rows: list[dict] = []
     report_rows: list[dict] = []
     n_studies = 0
+    bar = tqdm(
+        total=patients,
+        desc="synthesising",
+        unit="patient",
+        disable=progress is False or (progress is None and not sys.stderr.isatty()),
+    )
     for p in range(patients):
         patient = make_patient(seed, p)
         prng = _rng(seed, p, 0, 1)
@@ -167,6 +177,9 @@ def synthesize_archive(
             n_studies += 1
             prior = findings
             when += timedelta(days=int(prng.integers(90, 900)))
+        bar.set_postfix(clips=len(rows), refresh=False)
+        bar.update()
+    bar.close()
     manifest = out / "manifest.csv"
     _write_csv(manifest, MANIFEST_FIELDS, rows)
     reports = out / "reports.csv"

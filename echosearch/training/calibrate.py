@@ -1,5 +1,6 @@
 """F1-optimal zero-shot thresholds, Platt probabilities, categorical class offsets and regression
-errors from a labelled archive, written where the indexer's labels read them.
+errors from a labelled archive, written where the indexer's labels read them: the model's site
+thresholds file in the cache dir (never the bundle, unless asked), or a file of the caller's.
 
 A binary task's entry is ``{threshold, slope, intercept}``: the F1-optimal threshold and the sigmoid
 that turns its raw score into a probability (:func:`echosearch.zeroshot.platt_scaling`); a regression
@@ -15,6 +16,7 @@ A categorical task gets one offset per class, added to its class scores, that ma
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import numpy as np
 
 from echosearch.errors import UsageError
 from echosearch.models.bundle import write_manifest
+from echosearch.paths import package_data
 from echosearch.training.evaluate import EVAL_FRAMES, LabelsFile, embed_archive, require_tasks, task_labels
 from echosearch.zeroshot import (
     accuracy_offsets,
@@ -45,17 +48,27 @@ def calibrate(
     progress: bool = True,
     tasks_file: str | Path | None = None,
     labels_file: str | Path | None = None,
+    into_bundle: bool = False,
 ) -> dict[str, Any]:
-    """Threshold per binary task, class offsets per categorical task; written to ``out`` or into
-    the model's bundle (manifest re-hashed).
+    """Threshold per binary task, class offsets per categorical task, merged into what the target
+    already holds. The target: ``out``; else the site thresholds file of the model
+    (:attr:`~echosearch.models.bundle.ModelBundle.site_thresholds_path`, in the cache dir), which
+    loading the model reads over the bundle's own thresholds, so the bundle itself (package data of
+    an installed echosearch, a pulled copy) is never written; with ``into_bundle`` the bundle's own
+    thresholds file (manifest re-hashed: how a model to ship is made).
 
     Tasks whose archive labels hold one class only are skipped with a warning: F1 cannot pick a
     threshold from one class, nor accuracy offsets between classes. ``labels_file`` is a site's
-    ground truth (:class:`~echosearch.training.evaluate.LabelsFile`) for any task it has a column for. A site's ``tasks_file`` needs ``out``: the bundle's thresholds
-    file belongs to the bundle's own tasks.
+    ground truth (:class:`~echosearch.training.evaluate.LabelsFile`) for any task it has a column
+    for. A site's ``tasks_file`` needs ``out``: the model's thresholds belong to its own tasks.
     """
     if tasks_file and out is None:
         raise UsageError("thresholds of a --tasks file go to a file of their own: pass --out FILE")
+    if into_bundle and out is not None:
+        raise UsageError("--into-bundle and --out name two different targets: pass one")
+    if into_bundle:
+        _check_writable_bundle(encoder)  # before the archive is embedded, not after
+    site = None if out is not None or into_bundle else _site_file(encoder)
     tasks = list(require_tasks(encoder, tasks_file))
     if not tasks:
         raise UsageError(f"model {encoder.name!r} has no zero-shot task to calibrate")
@@ -89,17 +102,41 @@ def calibrate(
         else:
             offsets = accuracy_offsets(scores.class_scores[task.name][known], y[known].astype(int))
             thresholds[task.name] = dict(zip(task.class_names, offsets.tolist(), strict=True))
-    path = out if out is not None else _write_into_bundle(encoder, thresholds, archive)
-    if out is not None:
-        merged = {**(load_thresholds(out) if out.is_file() else {}), **thresholds}
-        save_thresholds(out, merged)
+    if into_bundle:
+        path = _write_into_bundle(encoder, thresholds, archive)
+    else:
+        path = out if out is not None else site
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_thresholds(path, {**(load_thresholds(path) if path.is_file() else {}), **thresholds})
     return {"thresholds": thresholds, "skipped": skipped, "path": str(path), "clips": len(emb.clips)}
+
+
+def _site_file(encoder) -> Path:
+    path = encoder.bundle.site_thresholds_path
+    if path is None:
+        raise UsageError(f"model {encoder.name!r} has no bundle folder; pass --out FILE")
+    return path
+
+
+def _check_writable_bundle(encoder) -> None:
+    """The bundle folder exists, is writable, and is no package data of an installed echosearch."""
+    folder = encoder.bundle.path
+    if folder is None:
+        raise UsageError(f"model {encoder.name!r} has no bundle folder; pass --out FILE")
+    shipped = package_data().resolve()
+    installed = not (shipped.parents[1] / "pyproject.toml").is_file()  # a wheel, not a checkout
+    if installed and folder.resolve().is_relative_to(shipped):
+        raise UsageError(
+            f"{folder} is part of the installed echosearch package; calibrate without --into-bundle"
+        )
+    if not os.access(folder, os.W_OK):
+        raise UsageError(
+            f"{folder} is not writable; calibrate without --into-bundle (a site thresholds file)"
+        )
 
 
 def _write_into_bundle(encoder, thresholds: dict[str, float], archive: str | Path) -> Path:
     bundle = encoder.bundle
-    if bundle.path is None:
-        raise UsageError(f"model {encoder.name!r} has no bundle folder; pass --out FILE")
     manifest = bundle.manifest
     manifest.thresholds = manifest.thresholds or THRESHOLDS_NAME
     path = bundle.path / manifest.thresholds

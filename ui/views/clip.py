@@ -14,7 +14,7 @@ import streamlit as st
 from echosearch.errors import EchosearchError, UsageError
 from echosearch.fsutil import PRIVATE, atomic_write_bytes
 from echosearch.search import Engine
-from ui import common
+from echosearch.ui import common
 
 if TYPE_CHECKING:
     from echosearch.video.formats import ClipFormat

@@ -7,7 +7,7 @@ import altair as alt
 import streamlit as st
 
 from echosearch.search import Engine
-from ui import common
+from echosearch.ui import common
 
 
 def render(eng: Engine) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from echosearch.search import Engine
-from ui import common
+from echosearch.ui import common
 
 EXAMPLES = (
     "severe LV dysfunction",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from echosearch.search import Engine
-from ui import common
+from echosearch.ui import common
 
 
 def render(eng: Engine) -> None:

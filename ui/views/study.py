@@ -8,8 +8,8 @@ import streamlit as st
 
 from echosearch.errors import UsageError
 from echosearch.search import Engine
-from ui import common
-from ui.views.clip import _study_buttons
+from echosearch.ui import common
+from echosearch.ui.views.clip import _study_buttons
 
 
 def _resolve(eng: Engine, text: str) -> list[str]:
