@@ -72,6 +72,28 @@ VIEW_SPECS: dict[str, ViewSpec] = {
     )
 }
 ALL_VIEWS = tuple(VIEW_SPECS)
+
+#: The structures a view must cut before a finding of the manifest can be seen in it (the renderer
+#: draws each finding only there): a lead in the RA or RV, a MitraClip at the MV, a TAVR at the AV,
+#: EF, LV size and LV function in the LV. Other findings (effusion) show in every view.
+FINDING_STRUCTURES: dict[str, frozenset[str]] = {
+    "pacer": frozenset({RA, RV}),
+    "mitraclip": frozenset({MV}),
+    "tavr": frozenset({AV}),
+    "ef": frozenset({LV}),
+    "lv_size": frozenset({LV}),
+    "lv_function": frozenset({LV}),
+}
+
+
+def shows_finding(view: str | None, column: str) -> bool:
+    """Whether a clip of this view can show the finding of this manifest column (True for an
+    unknown view or a finding every view shows): ground truth a sonographer could read off the clip."""
+    spec = VIEW_SPECS.get(view or "")
+    needs = FINDING_STRUCTURES.get(column)
+    return spec is None or needs is None or bool(needs & spec.shows)
+
+
 DEFAULT_VIEWS = ("A4C", "PLAX")
 
 

@@ -3,7 +3,8 @@
 Clips are embedded directly with the :class:`~echosearch.models.Encoder` (no index needed), so a
 model can be judged before anything is indexed. Ground truth comes from a site's labels CSV where
 it has a column for the task (:class:`LabelsFile`), else from ``manifest.csv`` columns where a task
-has one (:data:`TASK_COLUMNS`), else from the study report: a binary task is positive
+has one (:data:`TASK_COLUMNS`; a finding is unknown on a clip whose view cannot show it,
+:func:`echosearch.synth.views.shows_finding`), else from the study report: a binary task is positive
 when one of its prompts is a sentence of the report, a categorical task takes the class whose prompt
 is, and a regression task reads the number its template leaves in the report.
 
@@ -34,6 +35,7 @@ import torch
 
 from echosearch.batching import batches
 from echosearch.errors import UsageError
+from echosearch.synth.views import shows_finding
 from echosearch.training.data import (
     ArchiveClip,
     default_cache_dir,
@@ -321,6 +323,9 @@ def task_labels(
     out = []
     for c in clips:
         raw = c.row.get(column, "") if column else ""
+        if raw != "" and not shows_finding(c.row.get("view"), column):
+            out.append(np.nan)  # the clip's view cannot show it: unknown, as to a sonographer
+            continue
         if raw != "" and task.kind == "categorical" and raw in task.classes:
             out.append(float(list(task.classes).index(raw)))
         elif raw != "":
