@@ -270,3 +270,24 @@ def test_cli_synth_refuses_bad_views_and_report_styles(cli, tmp_path, option, va
     done = cli("synth", str(tmp_path / "bad"), option, value)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_finding_is_ground_truth_only_on_clips_whose_view_can_show_it():
+    from echosearch.zeroshot import Task
+    from echosearch.training.data import ArchiveClip
+    from echosearch.training.evaluate import task_labels
+
+    def clip(view: str) -> ArchiveClip:
+        row = {"view": view, "pacer": "1", "mitraclip": "1", "effusion": "2", "ef": "30"}
+        return ArchiveClip(Path(f"{view}.dcm"), "1.2", "P1", "", row)
+
+    clips = [clip(v) for v in ("A4C", "A2C", "PSAX-PM", "PSAX-AV", "SC4C")]
+    pacer = task_labels(Task("pacemaker", "binary"), clips)
+    clip_ = task_labels(Task("mitraclip", "binary"), clips)
+    effusion = task_labels(Task("pericardial_effusion", "binary"), clips)
+    ef = task_labels(Task("ejection_fraction", "regression"), clips)
+    # A2C cuts neither RA nor RV; PSAX cuts no mitral valve; PSAX-AV cuts no LV; effusion shows everywhere
+    assert np.isnan(pacer).tolist() == [False, True, False, False, False]
+    assert np.isnan(clip_).tolist() == [False, False, True, True, False]
+    assert np.isnan(ef).tolist() == [False, False, False, True, False]
+    assert effusion.tolist() == [1.0] * 5
