@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from echosearch.labels.scoring import score_tasks
+from echosearch.labels.tasks import Task
 from echosearch.probes import auc, fit_probe, labelled_vectors
 from echosearch.search import Engine
 from echosearch.synth import synthesize_archive
-from echosearch.zeroshot import Task, score_tasks
 from indexer.runner import IndexOptions, run_index
 
 RV_TASK = Task(

@@ -327,7 +327,7 @@ def list_probes(space) -> list[Probe]:
 
 def probe_tasks(space) -> list:
     """The space's probes as tasks (no prompts), so filters and cards treat them like any label."""
-    from echosearch.zeroshot import Task
+    from echosearch.labels.tasks import Task
 
     return [
         Task(

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from echosearch.errors import EchosearchError, UsageError
 from echosearch.index import Space, VectorIndex, list_spaces, report_space_name
 from echosearch.index.faiss_index import IndexError_
-from echosearch.labels import binary_threshold
+from echosearch.labels.calibration import binary_threshold
 from echosearch.reports import SLOT
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db, url_for_data_dir
@@ -663,7 +663,7 @@ class Engine:
     def score_prompt(self, prompt: str, k: int = 20, filters: q.VideoFilter | None = None) -> SearchResult:
         """Score every clip of the archive for a new finding: the mean over each clip's frames of
         the cosine to the prompt (the binary zero-shot score), from the per-frame store."""
-        from echosearch.zeroshot import binary_scores
+        from echosearch.labels.scoring import binary_scores
 
         started = time.perf_counter()
         vec, notes = self.text_vector(prompt)
@@ -769,8 +769,8 @@ class Engine:
         return self.video(video_id).labels
 
     def _compute_labels(self, clip: Any) -> dict[str, Any]:
+        from echosearch.labels.scoring import score_tasks
         from echosearch.video import preprocess_frames
-        from echosearch.zeroshot import score_tasks
 
         encoder = self.encoder
         tasks, thresholds = self.zero_shot_tasks()
@@ -865,7 +865,7 @@ class Engine:
         recorded = self.space.recorded_tasks()
         if recorded is not None:
             return recorded
-        from echosearch.zeroshot import resolve_tasks
+        from echosearch.labels.calibration import resolve_tasks
 
         return resolve_tasks(self.encoder.bundle)
 
@@ -873,8 +873,8 @@ class Engine:
         """What label filters and cards need: the space's tasks (zero-shot and probes), the label
         names it stores, and its thresholds. Without a model and a record of the tasks, each stored
         label stands for itself (a task of unknown kind is taken as a number)."""
+        from echosearch.labels.tasks import Task
         from echosearch.probes import probe_tasks
-        from echosearch.zeroshot import Task
 
         stored = set(self.label_tasks())
         try:
@@ -892,7 +892,7 @@ class Engine:
     def readable_labels(self, labels: dict[str, Any]) -> list[str]:
         """A clip's labels as phrases ("Pacemaker: yes, 0.97", "EF ≈ 48% (model estimate, ±7)"),
         for cards and the CLI (:func:`echosearch.labels.readable`)."""
-        from echosearch.labels import errors_of, readable
+        from echosearch.labels.naming import errors_of, readable
         from echosearch.probes import list_probes
 
         now = time.monotonic()
@@ -1288,7 +1288,7 @@ def parse_where(conditions: Sequence[str], engine: Engine | None = None) -> q.Vi
             key_hash = engine._keyed(value) if engine is not None else None
             f.patient_key = key_hash or "no-such-patient"
         elif catalog is not None:
-            from echosearch.labels import conditions_for
+            from echosearch.labels.naming import conditions_for
 
             tasks, stored, thresholds = catalog
             labels.extend(conditions_for(m.group(1).strip(), op, value, tasks, stored, thresholds))

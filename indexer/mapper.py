@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from echosearch.labels.scoring import score_tasks
+from echosearch.labels.tasks import Task
 from echosearch.models import Encoder
-from echosearch.zeroshot import Task, score_tasks
 from indexer.reader import ReadResult
 
 log = logging.getLogger(__name__)

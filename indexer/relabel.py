@@ -25,12 +25,14 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 
 from echosearch.index import Space
+from echosearch.labels.calibration import resolve_tasks
+from echosearch.labels.scoring import score_tasks
+from echosearch.labels.tasks import Task
 from echosearch.models.encoder import Encoder
 from echosearch.probes import apply_all
 from echosearch.search import Engine
 from echosearch.store.db import Database
 from echosearch.store.schema import STATUS_INDEXED, Label, Video
-from echosearch.zeroshot import Task, resolve_tasks, score_tasks
 from indexer.mapper import TextCache, labels_of
 from indexer.summary import Progress
 
@@ -70,7 +72,7 @@ def relabel(
 
     Tasks and thresholds are chosen as ``echosearch index`` chooses them: the model's own, or the
     given task file, with the bundle's calibrated thresholds where they still hold and a site's
-    thresholds file over them (:func:`echosearch.zeroshot.resolve_tasks`).
+    thresholds file over them (:func:`echosearch.labels.calibration.resolve_tasks`).
     """
     tasks, thresholds = resolve_tasks(engine.encoder.bundle, tasks_file, thresholds_file)
     return relabel_space(

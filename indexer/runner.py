@@ -23,6 +23,8 @@ from sqlalchemy import select, update
 
 from echosearch.errors import UsageError
 from echosearch.index import Space, SpaceInfo, list_spaces, report_space_name
+from echosearch.labels.calibration import load_thresholds, resolve_tasks
+from echosearch.labels.tasks import load_tasks
 from echosearch.lock import WriterLock
 from echosearch.models import Encoder, load_model, resolve_bundle
 from echosearch.models.arch import is_arch
@@ -33,7 +35,6 @@ from echosearch.store.db import Database, open_db
 from echosearch.store.schema import STATUS_INDEXED, Failure, IndexRun, Video
 from echosearch.video import parse_sampling
 from echosearch.video.meta import file_sha256
-from echosearch.zeroshot import load_tasks, load_thresholds, resolve_tasks
 from indexer.discover import discover
 from indexer.distributor import CrashedJob, Distributor, default_workers, make_distributor
 from indexer.mapper import Mapper

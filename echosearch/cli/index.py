@@ -94,8 +94,9 @@ def index(
 @json_option
 def relabel(data, model, tasks, thresholds, as_json) -> None:
     """Recompute every zero-shot label from the stored frame embeddings (no video is read again)."""
+    from echosearch.labels.calibration import load_thresholds
+    from echosearch.labels.tasks import load_tasks
     from echosearch.search import Engine
-    from echosearch.zeroshot import load_tasks, load_thresholds
     from indexer.relabel import relabel as run
 
     if tasks:  # a broken file fails before the model loads

@@ -190,20 +190,20 @@ class ModelBundle:
         """Calibrated zero-shot thresholds by task name (empty when the bundle has none)."""
         if self.path is None or not self.manifest.thresholds:
             return {}
-        from echosearch.zeroshot import load_thresholds
+        from echosearch.labels.calibration import load_thresholds
 
         return load_thresholds(self.path / self.manifest.thresholds)
 
     def load_tasks(self) -> list:
-        """The bundle's zero-shot tasks, through echosearch.zeroshot (format named in the manifest)."""
+        """The bundle's zero-shot tasks, through echosearch.labels.tasks (format named in the manifest)."""
         if self.tasks_path is None:
             return []
-        from echosearch import zeroshot
+        from echosearch.labels.tasks import load_tasks, tasks_from_echoclip_prompts
 
         fmt = self.manifest.tasks.get("format", "echosearch")
         if fmt == "echoclip-prompts":
-            return zeroshot.tasks_from_echoclip_prompts(json.loads(self.tasks_path.read_text()))
-        return zeroshot.load_tasks(self.tasks_path)
+            return tasks_from_echoclip_prompts(json.loads(self.tasks_path.read_text()))
+        return load_tasks(self.tasks_path)
 
     def verify(self, use_cache: bool = True) -> None:
         """Raise :class:`ChecksumError` unless every file matches the manifest and no weights are unlisted."""

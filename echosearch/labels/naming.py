@@ -21,8 +21,9 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from echosearch.errors import UsageError
+from echosearch.labels.calibration import binary_threshold
+from echosearch.labels.tasks import Task, label_key
 from echosearch.store.queries import LabelCondition
-from echosearch.zeroshot import Task, label_key
 
 POSITIVE = "positive"
 PROBABILITY = "probability"
@@ -131,13 +132,6 @@ def _decision(task: Task, yes: bool, stored: set[str], thresholds: Mapping[str, 
             f"compare its score instead (e.g. '{name}.score > 0.1') or run echosearch calibrate"
         )
     return LabelCondition(name, ">=" if yes else "<", threshold)
-
-
-def binary_threshold(value: Any) -> float | None:
-    """A binary task's threshold from a thresholds-file entry (a number, or ``{threshold: ...}``)."""
-    if isinstance(value, Mapping):
-        value = value.get("threshold")
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _number(task: Task, text: str) -> float:
