@@ -10,9 +10,10 @@ zero-shot prompt).
 
 A probe is a JSON file in its space (``spaces/<space>/probes/NAME.json``): kind, classes, weights,
 the feature scaling, the cross-validated metric and how many clips it learned from. Its labels are
-stored like a zero-shot task's (:mod:`echosearch.labels`): binary ``NAME`` (logit), ``NAME.probability``
-and ``NAME.positive`` (probability >= 0.5); categorical ``NAME`` (class index and name); regression
-``NAME`` (the estimate). ``echosearch relabel`` keeps them (it re-applies every probe).
+stored like a zero-shot task's (:mod:`echosearch.labels.encoding`): binary ``NAME`` (logit),
+``NAME.probability`` and ``NAME.positive`` (probability >= 0.5); categorical ``NAME`` (class index
+and name); regression ``NAME`` (the estimate). ``echosearch relabel`` keeps them (it re-applies
+every probe).
 
 Numpy only: L2-regularised logistic regression by Newton's method (IRLS) and closed-form ridge, on
 standardised features; the regularisation is picked by cross-validation inside the training data, and
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from echosearch.errors import UsageError
+from echosearch.labels.encoding import class_row, derived_keys, score_rows
 
 PROBES_DIR = "probes"
 KINDS = ("binary", "categorical", "regression")
@@ -78,13 +80,12 @@ class Probe:
         for i, vid in enumerate(int(v) for v in video_ids):
             if self.kind == "binary":
                 p = _sigmoid(float(s[i]))
-                rows += [(vid, self.name, float(s[i]), None), (vid, f"{self.name}.probability", p, None),
-                         (vid, f"{self.name}.positive", float(p >= 0.5), None)]  # fmt: skip
+                labels = score_rows(self.name, s[i], decision=p >= 0.5, probability=p)
             elif self.kind == "categorical":
-                k = int(np.argmax(s[i]))
-                rows.append((vid, self.name, float(k), self.classes[k]))
+                labels = [class_row(self.name, np.argmax(s[i]), self.classes)]
             else:
-                rows.append((vid, self.name, float(s[i]), None))
+                labels = score_rows(self.name, s[i])
+            rows.extend((vid, *row) for row in labels)
         return rows
 
     def describe(self) -> str:
@@ -482,6 +483,6 @@ def remove_labels(engine, name: str) -> None:
 
     from echosearch.store.schema import Label
 
-    tasks = [name, f"{name}.probability", f"{name}.positive"]
+    tasks = [name, *derived_keys(name)]
     with engine.db.session() as s:
         s.execute(delete(Label).where(Label.space_id == engine.space_id, Label.task.in_(tasks)))

@@ -27,6 +27,7 @@ from echosearch.errors import EchosearchError, UsageError
 from echosearch.index import Space, VectorIndex, list_spaces, report_space_name
 from echosearch.index.faiss_index import IndexError_
 from echosearch.labels.calibration import binary_threshold
+from echosearch.labels.encoding import positive_key, probability_key
 from echosearch.reports import SLOT
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db, url_for_data_dir
@@ -482,7 +483,7 @@ class Engine:
             if task.name not in stored:
                 continue
             classes = list(task.classes) if task.kind == "categorical" else []
-            decision = f"{task.name}.positive" if f"{task.name}.positive" in stored else None
+            decision = positive_key(task.name) if positive_key(task.name) in stored else None
             threshold = binary_threshold(thresholds.get(task.name)) if task.kind == "binary" else None
             source = LabelSource(
                 task.kind,
@@ -769,6 +770,7 @@ class Engine:
         return self.video(video_id).labels
 
     def _compute_labels(self, clip: Any) -> dict[str, Any]:
+        from echosearch.labels.encoding import as_values, result_rows
         from echosearch.labels.scoring import score_tasks
         from echosearch.video import preprocess_frames
 
@@ -785,21 +787,12 @@ class Engine:
             lambda texts: encoder.encode_text(texts).numpy(),
             thresholds=thresholds,
         )
-        labels: dict[str, Any] = {}
-        for task in tasks:
-            value = results[task.name][0]
-            classes = results.classes.get(task.name)
-            labels[task.name] = classes[int(value)] if classes else float(value)
-            if task.name in results.decisions:
-                labels[f"{task.name}.positive"] = float(results.decisions[task.name][0])
-            if task.name in results.probabilities:
-                labels[f"{task.name}.probability"] = float(results.probabilities[task.name][0])
+        labels = as_values(result_rows(results, 0)[0])
         from echosearch.probes import list_probes
 
         vector = clip_embs.float().numpy()[:1]
         for probe in list_probes(self.space):  # the space's probes, as stored clips got them
-            for _vid, task, value, category in probe.label_rows([0], vector):
-                labels[task] = category if category is not None else value
+            labels.update(as_values(row[1:] for row in probe.label_rows([0], vector)))
         return labels
 
     def label_values(self, task: str) -> np.ndarray:
@@ -829,7 +822,7 @@ class Engine:
 
     def positive_share(self, task: str) -> tuple[int, int] | None:
         """(positive clips, clips with a decision) of a binary label; None when it has no threshold."""
-        decisions = self.label_values(f"{task}.positive")
+        decisions = self.label_values(positive_key(task))
         return (int((decisions >= 0.5).sum()), len(decisions)) if len(decisions) else None
 
     def label_tasks(self) -> list[str]:
@@ -912,10 +905,10 @@ class Engine:
     def flag_condition(self, task: str) -> q.LabelCondition:
         """The label condition for "has <task>": the stored yes/no decision when the index has one,
         else the score at the model's calibrated threshold (0.5 when it has none)."""
-        if f"{task}.positive" in self.label_tasks():
-            return q.LabelCondition(f"{task}.positive", ">=", 0.5)
-        if f"{task}.probability" in self.label_tasks():
-            return q.LabelCondition(f"{task}.probability", ">=", 0.5)
+        if positive_key(task) in self.label_tasks():
+            return q.LabelCondition(positive_key(task), ">=", 0.5)
+        if probability_key(task) in self.label_tasks():
+            return q.LabelCondition(probability_key(task), ">=", 0.5)
         try:
             threshold = binary_threshold(self.zero_shot_tasks()[1].get(task))
         except Exception:

@@ -26,6 +26,7 @@ from sqlalchemy import delete, insert, select, update
 
 from echosearch.index import Space
 from echosearch.labels.calibration import resolve_tasks
+from echosearch.labels.encoding import result_rows
 from echosearch.labels.scoring import score_tasks
 from echosearch.labels.tasks import Task
 from echosearch.models.encoder import Encoder
@@ -33,7 +34,7 @@ from echosearch.probes import apply_all
 from echosearch.search import Engine
 from echosearch.store.db import Database
 from echosearch.store.schema import STATUS_INDEXED, Label, Video
-from indexer.mapper import TextCache, labels_of
+from indexer.mapper import TextCache
 from indexer.summary import Progress
 
 
@@ -134,7 +135,7 @@ def _label_batch(batch, keep: list[int], tasks, thresholds, text) -> tuple[list[
         results = score_tasks(tasks, stacked.astype(np.float32), text, thresholds)
         for j, i in enumerate(members):
             vid = int(batch.ids[i])
-            labels, view = labels_of(results, j)
+            labels, view = result_rows(results, j)
             rows.extend((vid, *row) for row in labels)
             if view is not None:
                 views[vid] = view

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import func, select
 
 from echosearch.index import Space, report_space_name
+from echosearch.labels.encoding import positive_key
 from echosearch.store.db import open_db
 from echosearch.store.schema import (
     STATUS_INDEXED,
@@ -34,12 +35,11 @@ from echosearch.synth import synthesize_archive
 from echosearch.synth.archive import read_manifest
 from echosearch.video import ClipReadError
 from echosearch.video import errors as video_errors
-from indexer.mapper import POSITIVE_SUFFIX
 from indexer.reconcile import verify_data_dir
 from indexer.runner import IndexOptions, Runner, run_index
 
 US_FILES = ("US1_UNCR.dcm", "color3d_jpeg_baseline.dcm", "OBXXXX1A.dcm")
-TASK_NAMES = {"pacemaker", "pacemaker" + POSITIVE_SUFFIX, "ejection_fraction", "view"}
+TASK_NAMES = {"pacemaker", positive_key("pacemaker"), "ejection_fraction", "view"}
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_index_mixed_archive_counts_labels_thumbnails_and_rerun(tmp_path, synth_
             assert set(labels) == TASK_NAMES
             assert labels["view"].category in ("A4C", "PLAX") and v.view == labels["view"].category
             assert 20 <= labels["ejection_fraction"].value <= 70
-            assert labels["pacemaker" + POSITIVE_SUFFIX].value == float(labels["pacemaker"].value >= 0.0)
+            assert labels[positive_key("pacemaker")].value == float(labels["pacemaker"].value >= 0.0)
         failures = s.scalars(select(Failure)).all()
         assert {Path(f.path).name for f in failures} == {"truncated.dcm", "garbage.avi", "empty.mp4"}
         synth_studies = {r["study_uid"] for r in expect["studies"]}
@@ -238,12 +238,12 @@ def test_site_tasks_and_thresholds_label_the_index_and_new_clips_alike(tmp_path,
         _opts([synth_archive], data, tiny_bundle, tasks=str(tasks), thresholds=str(thresholds))
     )
     assert summary.embedded > 0
-    expected = {"pacemaker", "mitraclip", "mitraclip" + POSITIVE_SUFFIX}
+    expected = {"pacemaker", "mitraclip", positive_key("mitraclip")}
     db = open_db(data)
     with db.session() as s:
         for v in s.scalars(select(Video).where(Video.status == STATUS_INDEXED)).all():
             labels = {lb.task: lb.value for lb in v.labels}
-            assert set(labels) == expected and labels["mitraclip" + POSITIVE_SUFFIX] == 1.0
+            assert set(labels) == expected and labels[positive_key("mitraclip")] == 1.0
     db.close()
     tasks_kept, thresholds_kept = Space.open(data, summary.space).recorded_tasks()
     assert [t.name for t in tasks_kept] == ["pacemaker", "mitraclip"] and thresholds_kept == {

@@ -239,27 +239,6 @@ def test_probe_train_refuses_a_missing_column_and_a_taken_name(cli, own_data, tm
 # ---------------------------------------------------------------- calibrated probabilities, readable labels
 
 
-def test_a_binary_thresholds_entry_gives_decisions_and_probabilities(tmp_path):
-    from echosearch.labels.calibration import load_thresholds, save_thresholds
-    from echosearch.labels.scoring import score_tasks
-    from indexer.mapper import labels_of
-
-    path = save_thresholds(
-        tmp_path / "t.json", {"pacemaker": {"threshold": 0.0, "slope": 10.0, "intercept": 0.0}}
-    )
-    thresholds = load_thresholds(path)
-    frames = np.array([[[1.0, 0.0]], [[0.0, 1.0]]], np.float32)  # two one-frame clips
-    texts = {"P. ": [1.0, 0.0], "N. ": [0.0, 1.0]}
-    task = Task("pacemaker", "binary", prompts=("P. ",), negative_prompts=("N. ",))
-    results = score_tasks([task], frames, lambda t: np.array([texts[x] for x in t]), thresholds)
-    rows, _ = labels_of(results, 0)
-    assert ("pacemaker.positive", 1.0, None) in rows
-    prob = dict((r[0], r[1]) for r in rows)["pacemaker.probability"]
-    assert prob == pytest.approx(1 / (1 + np.exp(-10.0)), rel=1e-5)
-    with pytest.raises(ConfigError, match="takes threshold, slope, intercept"):
-        score_tasks([task], frames, lambda t: np.array([texts[x] for x in t]), {"pacemaker": {"normal": 0.1}})
-
-
 def test_readable_labels_speak_in_decisions_estimates_and_classes():
     from echosearch.labels.naming import readable
 

@@ -8,6 +8,9 @@ Who owns what:
   categorical), prompt encoding, :func:`score_tasks` for many tasks and videos at once;
 - :mod:`~echosearch.labels.calibration`: F1 thresholds, Platt probabilities, class offsets, the
   thresholds files that carry them and which thresholds hold for which tasks;
+- :mod:`~echosearch.labels.encoding`: the label rows an index stores per clip and their keys
+  (``TASK``, ``TASK.positive``, ``TASK.probability``), for the indexer, ``relabel``, probes and the
+  labels of a new clip;
 - :mod:`~echosearch.labels.naming`: labels as people type and read them (``EF < 40``,
   ``pacemaker = yes``; "Pacemaker: yes, 0.97");
 - :mod:`~echosearch.labels.files` and :mod:`~echosearch.labels.arrays`: the YAML/JSON reading and
@@ -26,6 +29,7 @@ from echosearch.labels.calibration import (
     resolve_tasks,
     save_thresholds,
 )
+from echosearch.labels.encoding import positive_key, probability_key, result_rows
 from echosearch.labels.naming import conditions_for, readable
 from echosearch.labels.scoring import ScoreResults, score_tasks
 from echosearch.labels.tasks import Task, load_tasks, save_tasks, tasks_from_echoclip_prompts
@@ -40,8 +44,11 @@ __all__ = [
     "load_tasks",
     "load_thresholds",
     "platt_scaling",
+    "positive_key",
+    "probability_key",
     "readable",
     "resolve_tasks",
+    "result_rows",
     "save_tasks",
     "save_thresholds",
     "score_tasks",

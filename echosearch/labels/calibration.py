@@ -146,7 +146,7 @@ def accuracy_offsets(class_scores: Any, labels: Any, sweeps: int = 4, steps: int
     return offsets
 
 
-# --------------------------------------------------------------------------------------------- thresholds files
+# ------------------------------------------------------------------------------------------- thresholds files
 
 
 def class_offsets(task: Task, value: Any) -> np.ndarray | None:
@@ -214,9 +214,10 @@ def resolve_tasks(
 ) -> tuple[list[Task], dict[str, Any]]:
     """The tasks to score and their thresholds: a model bundle's own, or a site's task file.
 
-    Thresholds, later ones winning: each task's own ``threshold`` (applied by :func:`echosearch.labels.scoring.score_tasks`),
-    the bundle's calibrated thresholds that still hold (:func:`carried_thresholds`), then a site's
-    thresholds file (what ``echosearch calibrate --out`` writes).
+    Thresholds, later ones winning: each task's own ``threshold`` (applied by
+    :func:`~echosearch.labels.scoring.score_tasks`), the bundle's calibrated thresholds that still
+    hold (:func:`carried_thresholds`), then a site's thresholds file (what ``echosearch calibrate
+    --out`` writes).
     """
     own = bundle.load_tasks()
     tasks = load_tasks(tasks_file) if tasks_file else own

@@ -154,8 +154,8 @@ def categorical_predictions(
 
     ``prompt_classes[p]`` is the class index of prompt ``p``. ``classes`` names the classes (default
     "0", "1", ...); a class without any prompt cannot be predicted and is rejected. ``offsets``
-    (one per class, from :func:`~echosearch.labels.calibration.accuracy_offsets`) are added to the class scores before the best
-    class is picked; the returned scores include them.
+    (one per class, from :func:`~echosearch.labels.calibration.accuracy_offsets`) are added to the
+    class scores before the best class is picked; the returned scores include them.
     """
     prompts = as_numpy(prompt_embs).astype(np.float32, copy=False)
     owner = np.asarray(prompt_classes, dtype=np.int64).reshape(-1)
@@ -225,8 +225,8 @@ def score_tasks(
 ) -> ScoreResults:
     """Score every task on every video; each distinct prompt is encoded once, in batches.
 
-    ``thresholds`` (e.g. from :func:`~echosearch.labels.calibration.load_thresholds`) override the binary tasks' own thresholds
-    and give calibrated categorical tasks their class offsets.
+    ``thresholds`` (e.g. from :func:`~echosearch.labels.calibration.load_thresholds`) override the
+    binary tasks' own thresholds and give calibrated categorical tasks their class offsets.
     """
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
