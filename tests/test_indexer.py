@@ -280,7 +280,7 @@ def test_relabel_recomputes_labels_from_the_frame_store(tmp_path, synth_archive,
     before = labels(later)
     assert all(set(v) == TASK_NAMES for v in before.values())
     engine = Engine.open(later)
-    summary = relabel(engine, tasks, thresholds)
+    summary = relabel(engine.db, engine.space, engine.encoder, tasks, thresholds)
     engine.close()
     assert summary.clips == len(before) and summary.tasks == ["pacemaker", "mitraclip"]
     expected, got = labels(direct), labels(later)

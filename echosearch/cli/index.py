@@ -104,9 +104,9 @@ def relabel(data, model, tasks, thresholds, as_json) -> None:
     if thresholds:
         load_thresholds(thresholds)
     with WriterLock(resolve_data_dir(data)):
-        engine = Engine.open(data, space=model, writer=True)
+        engine = Engine.open(data, space=model, writer=True)  # picks the space and loads its model
         try:
-            summary = run(engine, tasks, thresholds)
+            summary = run(engine.db, engine.space, engine.encoder, tasks, thresholds)
         finally:
             engine.close()
     if as_json:
