@@ -16,8 +16,8 @@ Who owns what:
 - :mod:`~echosearch.labels.files` and :mod:`~echosearch.labels.arrays`: the YAML/JSON reading and
   the numpy/torch inputs the modules above share.
 
-The names below are re-exported for the Python API; inside the package each caller imports from the
-owning module.
+The names below are re-exported for the Python API; the project's own code imports each name from
+its owning module.
 """
 
 from echosearch.labels.calibration import (
