@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from echosearch.indexer.runner import IndexOptions, run_index
+from echosearch.labels.scoring import score_tasks
+from echosearch.labels.tasks import Task
 from echosearch.probes import auc, fit_probe, labelled_vectors
 from echosearch.search import Engine
 from echosearch.synth import synthesize_archive
-from echosearch.zeroshot import Task, score_tasks
 
 RV_TASK = Task(
     "rv_dilation",

@@ -74,7 +74,7 @@ def main() -> None:
         with Engine.open(data) as engine:
             engine.encoder  # noqa: B018 - load the model outside the timed part, as a CLI run does first
             t0 = time.perf_counter()
-            done = relabel(engine, progress=False)
+            done = relabel(engine.db, engine.space, engine.encoder, progress=False)
             relabel_s = time.perf_counter() - t0
     per_index = index_s / summary.embedded * 1000
     per_relabel = relabel_s / done.clips * 1000

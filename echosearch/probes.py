@@ -10,9 +10,10 @@ zero-shot prompt).
 
 A probe is a JSON file in its space (``spaces/<space>/probes/NAME.json``): kind, classes, weights,
 the feature scaling, the cross-validated metric and how many clips it learned from. Its labels are
-stored like a zero-shot task's (:mod:`echosearch.labels`): binary ``NAME`` (logit), ``NAME.probability``
-and ``NAME.positive`` (probability >= 0.5); categorical ``NAME`` (class index and name); regression
-``NAME`` (the estimate). ``echosearch relabel`` keeps them (it re-applies every probe).
+stored like a zero-shot task's (:mod:`echosearch.labels.encoding`): binary ``NAME`` (logit),
+``NAME.probability`` and ``NAME.positive`` (probability >= 0.5); categorical ``NAME`` (class index
+and name); regression ``NAME`` (the estimate). ``echosearch relabel`` keeps them (it re-applies
+every probe).
 
 Numpy only: L2-regularised logistic regression by Newton's method (IRLS) and closed-form ridge, on
 standardised features; the regularisation is picked by cross-validation inside the training data, and
@@ -25,7 +26,6 @@ import csv
 import datetime as dt
 import json
 import math
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,7 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from echosearch.batching import batches
 from echosearch.errors import UsageError
+from echosearch.fsutil import atomic_write_text
+from echosearch.labels.encoding import class_row, derived_keys, score_rows
 
 PROBES_DIR = "probes"
 KINDS = ("binary", "categorical", "regression")
@@ -78,13 +81,12 @@ class Probe:
         for i, vid in enumerate(int(v) for v in video_ids):
             if self.kind == "binary":
                 p = _sigmoid(float(s[i]))
-                rows += [(vid, self.name, float(s[i]), None), (vid, f"{self.name}.probability", p, None),
-                         (vid, f"{self.name}.positive", float(p >= 0.5), None)]  # fmt: skip
+                labels = score_rows(self.name, s[i], decision=p >= 0.5, probability=p)
             elif self.kind == "categorical":
-                k = int(np.argmax(s[i]))
-                rows.append((vid, self.name, float(k), self.classes[k]))
+                labels = [class_row(self.name, np.argmax(s[i]), self.classes)]
             else:
-                rows.append((vid, self.name, float(s[i]), None))
+                labels = score_rows(self.name, s[i])
+            rows.extend((vid, *row) for row in labels)
         return rows
 
     def describe(self) -> str:
@@ -304,9 +306,7 @@ def save_probe(space, probe: Probe) -> Path:
     folder = probe_dir(space)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{check_name(probe.name)}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(probe)) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(asdict(probe)) + "\n")
     return path
 
 
@@ -327,7 +327,7 @@ def list_probes(space) -> list[Probe]:
 
 def probe_tasks(space) -> list:
     """The space's probes as tasks (no prompts), so filters and cards treat them like any label."""
-    from echosearch.zeroshot import Task
+    from echosearch.labels.tasks import Task
 
     return [
         Task(
@@ -453,8 +453,7 @@ def apply_probe(engine, probe: Probe) -> int:
     from echosearch.store import queries as q
 
     done = 0
-    for start in range(0, len(ids), 50_000):
-        chunk = ids[start : start + 50_000]
+    for chunk in batches(ids, 50_000):
         rows = probe.label_rows(chunk.tolist(), engine.index.reconstruct(chunk))
         with engine.db.session() as s:
             q.upsert_labels(s, engine.space_id, rows)
@@ -482,6 +481,6 @@ def remove_labels(engine, name: str) -> None:
 
     from echosearch.store.schema import Label
 
-    tasks = [name, f"{name}.probability", f"{name}.positive"]
+    tasks = [name, *derived_keys(name)]
     with engine.db.session() as s:
         s.execute(delete(Label).where(Label.space_id == engine.space_id, Label.task.in_(tasks)))

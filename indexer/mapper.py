@@ -18,30 +18,25 @@ import numpy as np
 import torch
 
 from echosearch.indexer.reader import ReadResult
+from echosearch.labels.encoding import Row, result_rows
+from echosearch.labels.scoring import score_tasks
+from echosearch.labels.tasks import Task
 from echosearch.models import Encoder
-from echosearch.zeroshot import Task, score_tasks
 
 log = logging.getLogger(__name__)
-
-#: The categorical task whose class becomes ``Video.view`` when a model has it.
-VIEW_TASK = "view"
-#: Suffix of the extra 0/1 label stored for a binary task with a calibrated threshold.
-POSITIVE_SUFFIX = ".positive"
-#: Suffix of the calibrated probability stored for a binary task whose thresholds entry has a Platt fit.
-PROBABILITY_SUFFIX = ".probability"
 
 
 @dataclass
 class Embedded:
     """One clip after the model: its read result, frame embeddings [F,D], clip embedding [D], labels.
 
-    ``labels`` are rows ``(task, value, category)`` (see :mod:`indexer.writer` for the encoding).
+    ``labels`` are rows ``(task, value, category)`` (see :mod:`echosearch.labels.encoding`).
     """
 
     read: ReadResult
     frame_embs: np.ndarray
     clip_emb: np.ndarray
-    labels: list[tuple[str, float | None, str | None]] = field(default_factory=list)
+    labels: list[Row] = field(default_factory=list)
     view: str | None = None
 
 
@@ -104,24 +99,4 @@ class Mapper:
             stacked = np.stack([items[i].frame_embs for i in rows])
             results = score_tasks(self.tasks, stacked, self.text, self.thresholds)
             for j, i in enumerate(rows):
-                items[i].labels, items[i].view = labels_of(results, j)
-
-
-def labels_of(results, j: int) -> tuple[list[tuple[str, float | None, str | None]], str | None]:
-    """The label rows of video ``j`` in ``score_tasks`` results, and its view (if a "view" task exists)."""
-    rows: list[tuple[str, float | None, str | None]] = []
-    view = None
-    for name, values in results.items():
-        if name in results.classes:
-            idx = int(values[j])
-            cls = results.classes[name][idx]
-            rows.append((name, float(idx), cls))
-            if name == VIEW_TASK:
-                view = cls
-        else:
-            rows.append((name, float(values[j]), None))
-            if name in results.decisions:
-                rows.append((name + POSITIVE_SUFFIX, float(bool(results.decisions[name][j])), None))
-            if name in results.probabilities:
-                rows.append((name + PROBABILITY_SUFFIX, float(results.probabilities[name][j]), None))
-    return rows, view
+                items[i].labels, items[i].view = result_rows(results, j)

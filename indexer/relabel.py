@@ -10,7 +10,9 @@ The labels of each frame-store shard are replaced in one transaction (old rows o
 new ones written, ``Video.view`` updated when a ``view`` task exists), so an interrupted run leaves
 every clip with a complete set of labels of either the old or the new tasks; run it again to finish.
 Scores come from the stored float16 frame embeddings, so they can differ from the indexer's (float32)
-in the third decimal (the tests bound it).
+in the third decimal (the tests bound it). Labels are scored and encoded by :mod:`echosearch.labels`
+as the indexer's mapper does; relabelling takes the database, the space and its encoder, not a query
+engine, so the pipeline does not depend on the query layer.
 """
 
 from __future__ import annotations
@@ -24,15 +26,19 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, insert, select, update
 
+from echosearch.batching import SQL_IN_BATCH, batches
 from echosearch.index import Space
-from echosearch.indexer.mapper import TextCache, labels_of
+from echosearch.indexer.mapper import TextCache
 from echosearch.indexer.summary import Progress
+from echosearch.labels.calibration import resolve_tasks
+from echosearch.labels.encoding import result_rows
+from echosearch.labels.scoring import score_tasks
+from echosearch.labels.tasks import Task
 from echosearch.models.encoder import Encoder
 from echosearch.probes import apply_all
-from echosearch.search import Engine
+from echosearch.store import queries as q
 from echosearch.store.db import Database
 from echosearch.store.schema import STATUS_INDEXED, Label, Video
-from echosearch.zeroshot import Task, resolve_tasks, score_tasks
 
 
 @dataclass
@@ -61,21 +67,25 @@ class RelabelSummary:
 
 
 def relabel(
-    engine: Engine,
+    db: Database,
+    space: Space,
+    encoder: Encoder,
     tasks_file: str | Path | None = None,
     thresholds_file: str | Path | None = None,
     progress: bool | None = None,
 ) -> RelabelSummary:
-    """Replace the labels of every indexed clip of the engine's space (see the module doc).
+    """Replace the labels of every indexed clip of ``space`` in ``db`` (see the module doc);
+    ``encoder`` is the space's model (its text tower encodes the prompts, its bundle has the tasks).
 
     Tasks and thresholds are chosen as ``echosearch index`` chooses them: the model's own, or the
     given task file, with the bundle's calibrated thresholds where they still hold and a site's
-    thresholds file over them (:func:`echosearch.zeroshot.resolve_tasks`).
+    thresholds file over them (:func:`echosearch.labels.calibration.resolve_tasks`).
     """
-    tasks, thresholds = resolve_tasks(engine.encoder.bundle, tasks_file, thresholds_file)
-    return relabel_space(
-        engine.db, engine.space, engine.space_id, engine.encoder, tasks, thresholds, progress
-    )
+    tasks, thresholds = resolve_tasks(encoder.bundle, tasks_file, thresholds_file)
+    with db.session() as s:
+        row = q.get_space(s, space.name)
+        space_id = row.id if row else None
+    return relabel_space(db, space, space_id, encoder, tasks, thresholds, progress)
 
 
 def relabel_space(
@@ -132,7 +142,7 @@ def _label_batch(batch, keep: list[int], tasks, thresholds, text) -> tuple[list[
         results = score_tasks(tasks, stacked.astype(np.float32), text, thresholds)
         for j, i in enumerate(members):
             vid = int(batch.ids[i])
-            labels, view = labels_of(results, j)
+            labels, view = result_rows(results, j)
             rows.extend((vid, *row) for row in labels)
             if view is not None:
                 views[vid] = view
@@ -141,8 +151,7 @@ def _label_batch(batch, keep: list[int], tasks, thresholds, text) -> tuple[list[
 
 def _replace(db: Database, space_id: int, ids: list[int], rows: list[tuple], views: dict[int, str]) -> None:
     with db.session() as s:
-        for i in range(0, len(ids), 10_000):
-            chunk = ids[i : i + 10_000]
+        for chunk in batches(ids, SQL_IN_BATCH):
             s.execute(delete(Label).where(Label.space_id == space_id, Label.video_id.in_(chunk)))
         if rows:  # one executemany, not an ORM object per label: ~10 labels per clip add up
             keys = ("video_id", "task", "value", "category")

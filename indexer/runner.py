@@ -33,6 +33,8 @@ from echosearch.indexer.relabel import relabel_space
 from echosearch.indexer.reports_csv import index_reports, missing_report_ids, read_reports_csv
 from echosearch.indexer.summary import IndexSummary, Progress
 from echosearch.indexer.writer import Writer, mtime_of
+from echosearch.labels.calibration import load_thresholds, resolve_tasks
+from echosearch.labels.tasks import load_tasks
 from echosearch.lock import WriterLock
 from echosearch.models import Encoder, load_model, resolve_bundle
 from echosearch.models.arch import is_arch
@@ -42,7 +44,6 @@ from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db
 from echosearch.store.schema import STATUS_INDEXED, Failure, IndexRun, Video
 from echosearch.video import parse_sampling
-from echosearch.zeroshot import load_tasks, load_thresholds, resolve_tasks
 
 log = logging.getLogger(__name__)
 

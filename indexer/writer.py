@@ -14,11 +14,9 @@ or committed rows whose vectors are not in the saved FAISS file; :mod:`echosearc
 both at the start of the next run (vectors are rebuilt from the frame store), so a rerun ends
 with DB, frame store and FAISS in agreement.
 
-Label encoding (table ``labels``, with the video space's id): binary tasks store the score in
-``value``, and, when a threshold exists (calibrated: the bundle's or a site's thresholds file, else
-the task's own), the decision as a second task ``"<task>.positive"`` with value 0 or 1; regression tasks store the
-predicted value; categorical tasks store the class index in ``value`` and the class name in
-``category``. ``Video.view`` is the class of a categorical task named ``view`` when the model has one.
+Labels (table ``labels``, with the video space's id) are written as the mapper made them, in the
+encoding :mod:`echosearch.labels.encoding` owns (raw score, ``TASK.positive``, ``TASK.probability``,
+estimate, class index and name); ``Video.view`` is the class of a categorical task named ``view``.
 Patients and accession numbers arrive as keyed hashes (``ClipMeta.patient_key``/``accession_key``).
 """
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_ECHOCLIP = REPO.parent / "shared" / "echoclip"
@@ -59,6 +61,50 @@ def write_test_video(
 def video_writer():
     """:func:`write_test_video`: ``video_writer(path, frames, codec, pix_fmt, fps=30) -> path``."""
     return write_test_video
+
+
+#: A task file with one task of each kind (the label tests' example; ``example_tasks`` edits a copy).
+EXAMPLE_TASKS = {
+    "version": 1,
+    "tasks": {
+        "pacer": {
+            "kind": "binary",
+            "description": "pacemaker or ICD lead",
+            "prompts": ["PACER LEAD IN RIGHT VENTRICLE. ", "PACER LEAD IN RIGHT ATRIUM. "],
+            "threshold": 0.25,
+        },
+        "ef": {
+            "kind": "regression",
+            "unit": "%",
+            "templates": ["EF IS <#>%. ", "LVEF <#>%. "],
+            "range": [30, 40],
+            "step": 5,
+        },
+        "lv_size": {
+            "kind": "categorical",
+            "classes": {"normal": ["NORMAL LV SIZE. "], "dilated": ["DILATED LV. ", "LARGE LV. "]},
+        },
+    },
+}
+
+
+@pytest.fixture
+def task_file(tmp_path) -> Path:
+    """:data:`EXAMPLE_TASKS` as a YAML task file."""
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump(EXAMPLE_TASKS, sort_keys=False))
+    return path
+
+
+def example_tasks(task: str, **changes) -> dict:
+    """A copy of :data:`EXAMPLE_TASKS` with keys of one task changed (``None`` removes a key)."""
+    data = json.loads(json.dumps(EXAMPLE_TASKS))
+    for key, value in changes.items():
+        if value is None:
+            data["tasks"][task].pop(key)
+        else:
+            data["tasks"][task][key] = value
+    return data
 
 
 TINY_TASKS = """

@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import func, select
 
 from echosearch.index import Space, report_space_name
-from echosearch.indexer.mapper import POSITIVE_SUFFIX
 from echosearch.indexer.reconcile import verify_data_dir
 from echosearch.indexer.runner import IndexOptions, Runner, run_index
+from echosearch.labels.encoding import positive_key
 from echosearch.store.db import open_db
 from echosearch.store.schema import (
     STATUS_INDEXED,
@@ -39,7 +39,7 @@ from echosearch.video import ClipReadError
 from echosearch.video import errors as video_errors
 
 US_FILES = ("US1_UNCR.dcm", "color3d_jpeg_baseline.dcm", "OBXXXX1A.dcm")
-TASK_NAMES = {"pacemaker", "pacemaker" + POSITIVE_SUFFIX, "ejection_fraction", "view"}
+TASK_NAMES = {"pacemaker", positive_key("pacemaker"), "ejection_fraction", "view"}
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_index_mixed_archive_counts_labels_thumbnails_and_rerun(tmp_path, synth_
             assert set(labels) == TASK_NAMES
             assert labels["view"].category in ("A4C", "PLAX") and v.view == labels["view"].category
             assert 20 <= labels["ejection_fraction"].value <= 70
-            assert labels["pacemaker" + POSITIVE_SUFFIX].value == float(labels["pacemaker"].value >= 0.0)
+            assert labels[positive_key("pacemaker")].value == float(labels["pacemaker"].value >= 0.0)
         failures = s.scalars(select(Failure)).all()
         assert {Path(f.path).name for f in failures} == {"truncated.dcm", "garbage.avi", "empty.mp4"}
         synth_studies = {r["study_uid"] for r in expect["studies"]}
@@ -238,12 +238,12 @@ def test_site_tasks_and_thresholds_label_the_index_and_new_clips_alike(tmp_path,
         _opts([synth_archive], data, tiny_bundle, tasks=str(tasks), thresholds=str(thresholds))
     )
     assert summary.embedded > 0
-    expected = {"pacemaker", "mitraclip", "mitraclip" + POSITIVE_SUFFIX}
+    expected = {"pacemaker", "mitraclip", positive_key("mitraclip")}
     db = open_db(data)
     with db.session() as s:
         for v in s.scalars(select(Video).where(Video.status == STATUS_INDEXED)).all():
             labels = {lb.task: lb.value for lb in v.labels}
-            assert set(labels) == expected and labels["mitraclip" + POSITIVE_SUFFIX] == 1.0
+            assert set(labels) == expected and labels[positive_key("mitraclip")] == 1.0
     db.close()
     tasks_kept, thresholds_kept = Space.open(data, summary.space).recorded_tasks()
     assert [t.name for t in tasks_kept] == ["pacemaker", "mitraclip"] and thresholds_kept == {
@@ -281,7 +281,7 @@ def test_relabel_recomputes_labels_from_the_frame_store(tmp_path, synth_archive,
     before = labels(later)
     assert all(set(v) == TASK_NAMES for v in before.values())
     with Engine.open(later) as engine:
-        summary = relabel(engine, tasks, thresholds)
+        summary = relabel(engine.db, engine.space, engine.encoder, tasks, thresholds)
     assert summary.clips == len(before) and summary.tasks == ["pacemaker", "mitraclip"]
     expected, got = labels(direct), labels(later)
     assert got.keys() == expected.keys()

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import select
 
 from echosearch.errors import ConfigError, UsageError
-from echosearch.labels import conditions_for
+from echosearch.labels.naming import conditions_for
+from echosearch.labels.tasks import Task, load_tasks, tasks_from_dict
 from echosearch.probes import auc, fit_probe
 from echosearch.search import Engine, parse_where
 from echosearch.store import queries as q
 from echosearch.store.schema import Video
-from echosearch.zeroshot import Task, load_tasks, tasks_from_dict
 
 PACER = Task("pacemaker", "binary", prompts=("P. ",), aliases=("pacer",), threshold=0.2)
 EF = Task("ejection_fraction", "regression", templates=("EF <#>%. ",), value_range=(10, 75, 1),
@@ -234,41 +234,8 @@ def test_probe_train_refuses_a_missing_column_and_a_taken_name(cli, own_data, tm
 # ---------------------------------------------------------------- calibrated probabilities, readable labels
 
 
-def test_platt_probabilities_are_monotone_and_fit_the_labels():
-    from echosearch.zeroshot import platt_scaling, probability
-
-    rng = np.random.default_rng(3)
-    y = rng.random(400) < 0.3
-    s = 0.05 * y + 0.02 * rng.normal(size=400)  # raw cosine differences: tiny
-    slope, intercept = platt_scaling(s, y)
-    p = probability(s, slope, intercept)
-    assert slope > 0 and np.all(np.diff(p[np.argsort(s)]) >= 0)
-    assert abs(float(p.mean()) - y.mean()) < 0.03  # calibrated on average
-    assert p[y].mean() > 0.7 and p[~y].mean() < 0.2
-
-
-def test_a_binary_thresholds_entry_gives_decisions_and_probabilities(tmp_path):
-    from echosearch.indexer.mapper import labels_of
-    from echosearch.zeroshot import load_thresholds, save_thresholds, score_tasks
-
-    path = save_thresholds(
-        tmp_path / "t.json", {"pacemaker": {"threshold": 0.0, "slope": 10.0, "intercept": 0.0}}
-    )
-    thresholds = load_thresholds(path)
-    frames = np.array([[[1.0, 0.0]], [[0.0, 1.0]]], np.float32)  # two one-frame clips
-    texts = {"P. ": [1.0, 0.0], "N. ": [0.0, 1.0]}
-    task = Task("pacemaker", "binary", prompts=("P. ",), negative_prompts=("N. ",))
-    results = score_tasks([task], frames, lambda t: np.array([texts[x] for x in t]), thresholds)
-    rows, _ = labels_of(results, 0)
-    assert ("pacemaker.positive", 1.0, None) in rows
-    prob = dict((r[0], r[1]) for r in rows)["pacemaker.probability"]
-    assert prob == pytest.approx(1 / (1 + np.exp(-10.0)), rel=1e-5)
-    with pytest.raises(ConfigError, match="takes threshold, slope, intercept"):
-        score_tasks([task], frames, lambda t: np.array([texts[x] for x in t]), {"pacemaker": {"normal": 0.1}})
-
-
 def test_readable_labels_speak_in_decisions_estimates_and_classes():
-    from echosearch.labels import readable
+    from echosearch.labels.naming import readable
 
     labels = {"pacemaker": 0.21, "pacemaker.positive": 1.0, "pacemaker.probability": 0.973,
               "ejection_fraction": 48.2, "lv_size": "moderate"}  # fmt: skip
@@ -279,15 +246,3 @@ def test_readable_labels_speak_in_decisions_estimates_and_classes():
     ]
     assert readable({"pacemaker": 0.21}, [PACER]) == ["pacemaker: score 0.21 (not calibrated)"]
     assert readable({"pacemaker.positive": 0.0}, [PACER]) == ["pacemaker: no"]
-
-
-def test_a_probability_anchored_at_the_threshold_agrees_with_the_decision():
-    from echosearch.zeroshot import f1_threshold, platt_scaling, probability
-
-    rng = np.random.default_rng(5)
-    y = rng.random(300) < 0.2
-    s = 0.04 * y + 0.03 * rng.normal(size=300)
-    threshold = f1_threshold(s, y)
-    slope, intercept = platt_scaling(s, y, midpoint=threshold)
-    p = probability(s, slope, intercept)
-    assert slope > 0 and np.array_equal(p >= 0.5, s >= threshold)

@@ -273,9 +273,9 @@ def test_cli_synth_refuses_bad_views_and_report_styles(cli, tmp_path, option, va
 
 
 def test_a_finding_is_ground_truth_only_on_clips_whose_view_can_show_it():
+    from echosearch.labels.tasks import Task
     from echosearch.training.data import ArchiveClip
     from echosearch.training.evaluate import task_labels
-    from echosearch.zeroshot import Task
 
     def clip(view: str) -> ArchiveClip:
         row = {"view": view, "pacer": "1", "mitraclip": "1", "effusion": "2", "ef": "30"}

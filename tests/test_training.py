@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from echosearch.errors import UsageError
+from echosearch.labels.tasks import load_tasks
 from echosearch.models import load_model, open_bundle
 from echosearch.models.bundle import Manifest, write_manifest
 from echosearch.models.registry import get_entry
@@ -34,7 +35,6 @@ from echosearch.training.train import (
     use_autocast,
     view_sentences,
 )
-from echosearch.zeroshot import load_tasks
 
 TINY_PX = 32
 TINY_DIM = 32
@@ -286,7 +286,7 @@ def test_the_synthetic_manifest_is_just_one_labels_file(archive):
 
 
 def test_a_site_labels_file_keys_clips_by_path_sop_or_study_and_any_label(archive, tmp_path):
-    from echosearch.zeroshot import Task
+    from echosearch.labels.tasks import Task
 
     clips = load_archive(archive)
     first, second = clips[0], clips[-1]

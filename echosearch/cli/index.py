@@ -95,8 +95,9 @@ def index(
 def relabel(data, model, tasks, thresholds, as_json) -> None:
     """Recompute every zero-shot label from the stored frame embeddings (no video is read again)."""
     from echosearch.indexer.relabel import relabel as run
+    from echosearch.labels.calibration import load_thresholds
+    from echosearch.labels.tasks import load_tasks
     from echosearch.search import Engine
-    from echosearch.zeroshot import load_tasks, load_thresholds
 
     if tasks:  # a broken file fails before the model loads
         load_tasks(tasks)
@@ -104,7 +105,7 @@ def relabel(data, model, tasks, thresholds, as_json) -> None:
         load_thresholds(thresholds)
     with WriterLock(resolve_data_dir(data)):
         with Engine.open(data, space=model, writer=True) as engine:
-            summary = run(engine, tasks, thresholds)
+            summary = run(engine.db, engine.space, engine.encoder, tasks, thresholds)
     if as_json:
         emit_json(summary.to_dict())
     else:

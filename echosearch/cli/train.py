@@ -127,9 +127,10 @@ tasks_option = click.option(
 @json_option
 def eval_cmd(archive, model_name, out_dir, frames, tasks_file, thresholds_file, labels_file, as_json) -> None:
     """Retrieval, same-patient and zero-shot metrics of a model on a labelled archive."""
+    from echosearch.labels.calibration import load_thresholds
+    from echosearch.labels.tasks import load_tasks
     from echosearch.training.data import load_archive
     from echosearch.training.evaluate import LabelsFile, evaluate, public, write_report
-    from echosearch.zeroshot import load_tasks, load_thresholds
 
     load_archive(archive)  # a bad archive or task file fails in a second, before the model loads
     if tasks_file:
@@ -168,10 +169,10 @@ def eval_cmd(archive, model_name, out_dir, frames, tasks_file, thresholds_file, 
 @json_option
 def calibrate(archive, model_name, out_file, into_bundle, frames, tasks_file, labels_file, as_json) -> None:
     """F1-optimal thresholds of binary zero-shot tasks (class offsets of categorical ones), from a labelled archive."""
+    from echosearch.labels.tasks import load_tasks
     from echosearch.training.calibrate import calibrate as run
     from echosearch.training.data import load_archive
     from echosearch.training.evaluate import LabelsFile
-    from echosearch.zeroshot import load_tasks
 
     load_archive(archive)
     if into_bundle and (out_file or tasks_file):

@@ -89,7 +89,8 @@ class Space:
 
     def record_tasks(self, tasks: list, thresholds: dict[str, float]) -> None:
         """Keep the zero-shot tasks and thresholds this space's labels come from (see module doc)."""
-        from echosearch.zeroshot import save_tasks, save_thresholds
+        from echosearch.labels.calibration import save_thresholds
+        from echosearch.labels.tasks import save_tasks
 
         if not tasks:  # a task file cannot be empty: no record means "the model's own (none)"
             for name in (TASKS_FILE, THRESHOLDS_FILE):
@@ -100,7 +101,8 @@ class Space:
 
     def recorded_tasks(self) -> tuple[list, dict[str, float]] | None:
         """The tasks and thresholds of :meth:`record_tasks`; None for a space indexed before either."""
-        from echosearch.zeroshot import load_tasks, load_thresholds
+        from echosearch.labels.calibration import load_thresholds
+        from echosearch.labels.tasks import load_tasks
 
         if not (self.root / TASKS_FILE).is_file():
             return None

@@ -183,7 +183,7 @@ class ModelBundle:
         """Calibrated zero-shot thresholds by task name: the bundle's own, overlaid task by task by
         this site's (:attr:`site_thresholds_path`, what ``echosearch calibrate`` writes); empty when
         there are none."""
-        from echosearch.zeroshot import load_thresholds
+        from echosearch.labels.calibration import load_thresholds
 
         own = self.path / self.manifest.thresholds if self.path and self.manifest.thresholds else None
         site = self.site_thresholds_path
@@ -212,15 +212,15 @@ class ModelBundle:
         return cache_dir() / SITE_THRESHOLDS_DIR / f"{name}-{self.identity[:16]}.json"
 
     def load_tasks(self) -> list:
-        """The bundle's zero-shot tasks, through echosearch.zeroshot (format named in the manifest)."""
+        """The bundle's zero-shot tasks, through echosearch.labels.tasks (format named in the manifest)."""
         if self.tasks_path is None:
             return []
-        from echosearch import zeroshot
+        from echosearch.labels.tasks import load_tasks, tasks_from_echoclip_prompts
 
         fmt = self.manifest.tasks.get("format", "echosearch")
         if fmt == "echoclip-prompts":
-            return zeroshot.tasks_from_echoclip_prompts(json.loads(self.tasks_path.read_text()))
-        return zeroshot.load_tasks(self.tasks_path)
+            return tasks_from_echoclip_prompts(json.loads(self.tasks_path.read_text()))
+        return load_tasks(self.tasks_path)
 
     def verify(self, use_cache: bool = True) -> None:
         """Raise :class:`ChecksumError` unless every file matches the manifest and no weights are unlisted."""

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from echosearch.labels import binary_threshold
+from echosearch.labels.calibration import binary_threshold
+from echosearch.labels.encoding import positive_key, probability_key
 from echosearch.search.context import OpenSpace
 from echosearch.search.query_vectors import as_video_id
 from echosearch.store import queries as q
@@ -51,7 +52,7 @@ class LabelStats:
 
     def positive_share(self, task: str) -> tuple[int, int] | None:
         """(positive clips, clips with a decision) of a binary label; None when it has no threshold."""
-        decisions = self.values(f"{task}.positive")
+        decisions = self.values(positive_key(task))
         return (int((decisions >= 0.5).sum()), len(decisions)) if len(decisions) else None
 
     def filter_options(self) -> dict[str, Any]:
@@ -70,7 +71,7 @@ class LabelStats:
         recorded = self.archive.space.recorded_tasks()
         if recorded is not None:
             return recorded
-        from echosearch.zeroshot import resolve_tasks
+        from echosearch.labels.calibration import resolve_tasks
 
         return resolve_tasks(self.archive.encoder.bundle)
 
@@ -87,8 +88,8 @@ class LabelStats:
         """What label filters and cards need: the space's tasks (zero-shot and probes), the label
         names it stores, and its thresholds. Without a model and a record of the tasks, each stored
         label stands for itself (a task of unknown kind is taken as a number)."""
+        from echosearch.labels.tasks import Task
         from echosearch.probes import probe_tasks
-        from echosearch.zeroshot import Task
 
         stored = set(self.names())
         try:
@@ -105,8 +106,8 @@ class LabelStats:
 
     def readable(self, labels: dict[str, Any]) -> list[str]:
         """A clip's labels as phrases ("Pacemaker: yes, 0.97", "EF ≈ 48% (model estimate, ±7)"),
-        for cards and the CLI (:func:`echosearch.labels.readable`)."""
-        from echosearch.labels import errors_of, readable
+        for cards and the CLI (:func:`echosearch.labels.naming.readable`)."""
+        from echosearch.labels.naming import errors_of, readable
         from echosearch.probes import list_probes
 
         now = time.monotonic()
@@ -121,10 +122,10 @@ class LabelStats:
         """The label condition for "has <task>": the stored yes/no decision when the index has one,
         else the score at the model's calibrated threshold (0.5 when it has none)."""
         names = self.names()
-        if f"{task}.positive" in names:
-            return q.LabelCondition(f"{task}.positive", ">=", 0.5)
-        if f"{task}.probability" in names:
-            return q.LabelCondition(f"{task}.probability", ">=", 0.5)
+        if positive_key(task) in names:
+            return q.LabelCondition(positive_key(task), ">=", 0.5)
+        if probability_key(task) in names:
+            return q.LabelCondition(probability_key(task), ">=", 0.5)
         try:
             threshold = binary_threshold(self.zero_shot_tasks()[1].get(task))
         except Exception:
@@ -157,8 +158,9 @@ class LabelStats:
 
     def compute(self, clip: Any) -> dict[str, Any]:
         """A new clip's labels, scored the way the indexer scored this space's clips."""
+        from echosearch.labels.encoding import as_values, result_rows
+        from echosearch.labels.scoring import score_tasks
         from echosearch.video import preprocess_frames
-        from echosearch.zeroshot import score_tasks
 
         encoder = self.archive.encoder
         tasks, thresholds = self.zero_shot_tasks()
@@ -173,19 +175,10 @@ class LabelStats:
             lambda texts: encoder.encode_text(texts).numpy(),
             thresholds=thresholds,
         )
-        labels: dict[str, Any] = {}
-        for task in tasks:
-            value = results[task.name][0]
-            classes = results.classes.get(task.name)
-            labels[task.name] = classes[int(value)] if classes else float(value)
-            if task.name in results.decisions:
-                labels[f"{task.name}.positive"] = float(results.decisions[task.name][0])
-            if task.name in results.probabilities:
-                labels[f"{task.name}.probability"] = float(results.probabilities[task.name][0])
+        labels = as_values(result_rows(results, 0)[0])
         from echosearch.probes import list_probes
 
         vector = clip_embs.float().numpy()[:1]
         for probe in list_probes(self.archive.space):  # the space's probes, as stored clips got them
-            for _vid, task, value, category in probe.label_rows([0], vector):
-                labels[task] = category if category is not None else value
+            labels.update(as_values(row[1:] for row in probe.label_rows([0], vector)))
         return labels

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from echosearch.errors import UsageError
-from echosearch.labels import binary_threshold
+from echosearch.labels.calibration import binary_threshold
+from echosearch.labels.encoding import positive_key
 from echosearch.search.context import OpenSpace
 from echosearch.search.hits import Hits
 from echosearch.search.label_stats import LabelStats
@@ -133,7 +134,7 @@ class VideoSearch:
     def score_prompt(self, prompt: str, k: int = 20, filters: q.VideoFilter | None = None) -> SearchResult:
         """Score every clip of the archive for a new finding: the mean over each clip's frames of
         the cosine to the prompt (the binary zero-shot score), from the per-frame store."""
-        from echosearch.zeroshot import binary_scores
+        from echosearch.labels.scoring import binary_scores
 
         archive = self.archive
         vec, notes = self.vectors.text_vector(prompt)
@@ -197,7 +198,7 @@ class VideoSearch:
             if task.name not in stored:
                 continue
             classes = list(task.classes) if task.kind == "categorical" else []
-            decision = f"{task.name}.positive" if f"{task.name}.positive" in stored else None
+            decision = positive_key(task.name) if positive_key(task.name) in stored else None
             threshold = binary_threshold(thresholds.get(task.name)) if task.kind == "binary" else None
             source = LabelSource(
                 task.kind,

@@ -45,7 +45,7 @@ def parse_where(conditions: Sequence[str], engine: Engine | None = None) -> q.Vi
             key_hash = engine.keyed(value) if engine is not None else None
             f.patient_key = key_hash or "no-such-patient"
         elif catalog is not None:
-            from echosearch.labels import conditions_for
+            from echosearch.labels.naming import conditions_for
 
             tasks, stored, thresholds = catalog
             labels.extend(conditions_for(m.group(1).strip(), op, value, tasks, stored, thresholds))

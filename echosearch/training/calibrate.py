@@ -3,14 +3,14 @@ errors from a labelled archive, written where the indexer's labels read them: th
 thresholds file in the cache dir (never the bundle, unless asked), or a file of the caller's.
 
 A binary task's entry is ``{threshold, slope, intercept}``: the F1-optimal threshold and the sigmoid
-that turns its raw score into a probability (:func:`echosearch.zeroshot.platt_scaling`); a regression
+that turns its raw score into a probability (:func:`echosearch.labels.calibration.platt_scaling`); a regression
 task's is ``{mae}``, the mean absolute error on the archive, shown as "±" next to its estimates.
 
 Why calibrate on a separate archive: a binary score (mean prompt cosine) is small and model-specific,
 so a fixed cut-off is meaningless; the paper picked its pacemaker threshold by maximising F1 on
 labelled data. Calibrating on the evaluation archive would overstate the F1 the threshold gives.
 A categorical task gets one offset per class, added to its class scores, that maximises accuracy
-(:func:`echosearch.zeroshot.accuracy_offsets`): zero-shot class scores favour some wordings.
+(:func:`echosearch.labels.calibration.accuracy_offsets`): zero-shot class scores favour some wordings.
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from typing import Any
 import numpy as np
 
 from echosearch.errors import UsageError
-from echosearch.models.bundle import write_manifest
-from echosearch.paths import package_data
-from echosearch.training.evaluate import EVAL_FRAMES, LabelsFile, embed_archive, require_tasks, task_labels
-from echosearch.zeroshot import (
+from echosearch.labels.calibration import (
     accuracy_offsets,
     f1_threshold,
     load_thresholds,
     platt_scaling,
     save_thresholds,
-    score_tasks,
 )
+from echosearch.labels.scoring import score_tasks
+from echosearch.models.bundle import write_manifest
+from echosearch.paths import package_data
+from echosearch.training.evaluate import EVAL_FRAMES, LabelsFile, embed_archive, require_tasks, task_labels
 
 log = logging.getLogger(__name__)
 

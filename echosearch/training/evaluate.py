@@ -255,7 +255,7 @@ class LabelsFile:
 
     def column_for(self, task) -> str | None:
         """The column holding ``task`` (its name or an alias, compared as filters compare them)."""
-        from echosearch.zeroshot import label_key
+        from echosearch.labels.tasks import label_key
 
         names = {label_key(n) for n in (task.name, *getattr(task, "aliases", ()))}
         return next((c for c in self.columns if label_key(c) in names and c not in self.KEYS), None)
@@ -297,7 +297,7 @@ def _parse_truth(task, raw: str) -> float:
             return 0.0
         return float(float(word) > 0)
     if task.kind == "categorical":
-        from echosearch.zeroshot import label_key
+        from echosearch.labels.tasks import label_key
 
         names = [label_key(c) for c in task.class_names]
         if label_key(raw) in names:
@@ -345,7 +345,7 @@ def zero_shot(
     labels: LabelsFile | None = None,
     root: Path | None = None,
 ) -> dict[str, Any]:
-    from echosearch.zeroshot import score_tasks
+    from echosearch.labels.scoring import score_tasks
 
     results = score_tasks(tasks, emb.frame_embs, encoder.encode_text, thresholds)
     out: dict[str, Any] = {}
@@ -425,10 +425,10 @@ def evaluate(
     """Every metric of the module doc, as one JSON-able dict (``_pred``/``_truth`` arrays for plots).
 
     ``tasks_file``/``thresholds_file`` judge another task file than the bundle's (see
-    :func:`echosearch.zeroshot.resolve_tasks` for which thresholds apply then); ``labels_file`` is
+    :func:`echosearch.labels.calibration.resolve_tasks` for which thresholds apply then); ``labels_file`` is
     a site's ground truth (:class:`LabelsFile`).
     """
-    from echosearch.zeroshot import resolve_tasks
+    from echosearch.labels.calibration import resolve_tasks
 
     tasks, thresholds = resolve_tasks(encoder.bundle, tasks_file, thresholds_file)
     labels = LabelsFile(labels_file) if labels_file else None
@@ -573,7 +573,7 @@ def _plots(metrics: dict[str, Any], out: Path) -> list[Path]:
 
 
 def require_tasks(encoder, tasks_file: str | Path | None = None) -> list:
-    from echosearch.zeroshot import load_tasks
+    from echosearch.labels.tasks import load_tasks
 
     tasks = load_tasks(tasks_file) if tasks_file else encoder.bundle.load_tasks()
     if not tasks:

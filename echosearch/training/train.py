@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from echosearch.errors import UsageError
 from echosearch.fsutil import atomic_path
+from echosearch.labels.tasks import load_tasks
 from echosearch.models import Manifest, write_bundle
 from echosearch.models.arch import echoclip_model_cfg, echoclip_preprocess_cfg
 from echosearch.paths import cache_dir, configs_dir, package_data
@@ -39,7 +40,6 @@ from echosearch.training.data import (
     load_frames,
     study_order,
 )
-from echosearch.zeroshot import load_tasks
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
+from echosearch.labels.encoding import is_derived, probability_key
 from echosearch.search import Engine
 from echosearch.ui import common
 
@@ -32,7 +33,7 @@ def render(eng: Engine) -> None:
     # A binary task's yes/no decisions are shown as a share under its probability (or its raw score
     # where it has none), not as labels of their own.
     stored = eng.label_tasks()
-    tasks = [t for t in stored if not t.endswith((".positive", ".probability"))]
+    tasks = [t for t in stored if not is_derived(t)]
     if not tasks:
         st.info("This index has no zero-shot labels (the model has no tasks, or indexing skipped them).")
         return
@@ -43,7 +44,7 @@ def render(eng: Engine) -> None:
             if classes:
                 _class_counts(task, classes)
             else:
-                _score_histogram(eng, task, probability=f"{task}.probability" in stored)
+                _score_histogram(eng, task, probability=probability_key(task) in stored)
 
 
 def _class_counts(task: str, classes: dict[str, int]) -> None:
@@ -63,7 +64,7 @@ def _class_counts(task: str, classes: dict[str, int]) -> None:
 
 
 def _score_histogram(eng: Engine, task: str, probability: bool = False) -> None:
-    values = eng.label_values(f"{task}.probability" if probability else task)
+    values = eng.label_values(probability_key(task) if probability else task)
     st.markdown(f"**{task}** · {'calibrated probability · ' if probability else ''}{len(values)} clips")
     if len(values) == 0:
         st.caption("no numeric values")

@@ -5,13 +5,7 @@ Why a module of its own: a label is stored under its task's name (``ejection_fra
 and want to read "pacemaker: yes, 0.97" or "EF ≈ 48% (model estimate, ±7)", not ``mitraclip -0.15``.
 Both directions need the same knowledge of the tasks (kind, classes, aliases, display name, which
 derived labels the index stores), so it lives here once, for the CLI, the UI and the Python API.
-
-Stored labels per task kind (written by the indexer, ``relabel`` and ``probe train``):
-
-- binary: ``TASK`` the raw score (a cosine difference for a zero-shot task, a logit for a probe),
-  ``TASK.positive`` the 0/1 decision at the calibrated threshold, ``TASK.probability`` the
-  calibrated probability (where ``calibrate`` fitted one, and for every probe);
-- regression: ``TASK`` the estimate; categorical: ``TASK`` the class index with its class name.
+What the index stores per task kind is :mod:`echosearch.labels.encoding`'s to say.
 """
 
 from __future__ import annotations
@@ -21,11 +15,11 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from echosearch.errors import UsageError
+from echosearch.labels.calibration import binary_threshold
+from echosearch.labels.encoding import POSITIVE, PROBABILITY, positive_key, probability_key
+from echosearch.labels.tasks import Task, label_key
 from echosearch.store.queries import LabelCondition
-from echosearch.zeroshot import Task, label_key
 
-POSITIVE = "positive"
-PROBABILITY = "probability"
 SCORE = "score"
 FIELDS = (POSITIVE, PROBABILITY, SCORE)
 YES = frozenset({"yes", "y", "true", "present", "positive"})
@@ -96,7 +90,7 @@ def _binary(task: Task, field: str | None, op: str, word: str, stored: set[str],
         if field not in (None, POSITIVE):
             raise UsageError(f"{name}.{field} is a number; use {name} = yes|no for the decision")
         if not decided:
-            raise UsageError(f"{name}.positive is yes/no (or 1/0), not {word!r}")
+            raise UsageError(f"{positive_key(name)} is yes/no (or 1/0), not {word!r}")
         if op not in ("=", "!="):
             raise UsageError(f"compare {name} with = yes or = no, not {op!r}")
         yes = (word in YES or word == "1") != (op == "!=")
@@ -106,13 +100,13 @@ def _binary(task: Task, field: str | None, op: str, word: str, stored: set[str],
     number = _number(task, word)
     if field == SCORE:
         return [LabelCondition(name, op, number)]
-    has_probability = f"{name}.{PROBABILITY}" in stored
+    has_probability = probability_key(name) in stored
     if field == PROBABILITY or has_probability:
         if not has_probability:
             raise UsageError(f"{name} has no calibrated probability in this index; use {name}.score or = yes")
         if not 0.0 <= number <= 1.0:
             raise UsageError(f"{name} is a probability between 0 and 1, not {number:g}")
-        return [LabelCondition(f"{name}.{PROBABILITY}", op, number)]
+        return [LabelCondition(probability_key(name), op, number)]
     return [LabelCondition(name, op, number)]  # an index without probabilities: the raw score
 
 
@@ -120,10 +114,10 @@ def _decision(task: Task, yes: bool, stored: set[str], thresholds: Mapping[str, 
     """``TASK = yes|no`` on what the index has: the stored decision, else probability 0.5, else the
     score at its threshold."""
     name = task.name
-    if f"{name}.{POSITIVE}" in stored:
-        return LabelCondition(f"{name}.{POSITIVE}", "=", 1.0 if yes else 0.0)
-    if f"{name}.{PROBABILITY}" in stored:
-        return LabelCondition(f"{name}.{PROBABILITY}", ">=" if yes else "<", 0.5)
+    if positive_key(name) in stored:
+        return LabelCondition(positive_key(name), "=", 1.0 if yes else 0.0)
+    if probability_key(name) in stored:
+        return LabelCondition(probability_key(name), ">=" if yes else "<", 0.5)
     threshold = binary_threshold(thresholds.get(name, task.threshold))
     if threshold is None:
         raise UsageError(
@@ -131,13 +125,6 @@ def _decision(task: Task, yes: bool, stored: set[str], thresholds: Mapping[str, 
             f"compare its score instead (e.g. '{name}.score > 0.1') or run echosearch calibrate"
         )
     return LabelCondition(name, ">=" if yes else "<", threshold)
-
-
-def binary_threshold(value: Any) -> float | None:
-    """A binary task's threshold from a thresholds-file entry (a number, or ``{threshold: ...}``)."""
-    if isinstance(value, Mapping):
-        value = value.get("threshold")
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _number(task: Task, text: str) -> float:
@@ -185,7 +172,7 @@ def readable(
         name, title = task.name, task.title
         value = labels.get(name)
         if task.kind == "binary":
-            decision, prob = labels.get(f"{name}.{POSITIVE}"), labels.get(f"{name}.{PROBABILITY}")
+            decision, prob = labels.get(positive_key(name)), labels.get(probability_key(name))
             if isinstance(decision, int | float) or isinstance(prob, int | float):
                 yes = decision >= 0.5 if isinstance(decision, int | float) else prob >= 0.5
                 out.append(
