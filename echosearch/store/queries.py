@@ -397,6 +397,40 @@ def audit(
     return entry
 
 
+def audit_rows(
+    s: Session,
+    *,
+    limit: int,
+    offset: int = 0,
+    who: str | None = None,
+    action: str | None = None,
+    since: dt.datetime | None = None,
+) -> tuple[list[AuditLog], int]:
+    """Audit rows, newest first, and how many match in all."""
+    stmt = select(AuditLog)
+    if who is not None:
+        stmt = stmt.where(AuditLog.who == who)
+    if action is not None:
+        stmt = stmt.where(AuditLog.action == action)
+    if since is not None:
+        stmt = stmt.where(AuditLog.at >= since)
+    total = int(s.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+    rows = s.scalars(stmt.order_by(AuditLog.id.desc()).offset(offset).limit(limit))
+    return list(rows), total
+
+
+def failure_rows(
+    s: Session, *, limit: int, offset: int = 0, kinds: Sequence[str] = ()
+) -> tuple[list[Failure], int]:
+    """Files the indexer could not read, most recent first, and how many in all."""
+    stmt = select(Failure)
+    if kinds:
+        stmt = stmt.where(Failure.kind.in_(list(kinds)))
+    total = int(s.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+    rows = s.scalars(stmt.order_by(Failure.last_seen.desc(), Failure.id.desc()).offset(offset).limit(limit))
+    return list(rows), total
+
+
 def failures_by_kind(s: Session) -> dict[str, int]:
     return {kind: int(n) for kind, n in s.execute(select(Failure.kind, func.count()).group_by(Failure.kind))}
 
