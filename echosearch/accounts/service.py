@@ -321,7 +321,7 @@ class Accounts:
 
     def login(self, name: str, password: str, *, client: str = "unknown", channel: str = "ui") -> LoginResult:
         """Check a name and password with both throttles (see the module doc); audit the attempt."""
-        name = (name or "").strip()[:64]
+        name, client = (name or "").strip()[:64], str(client)[:64]
         wait = self.clients.retry_after(client)
         if wait > 0:
             self._audit_login(None, name, client, "client_locked", channel)
