@@ -21,13 +21,13 @@ from echosearch.api import errors
 from echosearch.api.guard import Guard
 from echosearch.api.responses import ApiJSON
 from echosearch.api.routes import archive, clips, health, jobs, search, studies
+from echosearch.api.shapes import PREFIX
 from echosearch.api.state import ApiSettings, ApiState
 from echosearch.errors import EchosearchError
 from echosearch.search import Engine
 
 log = logging.getLogger("echosearch.api")
 
-PREFIX = "/api/v1"
 UPLOAD_PATHS = (f"{PREFIX}/similar",)
 
 DESCRIPTION = """Semantic search over an echocardiogram archive: the `echosearch` Engine over HTTP.
@@ -79,7 +79,7 @@ def create_app(
     app.state.api = state
     errors.install(app)
     for module in (health, search, clips, studies, archive, jobs):
-        app.include_router(module.router, prefix=PREFIX)
+        app.include_router(module.router)  # each router carries the /api/v1 prefix (the access log's routes)
     app.add_middleware(
         Guard,
         max_request_bytes=settings.max_request_bytes,

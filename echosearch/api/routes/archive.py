@@ -10,9 +10,10 @@ from fastapi import APIRouter, Path, Query
 from echosearch.api.responses import ApiJSON
 from echosearch.api.routes.common import found
 from echosearch.api.security import Admin, State, Viewer
+from echosearch.api.shapes import PREFIX
 from echosearch.store import queries as q
 
-router = APIRouter(tags=["archive"])
+router = APIRouter(prefix=PREFIX, tags=["archive"])
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows per page.")]
 Skip = Annotated[int, Query(ge=0, le=10_000_000, description="Rows to skip.")]

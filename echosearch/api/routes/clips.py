@@ -15,7 +15,7 @@ from echosearch.api.responses import ApiJSON
 from echosearch.api.routes.common import K, Offset, Where, filters, found
 from echosearch.api.security import State, Viewer
 
-router = APIRouter(prefix="/clips", tags=["clips"])
+router = APIRouter(prefix=f"{shapes.PREFIX}/clips", tags=["clips"])
 
 VideoId = Annotated[int, PathParam(ge=1, le=2**62, description="The clip's video id.")]
 

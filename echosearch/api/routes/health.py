@@ -6,8 +6,9 @@ from fastapi import APIRouter
 
 from echosearch import __version__
 from echosearch.api.responses import ApiJSON
+from echosearch.api.shapes import PREFIX
 
-router = APIRouter(tags=["health"])
+router = APIRouter(prefix=PREFIX, tags=["health"])
 
 
 @router.get("/health", summary="Liveness (no authentication)")

@@ -13,8 +13,9 @@ from echosearch.api.errors import ApiError, bad_parameter, not_found
 from echosearch.api.jobs import QueueFull, index_work, relabel_work
 from echosearch.api.responses import ApiJSON
 from echosearch.api.security import Indexer, State
+from echosearch.api.shapes import PREFIX
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(prefix=PREFIX, tags=["jobs"])
 
 
 class IndexRequest(BaseModel):
@@ -58,7 +59,7 @@ def _accepted(api, caller, kind: str, params: dict, work) -> ApiJSON:  # noqa: A
     except QueueFull as exc:
         raise ApiError(429, "too_many_jobs", str(exc), headers={"Retry-After": "60"}) from None
     engine.audit.record(f"{kind}_job", {"job": job.id, **params})
-    return ApiJSON(job.to_dict(), status_code=202, headers={"Location": f"/api/v1/jobs/{job.id}"})
+    return ApiJSON(job.to_dict(), status_code=202, headers={"Location": f"{PREFIX}/jobs/{job.id}"})
 
 
 @router.post("/index", status_code=202, summary="Index server-side files into the served space (indexers)")

@@ -20,7 +20,7 @@ from echosearch.api.security import State, Viewer
 from echosearch.errors import EchosearchError, UsageError
 from echosearch.search import NoTemplateMatch
 
-router = APIRouter(tags=["search"])
+router = APIRouter(prefix=shapes.PREFIX, tags=["search"])
 
 Text = Annotated[str, Query(min_length=1, max_length=2000, description="Free clinical text.")]
 

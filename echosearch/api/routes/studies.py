@@ -11,7 +11,7 @@ from echosearch.api.responses import ApiJSON
 from echosearch.api.routes.common import K, Offset, found
 from echosearch.api.security import State, Viewer
 
-router = APIRouter(tags=["studies"])
+router = APIRouter(prefix=shapes.PREFIX, tags=["studies"])
 
 Uid = Annotated[
     str, Path(min_length=1, max_length=128, description="Study Instance UID or accession number.")
