@@ -175,11 +175,6 @@ def test_account_changes_and_cli_searches_name_the_os_user(data, ui_archive):
     assert last.action == "search_text" and last.who == f"cli:{os_user()}"
 
 
-def test_ui_set_password_is_gone_and_points_to_users_add(data):
-    done = es("ui", "set-password", "--data", str(data), "--password", "a-long-password")
-    assert done.returncode == 2 and "users add" in done.stderr
-
-
 def test_an_older_database_gains_the_account_tables(tmp_path):
     from alembic import command
 
