@@ -26,7 +26,8 @@ from echosearch.api.state import ApiState
 _bearer = HTTPBearer(auto_error=False, description="An API token: `echosearch tokens create USER`.")
 
 
-def state_of(request: Request) -> ApiState:
+async def state_of(request: Request) -> ApiState:
+    # async: no I/O, so no trip through the thread pool (each costs under load)
     return request.app.state.api
 
 
@@ -41,8 +42,9 @@ def _retry_after(seconds: float) -> dict[str, str]:
 def authenticated(
     request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Caller:
-    """The caller of a request with a valid bearer token (see the module doc for the refusals)."""
-    api = state_of(request)
+    """The caller of a request with a valid bearer token (see the module doc for the refusals). A
+    plain function: its database lookup runs in the thread pool, not on the event loop."""
+    api: ApiState = request.app.state.api
     client = client_of(request)
     wait = api.bad_tokens.retry_after(client)
     if wait > 0:
@@ -75,7 +77,7 @@ def authenticated(
 def require(role: str):  # noqa: ANN201
     """A dependency: the authenticated caller, when its role is ``role`` or above (else 403)."""
 
-    def dependency(caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
+    async def dependency(caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
         if not caller.may(role):
             raise ApiError(403, "forbidden", f"this needs the {role} role; {caller.name} is a {caller.role}")
         return caller
