@@ -39,12 +39,19 @@ def _session_id() -> str | None:
 
 
 def _client() -> str:
-    """Whom the per-client login throttle counts: the browser's address, else this session."""
+    """Whom the per-client login throttle counts: the browser's address; behind a reverse proxy on
+    this machine (Streamlit then reports no address), the address that proxy appended last to
+    X-Forwarded-For (the client cannot forge that entry); else this session."""
     try:
         ip = st.context.ip_address
+        forwarded = None if ip else st.context.headers.get("X-Forwarded-For")
     except Exception:  # no server (AppTest)
-        ip = None
-    return ip if isinstance(ip, str) and ip else f"session:{_session_id()}"
+        ip = forwarded = None
+    if isinstance(ip, str) and ip:
+        return ip
+    if isinstance(forwarded, str) and forwarded.strip():
+        return forwarded.split(",")[-1].strip()
+    return f"session:{_session_id()}"
 
 
 def _wait_text(seconds: float) -> str:

@@ -85,6 +85,7 @@ def create_app(
         max_request_bytes=settings.max_request_bytes,
         max_upload_bytes=settings.max_upload_bytes,
         upload_paths=UPLOAD_PATHS,
+        public_paths=(app.docs_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url),
     )
     return app
 

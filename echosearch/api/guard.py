@@ -40,8 +40,10 @@ class Guard:
         max_request_bytes: int,
         max_upload_bytes: int,
         upload_paths: Iterable[str] = (),
+        public_paths: Iterable[str] = (),
     ) -> None:
         self.app = app
+        self.public_paths = frozenset(public_paths)  # logged as they are (the docs: no identifiers)
         self.max_request_bytes = max_request_bytes
         self.max_upload_bytes = max_upload_bytes
         self.upload_paths = frozenset(upload_paths)
@@ -66,7 +68,7 @@ class Guard:
                 return
             await self.app(scope, _limited(receive, limit), send_tracked)
         except Exception:
-            log.exception("unhandled error in %s %s", scope.get("method"), _route(scope))
+            log.exception("unhandled error in %s %s", scope.get("method"), self._route(scope))
             if not status["sent"]:
                 await _reply(send_tracked, 500, INTERNAL)
         finally:
@@ -74,11 +76,18 @@ class Guard:
             access.info(
                 "%s %s %s %.1fms %s",
                 scope.get("method"),
-                _route(scope),
+                self._route(scope),
                 status["code"],
                 1000 * (time.perf_counter() - started),
                 getattr(caller, "who", "-"),
             )
+
+    def _route(self, scope: Scope) -> str:
+        """The matched route's template; a path that matched none is not logged (it may be anything)."""
+        path = getattr(scope.get("route"), "path", None)
+        if path:
+            return path
+        return scope.get("path") if scope.get("path") in self.public_paths else "(no route)"
 
 
 def _too_large(limit: int) -> dict[str, str]:
@@ -110,12 +119,6 @@ def _limited(receive: Receive, limit: int) -> Receive:
         return message
 
     return wrapped
-
-
-def _route(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path or "(no route)"
 
 
 async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
