@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from echosearch.api import shapes
 from echosearch.api.errors import not_found
 from echosearch.api.responses import ApiJSON
-from echosearch.api.routes.common import K, Offset, Where, filters, found
+from echosearch.api.routes.common import Paging, Where, filters, found
 from echosearch.api.security import State, Viewer
 
 router = APIRouter(prefix=f"{shapes.PREFIX}/clips", tags=["clips"])
@@ -38,8 +38,7 @@ def similar(
     caller: Viewer,
     api: State,
     video_id: VideoId,
-    k: K = 10,
-    offset: Offset = 0,
+    page: Paging,
     where: Where = None,
     include_same_study: bool = False,
 ) -> ApiJSON:
@@ -47,9 +46,10 @@ def similar(
     engine = api.engine_for(caller)
     _indexed(engine, video_id)
     chosen = filters(engine, where)
-    window = shapes.page_window(k, offset, api.settings.max_results)
-    result = engine.search_clip(video_id, k=window, filters=chosen, exclude_same_study=not include_same_study)
-    return ApiJSON(shapes.paged(result.to_dict(), k, offset, caller))
+    result = engine.search_clip(
+        video_id, k=page.window, filters=chosen, exclude_same_study=not include_same_study
+    )
+    return ApiJSON(page.of(result.to_dict(), caller))
 
 
 @router.get("/{video_id}/labels", summary="The clip's zero-shot labels")
@@ -61,13 +61,12 @@ def labels(caller: Viewer, api: State, video_id: VideoId) -> ApiJSON:
 
 
 @router.get("/{video_id}/reports", summary="The report texts nearest the clip")
-def reports(caller: Viewer, api: State, video_id: VideoId, k: K = 5, offset: Offset = 0) -> ApiJSON:
+def reports(caller: Viewer, api: State, video_id: VideoId, page: Paging) -> ApiJSON:
     """As `echosearch similar VIDEO_ID --reports --json` (needs reports indexed with --reports)."""
     engine = api.engine_for(caller)
     _indexed(engine, video_id)
-    window = shapes.page_window(k, offset, api.settings.max_results)
-    result = found(lambda: engine.nearest_reports(video_id, k=window))
-    return ApiJSON(shapes.paged(result.to_dict(), k, offset))
+    result = found(lambda: engine.nearest_reports(video_id, k=page.window))
+    return ApiJSON(page.of(result.to_dict()))
 
 
 def _file(api, caller, video_id: int, kind: str) -> FileResponse:  # noqa: ANN001

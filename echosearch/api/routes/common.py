@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Query
+from fastapi import Depends, Query, Request
 
+from echosearch.accounts import Caller
+from echosearch.api import shapes
 from echosearch.api.errors import bad_parameter, not_found
 from echosearch.errors import UsageError
 from echosearch.search import Engine, parse_where
@@ -24,6 +27,27 @@ Where = Annotated[
         "'date >= 2021-01-01', 'manufacturer = GE', 'study = UID', 'mrn = 123'.",
     ),
 ]
+
+
+@dataclass
+class Page:
+    """One page of a ranked list: ``k`` results after ``offset``."""
+
+    k: int
+    offset: int
+    window: int  # how many to ask the Engine for (one more than the page: is there a next one?)
+
+    def of(self, doc: dict[str, Any], caller: Caller | None = None) -> dict[str, Any]:
+        """A result document cut to this page (clips shaped for ``caller``)."""
+        return shapes.paged(doc, self.k, self.offset, caller)
+
+
+async def _page(request: Request, k: K = 10, offset: Offset = 0) -> Page:
+    window = shapes.page_window(k, offset, request.app.state.api.settings.max_results)  # 400 past the limit
+    return Page(k, offset, window)
+
+
+Paging = Annotated[Page, Depends(_page)]
 
 
 def filters(engine: Engine, where: list[str] | None) -> VideoFilter | None:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 from echosearch.api import shapes
 from echosearch.api.errors import bad_parameter
 from echosearch.api.responses import ApiJSON
-from echosearch.api.routes.common import K, Offset, Where, filters
+from echosearch.api.routes.common import Paging, Where, filters
 from echosearch.api.security import State, Viewer
 from echosearch.errors import EchosearchError, UsageError
 from echosearch.search import NoTemplateMatch
@@ -30,8 +30,7 @@ def search(
     caller: Viewer,
     api: State,
     q: Text,
-    k: K = 10,
-    offset: Offset = 0,
+    page: Paging,
     where: Where = None,
     negative: Annotated[
         list[str] | None, Query(max_length=20, description="Push results away from this text (repeatable).")
@@ -41,14 +40,15 @@ def search(
     """As `echosearch search TEXT --json`: ``{"query", "model", "interpretation", "notes", "results": [...]}``."""
     engine = api.engine_for(caller)
     chosen = filters(engine, where)
-    window = shapes.page_window(k, offset, api.settings.max_results)
     try:
-        result = engine.search_text(q, k=window, filters=chosen, negatives=negative or (), literal=literal)
+        result = engine.search_text(
+            q, k=page.window, filters=chosen, negatives=negative or (), literal=literal
+        )
     except NoTemplateMatch as exc:
         raise bad_parameter("q", str(exc), suggestions=exc.suggestions) from None
     except UsageError as exc:
         raise bad_parameter("q", str(exc)) from None
-    return ApiJSON(shapes.paged(result.to_dict(), k, offset, caller))
+    return ApiJSON(page.of(result.to_dict(), caller))
 
 
 @router.get("/interpret", summary="How free text is understood, without searching")
@@ -67,24 +67,22 @@ def similar_upload(
     caller: Viewer,
     api: State,
     file: Annotated[UploadFile, File(description="The clip file (size-limited).")],
-    k: K = 10,
-    offset: Offset = 0,
+    page: Paging,
     where: Where = None,
     include_same_study: bool = False,
 ) -> ApiJSON:
     """As `echosearch similar FILE --json`. The file is kept only while it is searched with."""
     engine = api.engine_for(caller)
     chosen = filters(engine, where)
-    window = shapes.page_window(k, offset, api.settings.max_results)
     name = Path(file.filename or "upload").name[:200]
     with _saved(engine.data_dir, file, name) as path:
         try:
             result = engine.search_clip(
-                str(path), k=window, filters=chosen, exclude_same_study=not include_same_study
+                str(path), k=page.window, filters=chosen, exclude_same_study=not include_same_study
             )
         except (UsageError, EchosearchError) as exc:  # an unreadable clip is the file's fault
             raise bad_parameter("file", str(exc).replace(str(path), name)) from None
-    doc = shapes.paged(result.to_dict(), k, offset, caller)
+    doc = page.of(result.to_dict(), caller)
     doc["query"] = {"upload": name, "study_uid": (doc.get("query") or {}).get("study_uid")}
     return ApiJSON(doc)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from echosearch.api import shapes
 from echosearch.api.responses import ApiJSON
-from echosearch.api.routes.common import K, Offset, found
+from echosearch.api.routes.common import Paging, found
 from echosearch.api.security import State, Viewer
 
 router = APIRouter(prefix=shapes.PREFIX, tags=["studies"])
@@ -36,11 +36,10 @@ def study(caller: Viewer, api: State, uid: Uid) -> ApiJSON:
 
 
 @router.get("/studies/{uid}/similar", summary="The studies nearest this one")
-def similar_studies(caller: Viewer, api: State, uid: Uid, k: K = 10, offset: Offset = 0) -> ApiJSON:
+def similar_studies(caller: Viewer, api: State, uid: Uid, page: Paging) -> ApiJSON:
     engine = api.engine_for(caller)
-    window = shapes.page_window(k, offset, api.settings.max_results)
-    result = found(lambda: engine.search_study(uid, k=window))
-    return ApiJSON(shapes.paged(result.to_dict(), k, offset))
+    result = found(lambda: engine.search_study(uid, k=page.window))
+    return ApiJSON(page.of(result.to_dict()))
 
 
 @router.get("/studies/{uid}/timeline", summary="The same patient's studies, by record, oldest first")
