@@ -30,5 +30,7 @@ class _CheckoutFinder(importlib.abc.MetaPathFinder):
         )
 
 
+# First in line: an editable install of another checkout maps ``echosearch.indexer`` to *its*
+# ``indexer/``; the folders beside the ``echosearch`` actually imported are the ones that belong to it.
 if not any(isinstance(f, _CheckoutFinder) for f in sys.meta_path):
-    sys.meta_path.append(_CheckoutFinder())
+    sys.meta_path.insert(0, _CheckoutFinder())

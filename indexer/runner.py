@@ -357,8 +357,11 @@ class Runner:
         self.summary.reports = asdict(counts)
 
 
-def run_index(opts: IndexOptions, distributor: Distributor | None = None) -> IndexSummary:
-    """Index ``opts.paths`` into ``opts.data_dir`` (see :class:`IndexOptions`); returns the summary."""
+def run_index(
+    opts: IndexOptions, distributor: Distributor | None = None, encoder: Encoder | None = None
+) -> IndexSummary:
+    """Index ``opts.paths`` into ``opts.data_dir`` (see :class:`IndexOptions`); returns the summary.
+    ``encoder``: the model of ``opts.model`` already loaded (the API server's), reused."""
     if not opts.paths:
         raise UsageError("give at least one file or folder to index")
     missing = [p for p in opts.paths if not os.path.exists(p)]
@@ -368,4 +371,4 @@ def run_index(opts: IndexOptions, distributor: Distributor | None = None) -> Ind
         load_tasks(opts.tasks)
     if opts.thresholds:
         load_thresholds(opts.thresholds)
-    return Runner(opts, distributor).run()
+    return Runner(opts, distributor, encoder).run()

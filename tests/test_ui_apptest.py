@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from echosearch.accounts import Accounts
 from echosearch.search import Engine
+from echosearch.store.db import open_db
 from echosearch.store.schema import AuditLog
+from echosearch.whoami import os_user
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")
 AppTest = streamlit_testing.AppTest
@@ -63,7 +67,8 @@ def test_search_shows_cards_latency_and_is_audited(app, ui_archive):
     assert len(previews) == n_cards
     rows = _audit_rows(ui_archive["data"])
     assert len(rows) == before + 1
-    assert rows[-1].action == "search_text" and rows[-1].who.startswith("ui:session-")
+    # no accounts in this archive: the UI is this machine's, audited as the OS user who started it
+    assert rows[-1].action == "search_text" and rows[-1].who == f"ui:{os_user()}"
     # a rerun (e.g. a click elsewhere) does not search again
     app.sidebar.slider(key="f_k").set_value(3).run()
     _ok(app)
@@ -210,23 +215,99 @@ def test_index_status_counts_and_demo_warning(app, ui_archive):
         assert any("not for clinical use" in e.value for e in app.error)
 
 
-def test_password_gate(ui_archive, monkeypatch):
-    from echosearch.ui.auth import clear_password, set_password
+@pytest.fixture
+def with_accounts(ui_archive, tmp_path, monkeypatch) -> dict:
+    """A copy of the archive with accounts (the shared fixture must stay without: the other tests
+    use it with no login), served to the app."""
+    data = tmp_path / "data"
+    shutil.copytree(ui_archive["data"], data)
+    monkeypatch.setenv("ECHOSEARCH_HOME", str(data))
+    db = open_db(data)
+    accounts = Accounts(db)
+    accounts.add_user("alice", "viewer", "correct horse battery")
+    accounts.add_user("bob", "admin", "another long password")
+    yield {"data": data, "accounts": accounts}
+    db.close()
 
-    monkeypatch.setenv("ECHOSEARCH_HOME", str(ui_archive["data"]))
-    set_password(ui_archive["data"], "correct horse battery")
-    try:
-        at = AppTest.from_file(APP, default_timeout=90).run()
+
+def _login(at, name: str, password: str):
+    at.text_input(key="login_name").input(name)
+    at.text_input(key="login_password").input(password)
+    at.button[0].click().run()
+    _ok(at)
+    return at
+
+
+def test_login_per_user_locks_after_repeated_failures_and_audits_every_attempt(with_accounts):
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    _ok(at)
+    assert not at.sidebar.radio, "pages are visible before login"
+    assert [t.key for t in at.text_input] == ["login_name", "login_password"]
+    for _ in range(4):
+        _login(at, "alice", "wrong password")
+        assert [e.value for e in at.error] == ["Wrong account name or password."]
+    _login(at, "alice", "wrong password")  # the fifth failure in a row locks the account
+    assert any("Too many failed logins for this account" in e.value for e in at.error)
+    _login(at, "alice", "correct horse battery")  # locked: even the right password waits
+    assert not at.sidebar.radio and any("Too many failed logins" in e.value for e in at.error)
+    rows = _audit_rows(with_accounts["data"])
+    failed = [r for r in rows if r.action == "login_failed"]
+    assert len(failed) == 6 and {r.who for r in failed} == {"ui:alice"}
+    assert [r.query["outcome"] for r in failed] == ["bad_credentials"] * 5 + ["locked"]
+
+    _login(at, "bob", "another long password")  # another account logs in meanwhile
+    assert at.sidebar.radio(key="page").value == "Search" and at.session_state.who == "ui:bob"
+    _search(at)
+    rows = _audit_rows(with_accounts["data"])
+    assert [(r.action, r.who) for r in rows[-2:]] == [("login", "ui:bob"), ("search_text", "ui:bob")]
+    assert any("Logged in as **bob** (admin)" in c.value for c in at.sidebar.caption)
+
+
+def test_a_burst_of_failed_logins_from_one_session_is_throttled(with_accounts):
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    for i in range(10):  # different names: no account lockout, only the per-client one
+        _login(at, f"guess{i}", "wrong password")
+    assert any("Too many failed logins from here" in e.value for e in at.error)
+    _login(at, "alice", "correct horse battery")
+    assert not at.sidebar.radio, "a throttled client got in"
+    assert with_accounts["accounts"].active_role("alice") == "viewer"  # the account is not locked
+
+
+def test_logout_and_a_disabled_account_end_the_session(with_accounts):
+    at = _login(AppTest.from_file(APP, default_timeout=90).run(), "alice", "correct horse battery")
+    assert at.sidebar.radio(key="page").value == "Search"
+    at.sidebar.button(key="logout").click().run()
+    _ok(at)
+    assert not at.sidebar.radio and at.text_input(key="login_name")
+    _login(at, "alice", "correct horse battery")
+    assert at.sidebar.radio
+    with_accounts["accounts"].set_disabled("alice")
+    at.run()
+    _ok(at)
+    assert not at.sidebar.radio, "a disabled account's open session went on"
+
+
+def test_the_index_status_page_shows_the_data_dir_to_admins_only(with_accounts):
+    for name, password, shown in (
+        ("alice", "correct horse battery", False),
+        ("bob", "another long password", True),
+    ):
+        at = _login(AppTest.from_file(APP, default_timeout=90).run(), name, password)
+        at.sidebar.radio(key="page").set_value("Index status").run()
         _ok(at)
-        assert not at.sidebar.radio, "pages are visible before login"
-        at.text_input(key="login_password").input("wrong password")
-        at.button[0].click().run()
-        assert any("Wrong password" in e.value for e in at.error)
-        at.text_input(key="login_name").input("dr-test")
-        at.text_input(key="login_password").input("correct horse battery")
-        at.button[0].click().run()
-        _ok(at)
-        assert at.sidebar.radio(key="page").value == "Search"
-        assert at.session_state.who == "ui:dr-test"
-    finally:
-        clear_password(ui_archive["data"])
+        assert any(str(with_accounts["data"]) in m.value for m in at.markdown) == shown
+
+
+def test_an_archive_that_had_the_shared_password_stays_closed_until_it_has_accounts(
+    ui_archive, tmp_path, monkeypatch
+):
+    from echosearch.accounts import hash_password
+
+    data = tmp_path / "data"
+    shutil.copytree(ui_archive["data"], data)
+    (data / "site.yaml").write_text(f"ui:\n  password_hash: '{hash_password('old shared password')}'\n")
+    monkeypatch.setenv("ECHOSEARCH_HOME", str(data))
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    _ok(at)
+    assert not at.sidebar.radio and not at.text_input
+    assert any("users add" in e.value for e in at.error)

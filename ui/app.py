@@ -31,25 +31,106 @@ RENDER = {
 }
 
 
+def _session_id() -> str | None:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else None
+
+
+def _client() -> str:
+    """Whom the per-client login throttle counts: the browser's address; behind a reverse proxy on
+    this machine (Streamlit then reports no address), the address that proxy appended last to
+    X-Forwarded-For (the client cannot forge that entry); else this session."""
+    try:
+        ip = st.context.ip_address
+        forwarded = None if ip else st.context.headers.get("X-Forwarded-For")
+    except Exception:  # no server (AppTest)
+        ip = forwarded = None
+    if isinstance(ip, str) and ip:
+        return ip
+    if isinstance(forwarded, str) and forwarded.strip():
+        return forwarded.split(",")[-1].strip()
+    return f"session:{_session_id()}"
+
+
+def _wait_text(seconds: float) -> str:
+    return f"{int(seconds // 60) + 1} minutes" if seconds > 90 else f"{int(seconds) + 1} seconds"
+
+
 def _login_gate(root: Path) -> bool:
-    """True when this session may use the UI (no password set, or it logged in)."""
-    if st.session_state.get("authed") or auth.password_hash(root) is None:
+    """True when this session may use the UI: it logged in with an enabled account, or the archive
+    has no account at all (this machine only: `echosearch ui` refuses other addresses then)."""
+    from echosearch.accounts import Caller
+    from echosearch.whoami import os_user
+
+    accounts = common.accounts()
+    sid = _session_id()
+    if not accounts.has_accounts():
+        if auth.password_hash(root) is not None:  # it had a gate: never open it without accounts
+            st.title("echosearch")
+            st.error(auth.LEGACY_PASSWORD_NOTE)
+            return False
+        st.session_state.caller = Caller(os_user(), "admin", "ui")
+        st.session_state.open_mode = True
+        auth.mark_authed(sid)
         return True
+    if st.session_state.pop("open_mode", False):  # accounts were added since: log in like everyone
+        st.session_state.pop("caller", None)
+    current = common.caller()
+    if current is not None:
+        role = accounts.active_role(current.name)
+        if role is not None:
+            current.role = role
+            auth.mark_authed(sid)
+            return True
+        st.session_state.pop("caller", None)  # disabled meanwhile: this session ends too
+    auth.forget(sid)
     st.title("echosearch")
     with st.form("login"):
-        name = st.text_input("Your name (for the audit log)", key="login_name")
+        name = st.text_input("Account", key="login_name")
         password = st.text_input("Password", type="password", key="login_password")
         if st.form_submit_button("Log in"):
-            if auth.check_login(root, password):
-                st.session_state.authed = True
-                st.session_state.who = f"ui:{name.strip() or 'anonymous'}"
+            result = accounts.login(name, password, client=_client())
+            if result.ok:
+                st.session_state.caller = result.caller
+                st.session_state.who = result.caller.who
+                auth.mark_authed(sid)
                 st.rerun()
-            st.error("Wrong password.")
+            elif result.reason == "client_locked":
+                st.error(
+                    f"Too many failed logins from here: try again in {_wait_text(result.retry_after_s)}."
+                )
+            elif result.reason == "locked":
+                st.error(
+                    f"Too many failed logins for this account: try again in {_wait_text(result.retry_after_s)} "
+                    "(or ask an admin: `echosearch users reset`)."
+                )
+            else:
+                st.error("Wrong account name or password.")
     return False
+
+
+def _account_sidebar() -> None:
+    current = common.caller()
+    if current is None:
+        return
+    if st.session_state.get("open_mode"):
+        st.sidebar.caption(
+            f"No accounts: local use as {current.name} (`echosearch users add` to require logins)"
+        )
+        return
+    st.sidebar.caption(f"Logged in as **{current.name}** ({current.role})")
+    if st.sidebar.button("Log out", key="logout"):
+        for key in ("caller", "who"):
+            st.session_state.pop(key, None)
+        auth.forget(_session_id())
+        st.rerun()
 
 
 def main() -> None:
     st.set_page_config(page_title="echosearch", layout="wide")
+    auth.guard_server_uploads()  # before anything else: no upload is kept for a session not logged in
     root = common.data_dir()
     if not _login_gate(root):
         return
@@ -68,6 +149,7 @@ def main() -> None:
     if eng.clinical is False:
         st.sidebar.error(common.DEMO_WARNING)
     st.sidebar.caption(f"Model: {eng.model_name}")
+    _account_sidebar()
     RENDER[page](eng)
 
 

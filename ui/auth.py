@@ -1,16 +1,22 @@
-"""The optional password gate of the browser UI.
+"""The UI's login: every person logs in with their own account (``echosearch users add``).
 
-The site config (``<data>/site.yaml``) holds only an scrypt hash of the password, never the password:
-anyone who can read the data dir still cannot log in with what is there. No hash, no gate (a
-single-user workstation). Set it with ``echosearch ui set-password``.
+The accounts, their roles and the throttling of failed logins are :mod:`echosearch.accounts`' (the
+API shares them). This module holds what only the UI needs:
+
+- which Streamlit sessions have logged in, so that the server refuses **uploads** from the others:
+  Streamlit accepts a file for any open session before the script runs (``/_stcore/upload_file``),
+  so the app wraps the server's upload manager (:func:`guard_uploads`) instead of trusting the page;
+- the old shared password in ``<data>/site.yaml`` (``ui: password_hash``), read only to refuse to
+  open an archive that had one until it has accounts: a site that had a gate must not lose it.
+
+With no account at all (a workstation, the demo) the UI opens without a login, for this machine
+only: ``echosearch ui`` refuses any other address until accounts exist.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,41 +25,79 @@ import yaml
 from echosearch.errors import UsageError
 from echosearch.fsutil import PRIVATE, atomic_write_text
 
+log = logging.getLogger(__name__)
+
 SITE_CONFIG = "site.yaml"
-MIN_PASSWORD_LENGTH = 8
-# scrypt cost: ~50 ms and 16 MiB per check, slow enough to make guessing costly.
-_N, _R, _P = 2**14, 8, 1
+LEGACY_PASSWORD_NOTE = (
+    "The UI no longer has a shared password: every person logs in with their own account. "
+    "Create them with `echosearch users add NAME --role viewer|indexer|admin --data DIR`, "
+    "then remove the old password with `echosearch ui clear-password --data DIR`."
+)
+
+_authed: set[str] = set()
+_authed_lock = threading.Lock()
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+# ---------------------------------------------------------------- sessions that logged in
 
 
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    """``scrypt$N$r$p$salt$hash`` (base64 fields): the only form in which a password is stored."""
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P, dklen=32)
-    return f"scrypt${_N}${_R}${_P}${_b64(salt)}${_b64(digest)}"
+def mark_authed(session_id: str | None) -> None:
+    if session_id:
+        with _authed_lock:
+            _authed.add(session_id)
 
 
-def verify_password(password: str, stored: str) -> bool:
-    """True when ``password`` matches a hash made by :func:`hash_password` (constant-time compare)."""
-    try:
-        kind, n, r, p, salt, digest = stored.split("$")
-        if kind != "scrypt":
-            return False
-        expected = base64.b64decode(digest)
-        got = hashlib.scrypt(
-            password.encode("utf-8"),
-            salt=base64.b64decode(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            dklen=len(expected),
-        )
-    except (ValueError, TypeError):
+def forget(session_id: str | None) -> None:
+    with _authed_lock:
+        _authed.discard(session_id or "")
+
+
+def is_authed(session_id: str) -> bool:
+    with _authed_lock:
+        return session_id in _authed
+
+
+class UploadRefused(Exception):
+    """An upload from a session that has not logged in."""
+
+
+def guard_uploads(manager: Any) -> bool:
+    """Make ``manager.add_file`` (Streamlit's uploaded-file manager) refuse files of sessions that have
+    not logged in: the bytes are dropped, never kept for the session. Idempotent; True when the
+    guard is in place."""
+    if manager is None or not hasattr(manager, "add_file"):
         return False
-    return hmac.compare_digest(got, expected)
+    if getattr(manager.add_file, "_echosearch_guard", False):
+        return True
+    original = manager.add_file
+
+    def add_file(session_id: str, file: Any, *args: Any, **kwargs: Any) -> None:
+        if not is_authed(session_id):
+            log.warning("refused an upload from a session that has not logged in")
+            try:
+                from starlette.exceptions import HTTPException
+            except ImportError:  # pragma: no cover - Streamlit's server is Starlette
+                raise UploadRefused("log in first") from None
+            raise HTTPException(status_code=403, detail="log in first")
+        return original(session_id, file, *args, **kwargs)
+
+    add_file._echosearch_guard = True  # type: ignore[attr-defined]
+    manager.add_file = add_file
+    return True
+
+
+def guard_server_uploads() -> bool:
+    """:func:`guard_uploads` on the running Streamlit server's manager (none under AppTest)."""
+    try:
+        from streamlit.runtime import Runtime
+    except ImportError:  # pragma: no cover
+        return False
+    if not Runtime.exists():
+        return False
+    return guard_uploads(Runtime.instance().uploaded_file_mgr)
+
+
+# ---------------------------------------------------------------- the old shared password
 
 
 def site_config_path(data_dir: str | Path) -> Path:
@@ -71,43 +115,21 @@ def load_site_config(data_dir: str | Path) -> dict[str, Any]:
     return data
 
 
-def _write_site_config(data_dir: str | Path, config: dict[str, Any]) -> Path:
-    path = site_config_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, yaml.safe_dump(config, sort_keys=True), mode=PRIVATE)
-    return path
-
-
 def password_hash(data_dir: str | Path) -> str | None:
-    """The stored hash, or None when the UI has no password."""
+    """The old shared password's hash, or None (an archive that never had one, or cleared)."""
     ui = load_site_config(data_dir).get("ui") or {}
     value = ui.get("password_hash") if isinstance(ui, dict) else None
     return str(value) if value else None
 
 
-def set_password(data_dir: str | Path, password: str) -> Path:
-    """Store the hash of a new UI password (other site settings are kept)."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UsageError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    config = load_site_config(data_dir)
-    ui = config.get("ui") if isinstance(config.get("ui"), dict) else {}
-    ui["password_hash"] = hash_password(password)
-    config["ui"] = ui
-    return _write_site_config(data_dir, config)
-
-
 def clear_password(data_dir: str | Path) -> bool:
-    """Remove the UI password (the UI opens without a gate); True when there was one."""
+    """Remove the old shared password from the site config (other settings are kept); True when
+    there was one."""
     config = load_site_config(data_dir)
     ui = config.get("ui") if isinstance(config.get("ui"), dict) else {}
     had = bool(ui.pop("password_hash", None))
     if had:
         config["ui"] = ui
-        _write_site_config(data_dir, config)
+        path = site_config_path(data_dir)
+        atomic_write_text(path, yaml.safe_dump(config, sort_keys=True), mode=PRIVATE)
     return had
-
-
-def check_login(data_dir: str | Path, password: str) -> bool:
-    """True when the UI has no password, or ``password`` is the right one."""
-    stored = password_hash(data_dir)
-    return stored is None or verify_password(password, stored)

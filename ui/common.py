@@ -11,13 +11,13 @@ import datetime as dt
 import logging
 import os
 import re
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from echosearch.accounts import Accounts, Caller
 from echosearch.errors import EchosearchError
 from echosearch.search import Engine, VideoHit
 from echosearch.store.queries import LabelCondition, VideoFilter
@@ -65,11 +65,32 @@ def engine() -> Engine:
     return eng
 
 
+@st.cache_resource(show_spinner=False)
+def _open_accounts(root: str) -> Accounts:
+    from echosearch.store.db import open_db
+
+    return Accounts(open_db(root))
+
+
+def accounts() -> Accounts:
+    """The process-wide accounts of the data dir (its login throttles are per process)."""
+    return _open_accounts(str(data_dir()))
+
+
+def caller() -> Caller | None:
+    """The logged-in account of this session (None before login)."""
+    return st.session_state.get("caller")
+
+
 def who() -> str:
-    """Who the audit log names: the login name when given, else an anonymous session id."""
-    if "who" not in st.session_state:
-        st.session_state.who = f"ui:session-{uuid.uuid4().hex[:8]}"
-    return st.session_state.who
+    """Who the audit log names: the logged-in account (``ui:NAME``)."""
+    current = caller()
+    return current.who if current is not None else "ui:?"
+
+
+def is_admin() -> bool:
+    current = caller()
+    return current is not None and current.may("admin")
 
 
 def model_clinical(eng: Engine) -> bool | None:

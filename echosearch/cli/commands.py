@@ -3,4 +3,18 @@
 Keep one import per command module; each module decorates its functions with ``@cli.command``.
 """
 
-from echosearch.cli import demo, index, interpret, key, models, probe, search, synth, tokenize, train, ui  # noqa: F401
+from echosearch.cli import (  # noqa: F401
+    demo,
+    index,
+    interpret,
+    key,
+    models,
+    probe,
+    search,
+    serve,
+    synth,
+    tokenize,
+    train,
+    ui,
+    users,
+)

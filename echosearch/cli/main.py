@@ -17,8 +17,11 @@ from echosearch.errors import EchosearchError
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def cli(verbose: int) -> None:
     """Semantic search for echocardiogram videos (EchoCLIP / EchoCLIP-R)."""
+    from echosearch.whoami import os_user, set_process_user
+
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    set_process_user(f"cli:{os_user()}")  # every audit row of a command names who ran it
 
 
 def _register_commands() -> None:

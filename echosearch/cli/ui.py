@@ -1,4 +1,9 @@
-"""``echosearch ui``: start the browser UI (Streamlit) on a data dir; ``ui set-password`` gates it."""
+"""``echosearch ui``: start the browser UI (Streamlit) on a data dir.
+
+Every person logs in with their own account (``echosearch users add``); an archive with no account
+opens without a login, on this machine only (a non-loopback ``--host`` is refused until accounts
+exist). The old shared password (``ui set-password``) is gone.
+"""
 
 from __future__ import annotations
 
@@ -69,6 +74,7 @@ def ui(ctx: click.Context, data: str | None, port: int, host: str) -> None:
         raise UsageError(f"no echosearch index in {root} (run `echosearch index PATH --data {root}` first)")
     if not APP.is_file():
         raise UsageError(f"the UI files are missing ({APP}); reinstall echosearch from its repository")
+    check_exposure(root, host)
     env = dict(os.environ, **{DATA_ENV: str(root.resolve())}, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     click.echo(f"echosearch UI on http://{host}:{port}  (data: {root}; Ctrl+C to stop)", err=True)
     sys.exit(run_streamlit(streamlit_command(port, host), env))
@@ -88,28 +94,51 @@ def run_streamlit(command: list[str], env: dict[str, str]) -> int:
         return 0
 
 
-@ui.command("set-password")
-@data_option
-@click.password_option("--password", prompt="New UI password", help="Prompted for when not given.")
-@click.pass_context
-def set_password_cmd(ctx: click.Context, data: str | None, password: str) -> None:
-    """Require a password for the UI (only an scrypt hash is stored, in <data>/site.yaml)."""
-    from echosearch.paths import data_dir
-    from echosearch.ui.auth import set_password
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
-    root = data_dir(data) if data else ctx.obj["data"]
-    path = set_password(root, password)
-    click.echo(f"UI password set (hash stored in {path})", err=True)
+
+def check_exposure(root: Path, host: str) -> None:
+    """Refuse to start a UI that would open without a login (no accounts) to other machines, or
+    that had the old shared password and has no accounts yet."""
+    from echosearch.accounts import Accounts
+    from echosearch.store.db import open_db
+    from echosearch.ui.auth import LEGACY_PASSWORD_NOTE, password_hash
+
+    db = open_db(root)
+    try:
+        has_accounts = Accounts(db).has_accounts()
+    finally:
+        db.close()
+    if has_accounts:
+        return
+    if password_hash(root) is not None:
+        raise UsageError(LEGACY_PASSWORD_NOTE)
+    if host not in LOOPBACK:
+        raise UsageError(
+            f"{root} has no accounts, so the UI would open without a login to anyone who reaches "
+            f"{host}: add accounts first (`echosearch users add NAME --role viewer --data {root}`), "
+            "or listen on 127.0.0.1"
+        )
+
+
+@ui.command("set-password", hidden=True, context_settings={"ignore_unknown_options": True})
+@click.argument("ignored", nargs=-1, type=click.UNPROCESSED)
+def set_password_cmd(ignored) -> None:  # noqa: ANN001
+    """Gone: the UI has per-person accounts (`echosearch users add`)."""
+    raise click.UsageError(
+        "`ui set-password` is gone: the UI has no shared password any more; every person logs in with "
+        "their own account: `echosearch users add NAME --role viewer --data DIR`"
+    )
 
 
 @ui.command("clear-password")
 @data_option
 @click.pass_context
 def clear_password_cmd(ctx: click.Context, data: str | None) -> None:
-    """Remove the UI password gate."""
+    """Remove the old shared UI password from <data>/site.yaml (after creating accounts)."""
     from echosearch.paths import data_dir
     from echosearch.ui.auth import clear_password
 
     root = data_dir(data) if data else ctx.obj["data"]
     had = clear_password(root)
-    click.echo("UI password removed" if had else "the UI had no password", err=True)
+    click.echo("the old UI password is removed" if had else "the UI had no shared password", err=True)

@@ -2,7 +2,9 @@
 
 Every search the Engine answers goes through :meth:`Audit.answered`: it times the answer, stamps
 ``elapsed_ms`` on the result and appends one audit row naming the user of the calling thread (UI
-sessions are threads), with identifiers replaced by keyed hashes
+sessions and API requests are threads; ``channel:account``, e.g. ``ui:alice``, ``api:pacs-plugin``),
+else the process's user (the CLI sets ``cli:<OS user>``: :mod:`echosearch.whoami`), with
+identifiers replaced by keyed hashes
 (:func:`echosearch.privacy.redact_query`). An audit failure is logged, never raised: it must not
 break a search, but it must be visible.
 """
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 from echosearch.errors import EchosearchError
 from echosearch.search.context import OpenSpace
 from echosearch.store import queries as q
+from echosearch.whoami import process_user
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,8 @@ class Audit:
 
     @property
     def who(self) -> str | None:
-        """The user the audit log names for queries made from this thread."""
-        return getattr(self._local, "who", None)
+        """The user the audit log names for queries made from this thread (else the process's)."""
+        return getattr(self._local, "who", None) or process_user()
 
     @who.setter
     def who(self, value: str | None) -> None:

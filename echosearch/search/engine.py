@@ -305,6 +305,10 @@ class Engine:
     def label_tasks(self) -> list[str]:
         return self.labels.names()
 
+    def label_summary(self, task: str) -> dict[str, Any]:
+        """A label across the archive: count, mean, quantiles, histogram, classes, positive share."""
+        return self.labels.summary(task)
+
     def filter_options(self) -> dict[str, Any]:
         return self.labels.filter_options()
 

@@ -55,6 +55,37 @@ class LabelStats:
         decisions = self.values(positive_key(task))
         return (int((decisions >= 0.5).sum()), len(decisions)) if len(decisions) else None
 
+    def summary(self, task: str, bins: int = 10) -> dict[str, Any]:
+        """One label across the archive, as numbers (the API's ``/labels/{task}/stats``): count, mean,
+        quantiles and a histogram of its values; its classes for a categorical label; the positive
+        share for a binary one with a threshold. An unknown label is a UsageError naming the labels."""
+        from echosearch.errors import UsageError
+
+        names = self.names()
+        if task not in names:
+            raise UsageError(f"no label {task!r} in this space (labels: {', '.join(names) or 'none'})")
+        values = self.values(task).astype(np.float64)
+        out: dict[str, Any] = {"task": task, "model": self.archive.model_name, "count": int(len(values))}
+        if len(values):
+            p = np.percentile(values, [5, 25, 50, 75, 95])
+            counts, edges = np.histogram(values, bins=bins)
+            out.update(
+                mean=float(values.mean()),
+                min=float(values.min()),
+                max=float(values.max()),
+                quantiles=dict(zip(("p05", "p25", "p50", "p75", "p95"), map(float, p), strict=True)),
+                histogram={"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+            )
+        classes = self.categories(task)
+        out["categories"] = classes or None
+        share = None if "." in task else self.positive_share(task)
+        out["positive"] = (
+            {"positive": share[0], "of": share[1], "share": share[0] / share[1] if share[1] else None}
+            if share
+            else None
+        )
+        return out
+
     def filter_options(self) -> dict[str, Any]:
         """What a filter form can offer: the archive's views, manufacturers, study-date range and
         label tasks, plus the binary tasks usable as yes/no flags (see :meth:`flag_condition`)."""

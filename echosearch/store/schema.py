@@ -187,6 +187,47 @@ class AuditLog(Base):
     query: Mapped[dict[str, Any] | None]
 
 
+ROLES = ("viewer", "indexer", "admin")  # each may do what the ones before it may
+
+
+class User(Base):
+    """A person (or a system) that uses the UI or the API: a name, a role and, for the UI, a password.
+
+    Only an scrypt hash of the password is stored. ``failed_logins`` and ``locked_until`` throttle
+    password guessing for the account across every UI process; ``disabled_at`` ends every login and
+    every token of the account at once."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[dt.datetime | None]
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None]
+    last_login_at: Mapped[dt.datetime | None]
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class ApiToken(Base):
+    """A bearer token of the API, stored as the SHA-256 of the token (the token itself is shown once).
+
+    A token is 256 random bits, so a plain hash is enough (no salt, no slow hash: nothing to guess)."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell tokens apart
+    label: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
 class SiteSetting(Base):
     """Facts about the data dir itself (``site_key_fingerprint``: which site key its hashes use)."""
 

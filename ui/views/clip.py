@@ -7,17 +7,15 @@ import hashlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import streamlit as st
 
-from echosearch.errors import EchosearchError, UsageError
+from echosearch.errors import EchosearchError
 from echosearch.fsutil import PRIVATE, atomic_write_bytes
 from echosearch.search import Engine
 from echosearch.ui import common
-
-if TYPE_CHECKING:
-    from echosearch.video.formats import ClipFormat
+from echosearch.uploads import BadUpload, check_upload  # noqa: F401 - shared with the API
 
 MAX_UPLOAD_MB = 200
 #: Where uploads go when no data dir is given (tests); the app keeps them in ``<data>/uploads/``.
@@ -25,10 +23,6 @@ UPLOAD_DIR = Path(tempfile.gettempdir()) / "echosearch-ui-uploads"
 #: An uploaded original (full DICOM header included) is deleted when the session replaces it, and
 #: by any later upload once it is older than this, whatever happened to its session.
 UPLOAD_TTL_S = 3600
-
-
-class BadUpload(UsageError):
-    """An uploaded file that is not a clip we can read."""
 
 
 @dataclass
@@ -41,17 +35,6 @@ class Upload:
     kind: str  # a format name of echosearch.video.formats: dicom, avi, mp4, mkv, ...
     preview: Path | None = None
     results: dict[str, Any] = field(default_factory=dict)
-
-
-def check_upload(name: str, data: bytes) -> ClipFormat:
-    """The clip format of an upload, from the file's own bytes (its name can lie; only a DICOM
-    without its preamble is taken on its name), as :mod:`echosearch.video.formats` knows them."""
-    from echosearch.video import formats
-
-    fmt = formats.format_for(name, data[: formats.HEAD_SIZE], strict=True)
-    if fmt is None:
-        raise BadUpload(f"{name} is not a {formats.describe()} file")
-    return fmt
 
 
 def purge_uploads(upload_dir: Path, older_than_s: float = UPLOAD_TTL_S) -> int:

@@ -13,7 +13,8 @@ def render(eng: Engine) -> None:
     st.header("Index status")
     stats = eng.stats()
     clinical = eng.clinical
-    st.markdown(f"Model in use: **{stats['model']}** · data dir `{stats['data_dir']}`")
+    where = f" · data dir `{stats['data_dir']}`" if common.is_admin() else ""  # paths: admins only
+    st.markdown(f"Model in use: **{stats['model']}**{where}")
     if clinical is False:
         st.error(common.DEMO_WARNING)
     elif clinical is None:

@@ -1,0 +1,101 @@
+"""The app factory: ``create_app(data_dir)`` -> a FastAPI app serving one data dir under ``/api/v1``.
+
+One Engine is opened when the app is made (a data dir without an index is refused then, not on the
+first request) and serves every request: FastAPI runs the endpoints, all plain functions, in its
+thread pool; the Engine's database sessions are per call, its model loads once under a lock, and
+each request names its caller for the audit log in its own thread (``engine.who``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from echosearch import __version__
+from echosearch.accounts import Accounts
+from echosearch.api import errors
+from echosearch.api.guard import Guard
+from echosearch.api.responses import ApiJSON
+from echosearch.api.routes import archive, clips, health, jobs, search, studies
+from echosearch.api.shapes import PREFIX
+from echosearch.api.state import ApiSettings, ApiState
+from echosearch.errors import EchosearchError
+from echosearch.search import Engine
+
+log = logging.getLogger("echosearch.api")
+
+UPLOAD_PATHS = (f"{PREFIX}/similar",)
+
+DESCRIPTION = """Semantic search over an echocardiogram archive: the `echosearch` Engine over HTTP.
+
+Every endpoint but `/health` needs `Authorization: Bearer TOKEN` (`echosearch tokens create USER`).
+Roles: **viewer** searches; **indexer** may also start `/index` and `/relabel` jobs; **admin** also
+sees clip file paths, `/failures` and `/audit`. Errors are `{"error", "message", "parameter"?}`.
+Results have the JSON shape of the CLI's `--json`, paged with `k` and `offset`.
+"""
+
+
+def create_app(
+    data_dir: str | Path | None = None,
+    *,
+    space: str | None = None,
+    settings: ApiSettings | None = None,
+    engine: Engine | None = None,
+) -> FastAPI:
+    """A FastAPI app on ``data_dir`` (or on an open ``engine``, which the caller then closes)."""
+    settings = settings or ApiSettings()
+    owned = engine is None
+    engine = engine or Engine.open(data_dir, space=space)
+    try:
+        if settings.preload_model:
+            _warm(engine)
+        state = ApiState(engine=engine, accounts=Accounts(engine.db), settings=settings)
+    except BaseException:
+        if owned:
+            engine.close()
+        raise
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.jobs.stop()
+        if owned:
+            engine.close()
+
+    app = FastAPI(
+        title="echosearch",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=f"{PREFIX}/docs",
+        openapi_url=f"{PREFIX}/openapi.json",
+        redoc_url=None,
+        default_response_class=ApiJSON,
+        lifespan=lifespan,
+    )
+    app.state.api = state
+    errors.install(app)
+    for module in (health, search, clips, studies, archive, jobs):
+        app.include_router(module.router)  # each router carries the /api/v1 prefix (the access log's routes)
+    app.add_middleware(
+        Guard,
+        max_request_bytes=settings.max_request_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        upload_paths=UPLOAD_PATHS,
+        public_paths=(app.docs_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url),
+    )
+    return app
+
+
+def _warm(engine: Engine) -> None:
+    """Load the model and what every text query reads once, before the first request (a text
+    search must not pay for it, nor several threads load it at once)."""
+    try:
+        engine.encoder  # noqa: B018
+        engine.lexicon  # noqa: B018
+        engine.label_catalog()
+    except EchosearchError as exc:
+        log.warning("model not available, text and upload queries will fail: %s", exc)

@@ -1,0 +1,56 @@
+"""What one API process holds: the Engine (opened once), the accounts, the throttles and the jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from echosearch.accounts import Accounts, Caller, FailureThrottle, RateLimiter
+from echosearch.search import Engine
+
+
+@dataclass
+class ApiSettings:
+    """Limits and switches of ``echosearch serve`` (each has a command-line option)."""
+
+    #: Results one request may page through (``offset + k``).
+    max_results: int = 1000
+    #: Body of an ordinary request (JSON for index/relabel), and of a clip upload.
+    max_request_bytes: int = 1024 * 1024
+    max_upload_bytes: int = 200 * 1024 * 1024
+    #: Bad tokens from one client address within the window that lock it out (429) for the lockout.
+    bad_token_failures: int = 10
+    bad_token_window_s: float = 60.0
+    bad_token_lockout_s: float = 60.0
+    #: Requests per minute per token (0: no limit) and the burst above that rate it allows.
+    rate_per_minute: float = 1200.0
+    rate_burst: int = 100
+    #: Server-side folders that indexers may ask to index (none: the index endpoint is off).
+    index_roots: tuple[Path, ...] = ()
+    #: Load the model when the app starts (else on the first text or upload query).
+    preload_model: bool = True
+    #: Workers of an index job (0: read clips in the job's thread).
+    index_workers: int = 0
+
+
+@dataclass
+class ApiState:
+    engine: Engine
+    accounts: Accounts
+    settings: ApiSettings
+    bad_tokens: FailureThrottle = field(init=False)
+    rate: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.bad_tokens = FailureThrottle(s.bad_token_failures, s.bad_token_window_s, s.bad_token_lockout_s)
+        self.rate = RateLimiter(s.rate_per_minute, s.rate_burst)
+        from echosearch.api.jobs import JobRunner
+
+        self.jobs = JobRunner(self)
+
+    def engine_for(self, caller: Caller) -> Engine:
+        """The Engine with the audit user of this request thread set to the caller (call it in the
+        endpoint's own thread: FastAPI may run dependencies in another)."""
+        self.engine.who = caller.who
+        return self.engine
