@@ -157,7 +157,7 @@ def relabel_work(api: ApiState, tasks: str | None, thresholds: str | None) -> Ca
         from echosearch.indexer.relabel import relabel_space
         from echosearch.lock import WriterLock
         from echosearch.store.db import open_db
-        from echosearch.zeroshot import resolve_tasks
+        from echosearch.labels.calibration import resolve_tasks
 
         engine = api.engine
         task_list, chosen = resolve_tasks(engine.encoder.bundle, tasks, thresholds)

@@ -80,7 +80,8 @@ def relabel(caller: Indexer, api: State, body: Annotated[RelabelRequest | None, 
     thresholds = _allowed(api, "thresholds", body.thresholds) if body.thresholds else None
     if tasks or thresholds:  # a broken file is the request's fault, and is said now
         from echosearch.errors import EchosearchError
-        from echosearch.zeroshot import load_tasks, load_thresholds
+        from echosearch.labels.calibration import load_thresholds
+        from echosearch.labels.tasks import load_tasks
 
         for name, path, load in (("tasks", tasks, load_tasks), ("thresholds", thresholds, load_thresholds)):
             try:
