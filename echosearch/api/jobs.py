@@ -155,9 +155,9 @@ def relabel_work(api: ApiState, tasks: str | None, thresholds: str | None) -> Ca
 
     def work() -> dict[str, Any]:
         from echosearch.indexer.relabel import relabel_space
+        from echosearch.labels.calibration import resolve_tasks
         from echosearch.lock import WriterLock
         from echosearch.store.db import open_db
-        from echosearch.labels.calibration import resolve_tasks
 
         engine = api.engine
         task_list, chosen = resolve_tasks(engine.encoder.bundle, tasks, thresholds)
