@@ -7,6 +7,7 @@ the same site key; each part holds this object instead of a copy of each.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from echosearch.errors import UsageError
@@ -35,6 +36,7 @@ class OpenSpace:
             self.report_space = Space.open(data_dir, rname)
             self.report_index = self.report_space.load_index()
         self._encoder = None
+        self._encoder_lock = threading.Lock()  # a warm-up thread and a first query load it once
         self._site_key: bytes | None = None
 
     @property
@@ -45,15 +47,23 @@ class OpenSpace:
     def encoder(self):
         """The space's model, loaded on first use (text queries, new clips, custom prompts)."""
         if self._encoder is None:
-            from echosearch.models import load_model
+            with self._encoder_lock:
+                if self._encoder is None:
+                    from echosearch.models import load_model
 
-            self._encoder = load_model(self.model_name, device=self.device, precision=self.precision)
-            if self._encoder.dim != self.space.info.dim:
-                raise UsageError(
-                    f"model {self.model_name} gives {self._encoder.dim}-d vectors but space "
-                    f"{self.space.name} holds {self.space.info.dim}-d ones"
-                )
+                    encoder = load_model(self.model_name, device=self.device, precision=self.precision)
+                    if encoder.dim != self.space.info.dim:
+                        raise UsageError(
+                            f"model {self.model_name} gives {encoder.dim}-d vectors but space "
+                            f"{self.space.name} holds {self.space.info.dim}-d ones"
+                        )
+                    self._encoder = encoder
         return self._encoder
+
+    @property
+    def encoder_loaded(self) -> bool:
+        """Whether the model is in memory (a query that needs it will not wait for a load)."""
+        return self._encoder is not None
 
     def reload_vectors(self) -> None:
         """Pick up vectors written by an indexer since the space was opened."""
