@@ -30,5 +30,7 @@ class _CheckoutFinder(importlib.abc.MetaPathFinder):
         )
 
 
+# First in line: an editable install of another checkout (a git worktree beside it, say) maps
+# ``echosearch.ui`` to *its* ui/ folder, and this checkout's echosearch must get this checkout's ui/.
 if not any(isinstance(f, _CheckoutFinder) for f in sys.meta_path):
-    sys.meta_path.append(_CheckoutFinder())
+    sys.meta_path.insert(0, _CheckoutFinder())
