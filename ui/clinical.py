@@ -30,6 +30,13 @@ def date_text(iso: str | None) -> str:
     return iso if iso else f"date {NOT_RECORDED}"
 
 
+def heading(view: str | None, iso: str | None, *, bold: bool = False) -> str:
+    """ "**A4C** · 2017-04-23"; the date leads when no view is recorded (not every card opening
+    with "view not recorded")."""
+    first, second = (view, date_text(iso)) if view else (date_text(iso), view_text(None))
+    return (f"**{first}**" if bold else first) + f" · {second}"
+
+
 def percent(value: float, digits: int = 0) -> str:
     return f"{value:.{digits}f}%"
 
@@ -97,7 +104,7 @@ def findings(items: Sequence[Any]) -> tuple[list[str], list[str]]:
 
 def card_markdown(hit: Any, items: Sequence[Any], report: str | None) -> str:
     """A result card's text: view and date first (what a reader scans for), then EF, then findings."""
-    lines = [f"**{view_text(hit.view)}** · {date_text(hit.study_date)}"]
+    lines = [heading(hit.view, hit.study_date, bold=True)]
     ef = ef_line(items, report)
     if ef:
         lines.append(ef)

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +50,8 @@ def _open_engine(root: str, space: str | None = None) -> Engine:
     return Engine.open(root, space=space)
 
 
+#: Seconds between a page being drawn and the model starting to load in the background.
+WARM_DELAY_S = 2.0
 _WARMING: set[int] = set()
 _WARMING_LOCK = threading.Lock()
 
@@ -63,6 +66,9 @@ def warm_model(eng: Engine) -> None:
         _WARMING.add(id(eng))
 
     def load() -> None:
+        # A moment first: importing torch holds the interpreter, and the page's own messages (sent by
+        # the server's event loop in this process) should reach the browser before that starts.
+        time.sleep(WARM_DELAY_S)
         try:
             eng.encoder  # noqa: B018 - the property loads it
         except EchosearchError as exc:

@@ -69,7 +69,8 @@ def describe(c) -> str:
 def video(c, key: str, *, autoplay: bool = True) -> None:
     """The browser's player for a cine loop, in a container the control bar finds by ``key``."""
     with st.container(key=key):
-        st.video(str(c.path), format="video/mp4", loop=True, autoplay=autoplay, muted=True)
+        # Looping is the control bar's (its Loop box sets the element's own loop attribute).
+        st.video(str(c.path), format="video/mp4", autoplay=autoplay, muted=True)
 
 
 def viewer(eng: Engine, video_id: int, key: str) -> None:
@@ -107,20 +108,24 @@ def side_by_side(eng: Engine, left: Any, right: Any, key: str = "cmp") -> None:
     if ca is None or cb is None:
         return
     modes = sync_modes(ca, cb)
-    mode = st.radio(
-        "Keep in step by",
-        modes,
-        horizontal=True,
-        key=f"{key}-mode",
-        help="Heartbeat: each clip's recorded heart rate sets its cycle length; both first frames are "
-        "taken as the same point of the cycle (the ECG trace itself is not read).",
-    )
-    if len(modes) == 1:
-        st.caption("Kept in step by frame fraction: a heart rate is not recorded for both clips.")
+    if len(modes) > 1:
+        mode = st.radio(
+            "Keep in step by",
+            modes,
+            horizontal=True,
+            key=f"{key}-mode",
+            help="Heartbeat: each clip's recorded heart rate sets its cycle length; both first frames are "
+            "taken as the same point of the cycle (the ECG trace itself is not read).",
+        )
+    else:
+        mode = FRACTION
+        st.caption(
+            "Kept in step by the same point in the clip (a heart rate is not recorded for both clips)."
+        )
     cols = st.columns(2)
     for col, hit, c, side in ((cols[0], left, ca, "left"), (cols[1], right, cb, "right")):
         with col:
-            st.markdown(f"**{clinical.view_text(hit.view)}** · {clinical.date_text(hit.study_date)}")
+            st.markdown(clinical.heading(hit.view, hit.study_date, bold=True))
             st.caption(f"clip {hit.video_id} · " + describe(c))
             video(c, f"{key}-{side}-video")
     controls(key, [f"{key}-left-video", f"{key}-right-video"], [ca, cb], heartbeat=mode == HEARTBEAT)
@@ -150,6 +155,7 @@ _BAR = """
     background:white; cursor:pointer; white-space:nowrap; }}
   .echo-controls button:focus-visible, .echo-controls select:focus-visible {{ outline:2px solid #ff4b4b; }}
   .echo-pos {{ color:rgba(49,51,63,.7); font-variant-numeric:tabular-nums; }}
+  [class*="-video"] video {{ max-height:68vh; background:#000; }}
 </style>
 <script>
 (function () {{
@@ -212,7 +218,6 @@ _BAR = """
     root.addEventListener("change", (e) => {{
       const act = e.target.dataset.act;
       if (act === "speed") {{ rate = parseFloat(e.target.value); vids().forEach((v, i) => v && (v.playbackRate = i ? rate * ratio() : rate)); }}
-      if (act === "loop") vids().forEach((v) => v && (v.loop = e.target.checked));
     }});
     root.addEventListener("keydown", (e) => {{
       if (e.key === "ArrowLeft") {{ step(-1); e.preventDefault(); }}
@@ -222,6 +227,8 @@ _BAR = """
   }};
   reg[cfg.id] = setInterval(() => {{
     if (!bind()) return;
+    const loop = document.getElementById(cfg.id).querySelector('[data-act="loop"]').checked;
+    vids().forEach((v) => v && v.loop !== loop && (v.loop = loop));
     if (cfg.targets.length > 1) follow(false);
     show();
   }}, 100);
@@ -267,7 +274,7 @@ def dialog_if_open(eng: Engine) -> None:
         st.session_state.cine_video = None
         st.error(str(exc))
         return
-    title = f"{clinical.view_text(hit.view)} · {clinical.date_text(hit.study_date)} · clip {hit.video_id}"
+    title = f"{clinical.heading(hit.view, hit.study_date)} · clip {hit.video_id}"
 
     def body() -> None:
         viewer(eng, hit.video_id, "cine")

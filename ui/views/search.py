@@ -28,13 +28,13 @@ def _use(text: str):
 
 def render(eng: Engine) -> None:
     st.header("Search")
-    filters, k = common.sidebar_filters(eng)
     query = st.text_input(
         "Describe what you are looking for",
         key="q",
         placeholder="e.g. severe LV dysfunction, pacer lead  (add ', no effusion' to exclude)",
         help="Press Enter to search; Tab then reaches the results. '/' anywhere returns here.",
     ).strip()
+    filters, k = common.sidebar_filters(eng)  # after the box: the box is what a first visit waits for
     if not query:
         _examples()
         st.info(
