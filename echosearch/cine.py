@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from echosearch.fsutil import PRIVATE, atomic_path, atomic_write_text
-from echosearch.video.errors import ClipReadError
+from echosearch.video.errors import ClipReadError, one_line
 
 CINE_DIR = "cine"
 #: The frame rate a clip is played at when its file records none (DICOM without frame time).
@@ -108,7 +108,12 @@ def make_cine(data_dir: str | os.PathLike, video_id: int, source: str | os.PathL
         mp4 = cine_path(data_dir, video_id)
         mp4.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fps = round(float(clip.fps), 3) if clip.fps and clip.fps > 0 else DEFAULT_FPS
-        height, width = encode_mp4(clip.frames, fps, mp4)
+        try:
+            height, width = encode_mp4(clip.frames, fps, mp4)
+        except ClipReadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an encoder failure is one line on the page, not a traceback
+            raise ClipReadError(f"cannot make the cine loop ({one_line(exc)})") from None
         cine = Cine(
             path=mp4,
             fps=fps,
