@@ -131,28 +131,60 @@ def go(page: str, **state: Any) -> Callable[[], None]:
 # ---------------------------------------------------------------- filters
 
 
+KEPT = "_kept_widgets"
+
+
+def kept(key: str, default: Any = None) -> Any:
+    """The ``value=`` to give a widget whose value should outlive a visit to another page (Streamlit
+    forgets the value of a widget that a run does not draw): the value saved by :func:`keep` is put
+    back into the session state, and then the widget must get ``None`` (it reads the session state);
+    otherwise ``default``."""
+    saved = st.session_state.setdefault(KEPT, {})
+    if key not in st.session_state and key in saved:
+        st.session_state[key] = saved[key]
+        return None
+    return default
+
+
+def keep(key: str, value: Any) -> Any:
+    """Save a widget's value for :func:`kept` (returns it)."""
+    st.session_state.setdefault(KEPT, {})[key] = value
+    return value
+
+
 def sidebar_filters(eng: Engine) -> tuple[VideoFilter | None, int]:
-    """The sidebar filter form; returns the filter (None when it filters nothing) and k."""
+    """The sidebar filter form; returns the filter (None when it filters nothing) and k. The values
+    outlive visits to pages without filters."""
     opts = _filter_options(eng)
     side = st.sidebar
     side.subheader("Filters")
     f = VideoFilter()
     lo, hi = opts["date_min"], opts["date_max"]
     if lo and hi:
-        picked = side.date_input("Study date", value=(lo, hi), min_value=lo, max_value=hi, key="f_dates")
+        picked = side.date_input(
+            "Study date", value=kept("f_dates", (lo, hi)), min_value=lo, max_value=hi, key="f_dates"
+        )
+        keep("f_dates", picked)
         if isinstance(picked, (tuple, list)) and len(picked) == 2:
             if picked[0] != lo:
                 f.date_from = picked[0]
             if picked[1] != hi:
                 f.date_to = picked[1]
     if opts["views"]:
-        f.views = side.multiselect("View", opts["views"], key="f_views")
+        f.views = keep(
+            "f_views", side.multiselect("View", opts["views"], default=kept("f_views"), key="f_views")
+        )
     if opts["manufacturers"]:
-        f.manufacturers = side.multiselect("Manufacturer", opts["manufacturers"], key="f_makers")
+        f.manufacturers = keep(
+            "f_makers",
+            side.multiselect("Manufacturer", opts["manufacturers"], default=kept("f_makers"), key="f_makers"),
+        )
     labels: list[LabelCondition] = []
     ef_task = next((t for t in opts["tasks"] if t.lower() in EF_TASKS), None)
     if ef_task:
-        ef_lo, ef_hi = side.slider("EF estimate (%)", 0, 100, (0, 100), key="f_ef")
+        ef_lo, ef_hi = keep(
+            "f_ef", side.slider("EF estimate (%)", 0, 100, kept("f_ef", (0, 100)), key="f_ef")
+        )
         if ef_lo > 0:
             labels.append(LabelCondition(ef_task, ">=", float(ef_lo)))
         if ef_hi < 100:
@@ -162,13 +194,14 @@ def sidebar_filters(eng: Engine) -> tuple[VideoFilter | None, int]:
         picked = side.multiselect(
             "Devices / findings present",
             opts["flags"],
+            default=kept("f_flags"),
             key="f_flags",
             format_func=lambda t: titles.get(t) or t.replace("_", " ").capitalize(),
         )
-        for flag in picked:
+        for flag in keep("f_flags", picked):
             labels.append(eng.flag_condition(flag))
     f.labels = labels
-    k = side.slider("Number of results", 1, 48, 12, key="f_k")
+    k = keep("f_k", side.slider("Number of results", 1, 48, kept("f_k", 12), key="f_k"))
     return (None if f.is_empty() else f), k
 
 
@@ -401,7 +434,9 @@ _LAYOUT = """
     const bar = document.querySelector('[data-testid="stSidebar"]');
     const btn = document.querySelector('[data-testid="stSidebarCollapseButton"] button')
       || document.querySelector('[data-testid="stSidebarHeader"] button');
-    if (bar && btn && bar.getAttribute("aria-expanded") !== "false") {
+    if (bar && bar.dataset.collapsed === "true") {
+      sessionStorage.setItem(KEY, "1");  // closed already (Streamlit closes it below 768 px)
+    } else if (bar && btn) {
       btn.click();
       sessionStorage.setItem(KEY, "1");
     } else if (++tries < 50) {

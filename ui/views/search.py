@@ -30,10 +30,12 @@ def render(eng: Engine) -> None:
     st.header("Search")
     query = st.text_input(
         "Describe what you are looking for",
+        value=common.kept("q", ""),
         key="q",
         placeholder="e.g. severe LV dysfunction, pacer lead  (add ', no effusion' to exclude)",
         help="Press Enter to search; Tab then reaches the results. '/' anywhere returns here.",
-    ).strip()
+    )
+    query = common.keep("q", query or "").strip()
     filters, k = common.sidebar_filters(eng)  # after the box: the box is what a first visit waits for
     if not query:
         _examples()

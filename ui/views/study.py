@@ -32,9 +32,11 @@ def render(eng: Engine) -> None:
     st.header("Study lookup")
     text = st.text_input(
         "Study Instance UID, accession number or MRN",
+        value=common.kept("study_q", ""),
         key="study_q",
         help="Accession numbers and MRNs are hashed with the site key before lookup, as at indexing.",
-    ).strip()
+    )
+    text = common.keep("study_q", text or "").strip()
     if not text:
         st.info("Type a Study UID, an accession number or an MRN, or press 'This study' on a result.")
         return
@@ -64,7 +66,7 @@ def render(eng: Engine) -> None:
         with st.expander("Report"):
             st.markdown(reports[uid])
     if clips:
-        _cine(eng, clips, timeline, uid)
+        _cine(eng, clips, timeline, uid, reports)
         common.card_grid(eng, clips, "studyclips")
         export.panel(eng, clips, "study", f"study-{uid}")
     st.subheader("Nearest studies")
@@ -84,30 +86,35 @@ def render(eng: Engine) -> None:
     _timeline(timeline, reports)
 
 
-def _cine(eng: Engine, clips: list, timeline: list, uid: str) -> None:
-    """The study's cine viewer (one clip at a time) and "Compare with prior"."""
+def _cine(eng: Engine, clips: list, timeline: list, uid: str, reports: dict[str, str]) -> None:
+    """The study's cine viewer (one clip at a time, its findings beside it) and "Compare with prior"."""
     st.subheader("Cine")
     labels = {
         c.video_id: f"{clinical.view_text(c.view)} · clip {c.video_id} ({c.frames or '?'} frames)"
         for c in clips
     }
-    picked = st.selectbox(
-        "Clip", list(labels), format_func=labels.get, key=f"study-cine-{uid}", label_visibility="collapsed"
-    )
-    hit = next(c for c in clips if c.video_id == picked)
-    prior = compare.prior_study(timeline, uid)
-    st.button(
-        f"Compare with prior ({clinical.date_text(prior.study_date)})" if prior else "Compare with prior",
-        key="cmp-prior",
-        icon=":material/compare:",
-        disabled=prior is None,
-        help=None if prior else "No earlier study of this patient is on record.",
-        on_click=compare.compare_with_prior(eng, hit, prior) if prior else None,
-    )
-    error = st.session_state.pop("cmp_error", None)
-    if error:
-        st.error(error)
-    player.viewer(eng, hit.video_id, "studycine")
+    player_col, side = st.columns([3, 2])
+    with side:
+        picked = st.selectbox("Clip", list(labels), format_func=labels.get, key=f"study-cine-{uid}")
+        hit = next(c for c in clips if c.video_id == picked)
+        prior = compare.prior_study(timeline, uid)
+        st.button(
+            f"Compare with prior ({clinical.date_text(prior.study_date)})" if prior else "Compare with prior",
+            key="cmp-prior",
+            icon=":material/compare:",
+            disabled=prior is None,
+            help="The same view of this patient's previous study, side by side and in step"
+            if prior
+            else "No earlier study of this patient is on record.",
+            on_click=compare.compare_with_prior(eng, hit, prior) if prior else None,
+            width="stretch",
+        )
+        error = st.session_state.pop("cmp_error", None)
+        if error:
+            st.error(error)
+        st.markdown(clinical.card_markdown(hit, eng.readable_label_items(hit.labels), reports.get(uid)))
+    with player_col:
+        player.viewer(eng, hit.video_id, "studycine")
 
 
 def _same_patient(eng: Engine, uid: str) -> None:
