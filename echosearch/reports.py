@@ -109,3 +109,24 @@ def extract_variables(text: str) -> tuple[list[str], str]:
     """
     variables = [m.group(1) or m.group(2) for m in _VARIABLE.finditer(text)]
     return variables, _VARIABLE.sub(SLOT, text)
+
+
+# The EF a report states: "LV EJECTION FRACTION IS 55%", "LVEF 50-55 %", "EF: ~35%", "ejection fraction
+# of 60 to 65%". A few words may stand between the name and the number, never a sentence end.
+_REPORT_EF = re.compile(
+    r"(?:EJECTION\s+FRACTION|\bLVEF\b|\bEF\b)[^.%\d]{0,30}?(\d{1,2}(?:\.\d+)?)"
+    r"(?:\s*(?:-|–|TO)\s*(\d{1,2}(?:\.\d+)?))?\s*%",
+    re.IGNORECASE,
+)
+
+
+def report_ef(text: str | None) -> tuple[float, float] | None:
+    """The ejection fraction a report states, as (low, high) percent (equal for a single value), or
+    None when it states none. The first statement counts (a report's own EF comes before any
+    comparison with a prior)."""
+    for m in _REPORT_EF.finditer(text or ""):
+        low = float(m.group(1))
+        high = float(m.group(2)) if m.group(2) else low
+        if 1 <= low <= high <= 95:
+            return low, high
+    return None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -311,3 +313,187 @@ def test_an_archive_that_had_the_shared_password_stays_closed_until_it_has_accou
     _ok(at)
     assert not at.sidebar.radio and not at.text_input
     assert any("users add" in e.value for e in at.error)
+
+
+# ---------------------------------------------------------------- issue 19: watch, compare, export, words
+
+INTERNAL = re.compile(r"<#>|\bNone\b|\{'|\b[a-z]+_[a-z_]+\b")
+
+
+def _internal_words(texts, tasks) -> list[str]:
+    """What a clinician must not meet: a template slot, None, a Python dict, a snake_case task name."""
+    snake = {t for t in tasks if "_" in t}
+    found = []
+    for text in texts:
+        text = re.sub(r'<img src="data:[^"]+"', "<img>", text)  # previews are base64, not words
+        found += [m for m in INTERNAL.findall(text) if "_" not in m or m in snake or m.split(".")[0] in snake]
+        found += [t for t in snake if t in text]
+    return found
+
+
+def _page_words(at) -> list[str]:
+    texts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [w.value for w in at.warning]
+    texts += [i.value for i in at.info] + [e.value for e in at.error] + [b.label for b in at.button]
+    texts += [h.value for h in at.subheader] + [x.label for x in at.expander]
+    for df in at.dataframe:
+        frame = df.value
+        assert not frame.isna().any().any(), frame
+        texts += [" ".join(map(str, frame.columns))] + [" ".join(map(str, r)) for r in frame.itertuples()]
+    return texts
+
+
+def _tasks(data: Path) -> list[str]:
+    with Engine.open(data) as engine:
+        return engine.label_tasks()
+
+
+def test_cards_speak_plain_words(app, ui_archive):
+    tasks = _tasks(ui_archive["data"])
+    assert any("_" in t for t in tasks), "the test model has snake_case task names to hide"
+    _search(app)
+    cards = [m.value for m in app.markdown if m.value.startswith("**") and "·" in m.value]
+    assert len(cards) == len(_buttons(app, "-play")) > 0
+    for card in cards:
+        first = card.splitlines()[0]
+        assert re.search(r"\d{4}-\d{2}-\d{2}|date not recorded", first), first  # date (and view) first
+    efs = [c for c in cards if "EF:" in c]
+    assert efs and all("report" in c or "estimate" in c for c in efs)
+    assert all("model estimate ≈" in c for c in efs if "≈" in c)  # the model's EF is named an estimate
+    assert any("report " in c for c in efs), "the report's own EF is shown beside the estimate"
+    reports = [e for e in app.expander if e.label == "Full report"]
+    assert reports
+    full = reports[0].markdown[0].value
+    assert not full.endswith("…") and full.rstrip().endswith(".")  # the whole report, not cut mid-word
+    assert not _internal_words(_page_words(app), tasks)
+    # the study page and its tables, and the status page, in words too
+    _buttons(app, "-study")[0].click().run()
+    _ok(app)
+    assert not _internal_words(_page_words(app), tasks)
+    app.sidebar.radio(key="page").set_value("Index status").run()
+    _ok(app)
+    runs = [df.value for df in app.dataframe if "what it did" in df.value.columns]
+    assert runs and "clips found" in runs[0]["what it did"].iloc[0]
+    app.sidebar.radio(key="page").set_value("Labels").run()
+    _ok(app)
+    headers = [m.value for m in app.markdown if m.value.startswith("**")]
+    assert headers and not _internal_words(headers, tasks)
+
+
+def test_play_opens_the_cine_viewer_with_frame_steps(app, ui_archive):
+    _search(app)
+    play = _buttons(app, "-play")[0]
+    video_id = int(play.key.split("-")[-2])
+    play.click().run()
+    _ok(app)
+    videos = app.get("video")
+    assert len(videos) == 1 and videos[0].proto.url.endswith(".mp4")
+    cine = ui_archive["data"] / "cine" / f"{video_id}.mp4"
+    assert cine.is_file() and cine.stat().st_mode & 0o777 == 0o600
+    sidecar = json.loads(cine.with_suffix(".json").read_text())
+    assert sidecar["frames"] >= 16 and sidecar["fps"] > 0  # every frame, not the 8 indexed ones
+    assert any("frames at" in c.value and "sector only" in c.value for c in app.caption)
+    assert app.html, "the control bar (play/pause, frame step, speed, loop) is drawn"
+    app.slider(key="cine-frame").set_value(3).run()
+    _ok(app)
+    assert any(f"frame 3 of {sidecar['frames']}" in str(i.proto) for i in app.image)
+    # the same viewer on the study page
+    app.session_state.cine_video = None
+    _buttons(app, "-study")[0].click().run()
+    _ok(app)
+    assert "Cine" in [h.value for h in app.subheader]
+    assert len(app.get("video")) == 1 and app.slider(key="studycine-frame")
+
+
+def test_compare_two_clips_from_their_cards(app):
+    _search(app)
+    first, second = _buttons(app, "-cmp")[:2]
+    first.click().run()
+    _ok(app)
+    assert app.session_state.page == "Search" and app.toast  # the first waits for its partner
+    _buttons(app, "-cmp")[1].click().run()
+    _ok(app)
+    assert app.session_state.page == "Compare"
+    ids = [int(b.key.split("-")[-2]) for b in (first, second)]
+    assert [app.number_input(key="cmp_a").value, app.number_input(key="cmp_b").value] == ids
+    assert len(app.get("video")) == 2
+    app.slider(key="cmp-frame").set_value(4).run()
+    _ok(app)
+    captions = " ".join(str(i.proto) for i in app.image)
+    assert "left: frame 4 of" in captions and "right: frame" in captions
+
+
+def test_compare_with_prior_opens_the_prior_study_beside(app, ui_archive, manifest):
+    by_patient: dict[str, list[dict]] = {}
+    for row in manifest:
+        by_patient.setdefault(row["patient_id"], []).append(row)
+    later = next(
+        max(rows, key=lambda r: r["study_date"])
+        for rows in by_patient.values()
+        if len({r["study_uid"] for r in rows}) > 1
+    )
+    prior = min(by_patient[later["patient_id"]], key=lambda r: r["study_date"])
+    app.sidebar.radio(key="page").set_value("Study lookup").run()
+    app.text_input(key="study_q").input(later["study_uid"]).run()
+    _ok(app)
+    button = app.button(key="cmp-prior")
+    assert not button.disabled and prior["study_date"][:4] in button.label
+    button.click().run()
+    _ok(app)
+    assert app.session_state.page == "Compare"
+    assert any(i.value.startswith("Left: this study") and "prior study" in i.value for i in app.info)
+    assert len(app.get("video")) == 2
+    with Engine.open(ui_archive["data"]) as engine:
+        right = engine.video(app.number_input(key="cmp_b").value)
+    assert right.study_uid == prior["study_uid"]
+
+
+def test_export_csv_has_the_list_and_no_paths_or_mrns(app, ui_archive, manifest, monkeypatch):
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    handed: list[tuple[bytes, str | None]] = []
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if mimetype == "text/csv":
+            handed.append((path_or_data, filename))
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    _search(app)
+    n = len(_buttons(app, "-play"))
+    assert handed, "no CSV download offered"
+    data, name = handed[-1]
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    assert name.startswith("echosearch-results-") and name.endswith(".csv")
+    rows = list(csv.DictReader(text.splitlines()))
+    assert len(rows) == n
+    assert {"Study UID", "Study date", "View", "Similarity", "Report EF"} <= set(rows[0])
+    uids = {r["study_uid"] for r in manifest}
+    assert all(r["Study UID"] in uids for r in rows)
+    assert any(r["Report EF"].endswith("%") for r in rows)
+    assert not _internal_words([text], _tasks(ui_archive["data"]))
+    for row in manifest:  # no file path, no MRN, no accession number
+        for secret in (row["path"], Path(row["path"]).name, row["patient_id"], row["accession"]):
+            assert secret not in text, secret
+    assert str(ui_archive["archive"]) not in text and str(ui_archive["data"]) not in text
+    codes = [c.value for c in app.code]
+    assert codes and codes[-1].splitlines() == list(dict.fromkeys(r["Study UID"] for r in rows))
+
+
+def test_an_empty_result_says_why_once(app, manifest):
+    import datetime as dt
+
+    _search(app, "xyzzy plugh")
+    warnings = [w.value for w in app.warning]
+    assert warnings == ["No clips found: nothing in the query was understood (xyzzy, plugh)."], warnings
+    suggestions = [b.label for b in app.button if b.key and b.key.startswith("miss-")]
+    assert suggestions and len(set(suggestions)) == len(suggestions)
+    assert not any("Try:" in w or any(s in w for s in suggestions) for w in warnings)  # shown once
+    assert not any("<#>" in s for s in suggestions)
+    # the filters left nothing: the message says so, not that the words were not understood
+    _search(app, QUERY)
+    days = {dt.datetime.strptime(r["study_date"], "%Y%m%d").date() for r in manifest}
+    empty = next(d for d in (min(days) + dt.timedelta(days=i) for i in range(1, 9999)) if d not in days)
+    app.sidebar.date_input(key="f_dates").set_value((empty, empty)).run()
+    _ok(app)
+    assert [w.value for w in app.warning] == ["No clips found: no clip passes the filters; loosen them."]

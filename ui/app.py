@@ -1,7 +1,8 @@
 """echosearch's browser UI (Streamlit): ``echosearch ui --data DIR`` starts it.
 
-Pages: Search, Query by clip, Study lookup, Labels, Index status. The Engine and the model are
-opened once per process (``st.cache_resource``); pages only call the Engine.
+Pages: Search, Query by clip, Study lookup, Compare, Labels, Index status. The Engine is opened once
+per process (``st.cache_resource``) and its model loaded in the background after the first page is
+drawn; pages only call the Engine.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ if (_ROOT / "echosearch" / "__init__.py").is_file() and str(_ROOT) not in sys.pa
 import streamlit as st  # noqa: E402
 
 from echosearch.errors import EchosearchError  # noqa: E402
-from echosearch.ui import auth, common  # noqa: E402
-from echosearch.ui.views import clip, labels, search, status, study  # noqa: E402
+from echosearch.ui import auth, common, player  # noqa: E402
+from echosearch.ui.views import clip, compare, labels, search, status, study  # noqa: E402
 
 RENDER = {
     "Search": search.render,
     "Query by clip": clip.render,
     "Study lookup": study.render,
+    "Compare": compare.render,
     "Labels": labels.render,
     "Index status": status.render,
 }
@@ -149,8 +151,11 @@ def main() -> None:
     if eng.clinical is False:
         st.sidebar.error(common.DEMO_WARNING)
     st.sidebar.caption(f"Model: {eng.model_name}")
+    common.layout()
     _account_sidebar()
     RENDER[page](eng)
+    player.dialog_if_open(eng)
+    common.warm_model(eng)  # after the page: its first view does not wait for the model
 
 
 main()

@@ -33,11 +33,12 @@ DATA_ENV = "ECHOSEARCH_HOME"
 
 
 def streamlit_command(port: int, host: str) -> list[str]:
-    """The Streamlit command line: headless, no usage statistics, no file watcher."""
+    """The Streamlit command line: headless, no usage statistics, no file watcher; run through
+    :mod:`echosearch.ui.serve`, which imports the engine before the server listens."""
     return [
         sys.executable,
         "-m",
-        "streamlit",
+        "echosearch.ui.serve",
         "run",
         str(APP),
         "--server.headless=true",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from echosearch.errors import UsageError
@@ -155,6 +156,62 @@ def errors_of(tasks: Sequence[Task], thresholds: Mapping[str, Any], probes: Sequ
     return out
 
 
+@dataclass(frozen=True)
+class ReadableLabel:
+    """One task's label as a person reads it: ``str()`` is the phrase ("Pacemaker: yes, 0.97");
+    ``value_text`` the part after the name ("yes, 0.97"), for a table column named by ``title``."""
+
+    task: str
+    title: str
+    kind: str
+    phrase: str
+    value_text: str
+    present: bool | None = None  # a binary task's decision (None: not a yes/no label, or undecided)
+    probability: float | None = None  # a binary task's calibrated probability
+    estimate: float | None = None  # a regression task's value
+    calibrated: bool = True  # False: a binary task shown by its raw score (never calibrated)
+
+    def __str__(self) -> str:
+        return self.phrase
+
+
+def readable_items(
+    labels: Mapping[str, Any],
+    tasks: Sequence[Task],
+    errors: Mapping[str, float] | None = None,
+    estimates: Collection[str] = (),
+) -> list[ReadableLabel]:
+    """A clip's labels as :class:`ReadableLabel` items, one per task that has a value, in task order
+    (what :func:`readable` says, with the parts a card or a table needs kept apart)."""
+    errors = errors or {}
+    out = []
+    for task in tasks:
+        name, title = task.name, task.title
+        value = labels.get(name)
+        if task.kind == "binary":
+            decision, prob = labels.get(positive_key(name)), labels.get(probability_key(name))
+            prob = prob if isinstance(prob, int | float) else None
+            if isinstance(decision, int | float) or prob is not None:
+                yes = decision >= 0.5 if isinstance(decision, int | float) else prob >= 0.5
+                text = ("yes" if yes else "no") + (f", {prob:.2f}" if prob is not None else "")
+                out.append(ReadableLabel(name, title, "binary", f"{title}: {text}", text, yes, prob))
+            elif isinstance(value, int | float):
+                text = f"score {value:.2f} (not calibrated)"
+                out.append(ReadableLabel(name, title, "binary", f"{title}: {text}", text, calibrated=False))
+        elif task.kind == "regression" and isinstance(value, int | float):
+            digits = 0 if task.unit == "%" or abs(value) >= 10 else 1
+            source = "probe estimate" if name in estimates else "model estimate"
+            err = errors.get(name)
+            spread = f", ±{err:.{digits}f}" if err is not None else ""
+            text = f"≈ {value:.{digits}f}{task.unit} ({source}{spread})"
+            out.append(
+                ReadableLabel(name, title, "regression", f"{title} {text}", text, estimate=float(value))
+            )
+        elif task.kind == "categorical" and value is not None:
+            out.append(ReadableLabel(name, title, "categorical", f"{title}: {value}", str(value)))
+    return out
+
+
 def readable(
     labels: Mapping[str, Any],
     tasks: Sequence[Task],
@@ -166,27 +223,4 @@ def readable(
     "LV size: moderate". ``estimates`` names probe tasks ("probe estimate"). A binary task without a
     decision or probability (never calibrated) shows its raw score, marked as such; raw scores of
     calibrated tasks are left to a details view (the stored labels themselves)."""
-    errors = errors or {}
-    out = []
-    for task in tasks:
-        name, title = task.name, task.title
-        value = labels.get(name)
-        if task.kind == "binary":
-            decision, prob = labels.get(positive_key(name)), labels.get(probability_key(name))
-            if isinstance(decision, int | float) or isinstance(prob, int | float):
-                yes = decision >= 0.5 if isinstance(decision, int | float) else prob >= 0.5
-                out.append(
-                    f"{title}: {'yes' if yes else 'no'}"
-                    + (f", {prob:.2f}" if isinstance(prob, int | float) else "")
-                )
-            elif isinstance(value, int | float):
-                out.append(f"{title}: score {value:.2f} (not calibrated)")
-        elif task.kind == "regression" and isinstance(value, int | float):
-            digits = 0 if task.unit == "%" or abs(value) >= 10 else 1
-            source = "probe estimate" if name in estimates else "model estimate"
-            err = errors.get(name)
-            spread = f", ±{err:.{digits}f}" if err is not None else ""
-            out.append(f"{title} ≈ {value:.{digits}f}{task.unit} ({source}{spread})")
-        elif task.kind == "categorical" and value is not None:
-            out.append(f"{title}: {value}")
-    return out
+    return [item.phrase for item in readable_items(labels, tasks, errors, estimates)]

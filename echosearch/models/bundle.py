@@ -25,13 +25,14 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from echosearch.errors import ConfigError, EchosearchError
 from echosearch.fsutil import atomic_write_text, sha256_file
 from echosearch.paths import cache_dir
+
+if TYPE_CHECKING:  # torch is imported only to write weights: reading a manifest stays light
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +296,8 @@ def save_weights(state_dict: dict[str, torch.Tensor], folder: Path, fmt: str = "
         out = folder / SAFETENSORS_NAME
         save_file(tensors, str(out))
     elif fmt == "bin":
+        import torch
+
         out = folder / BIN_NAME
         torch.save(tensors, out)
     else:

@@ -36,7 +36,9 @@ class OpenSpace:
             self.report_space = Space.open(data_dir, rname)
             self.report_index = self.report_space.load_index()
         self._encoder = None
-        self._encoder_lock = threading.Lock()  # concurrent first queries (API threads) load it once
+        self._encoder_lock = (
+            threading.Lock()
+        )  # concurrent first queries (API threads, UI warm-up) load it once
         self._site_key: bytes | None = None
 
     @property
@@ -59,6 +61,11 @@ class OpenSpace:
                         )
                     self._encoder = encoder
         return self._encoder
+
+    @property
+    def encoder_loaded(self) -> bool:
+        """Whether the model is in memory (a query that needs it will not wait for a load)."""
+        return self._encoder is not None
 
     def reload_vectors(self) -> None:
         """Pick up vectors written by an indexer since the space was opened."""

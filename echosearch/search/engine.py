@@ -144,6 +144,11 @@ class Engine:
         return self.archive.encoder
 
     @property
+    def model_loaded(self) -> bool:
+        """Whether the model is loaded already (the UI loads it in the background after a page shows)."""
+        return self.archive.encoder_loaded
+
+    @property
     def lexicon(self):
         """The model's query lexicon (configs/lexicon/): what clinicians' words mean to it."""
         return self.vectors.lexicon
@@ -165,7 +170,7 @@ class Engine:
 
         if self._clinical is None:
             try:
-                self._clinical = bool(resolve_bundle(self.model_name).clinical)
+                self._clinical = bool(resolve_bundle(self.model_name, verify=False).clinical)
             except Exception:  # the model may be unavailable on this machine; the index still works
                 return None
         return self._clinical
@@ -287,6 +292,19 @@ class Engine:
             raise UsageError(f"no video {video_id}")
         return hits[0]
 
+    def reports(self, study_uids: Sequence[str]) -> dict[str, str]:
+        """{study UID: full report text} of the given studies that have a report (cards show an
+        excerpt; this is the whole text, on demand)."""
+        return self.studies.reports(list(study_uids))
+
+    def cine(self, video_id: int):
+        """The clip's cine loop for a viewer (:class:`echosearch.cine.Cine`: an MP4 of every masked
+        frame at the clip's frame rate), made on first use and kept under ``DATA/cine/``."""
+        from echosearch.cine import make_cine
+        from echosearch.paths import filesystem_path
+
+        return make_cine(self.data_dir, int(video_id), filesystem_path(self.video(video_id).path))
+
     # -------------------------------------------------------------- labels
 
     def clip_labels(self, target: Any) -> dict[str, Any]:
@@ -320,6 +338,14 @@ class Engine:
 
     def readable_labels(self, labels: dict[str, Any]) -> list[str]:
         return self.labels.readable(labels)
+
+    def readable_label_items(self, labels: dict[str, Any]) -> list:
+        """:meth:`readable_labels` as items (title, value text, decision, probability, estimate)."""
+        return self.labels.readable_items(labels)
+
+    def label_titles(self) -> dict[str, str]:
+        """{task: display name} ("Ejection fraction") of the space's tasks."""
+        return self.labels.titles()
 
     def flag_condition(self, task: str) -> q.LabelCondition:
         return self.labels.flag_condition(task)

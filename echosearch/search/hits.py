@@ -80,8 +80,14 @@ def report_excerpts(s, study_ids: set[int]) -> dict[int, str]:
 
 
 def excerpt(text: str) -> str:
+    """The report's start, cut at a word boundary (never mid-word) with an ellipsis when longer."""
     text = " ".join(text.split())
-    return text if len(text) <= REPORT_EXCERPT_CHARS else text[: REPORT_EXCERPT_CHARS - 1] + "…"
+    if len(text) <= REPORT_EXCERPT_CHARS:
+        return text
+    cut = text[: REPORT_EXCERPT_CHARS - 1]
+    if text[REPORT_EXCERPT_CHARS - 1] != " " and " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def mean_labels(per_video: Iterable[dict[str, Any]]) -> dict[str, Any]:

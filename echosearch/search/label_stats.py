@@ -138,7 +138,12 @@ class LabelStats:
     def readable(self, labels: dict[str, Any]) -> list[str]:
         """A clip's labels as phrases ("Pacemaker: yes, 0.97", "EF ≈ 48% (model estimate, ±7)"),
         for cards and the CLI (:func:`echosearch.labels.naming.readable`)."""
-        from echosearch.labels.naming import errors_of, readable
+        return [item.phrase for item in self.readable_items(labels)]
+
+    def readable_items(self, labels: dict[str, Any]) -> list:
+        """A clip's labels as :class:`~echosearch.labels.naming.ReadableLabel` items (phrase, title,
+        value text, decision, probability, estimate), for cards and tables."""
+        from echosearch.labels.naming import errors_of, readable_items
         from echosearch.probes import list_probes
 
         now = time.monotonic()
@@ -147,7 +152,7 @@ class LabelStats:
             probes = list_probes(self.archive.space)
             self._readable = (now, tasks, errors_of(tasks, thresholds, probes), {p.name for p in probes})
         _, tasks, errors, estimates = self._readable
-        return readable(labels, tasks, errors, estimates)
+        return readable_items(labels, tasks, errors, estimates)
 
     def flag_condition(self, task: str) -> q.LabelCondition:
         """The label condition for "has <task>": the stored yes/no decision when the index has one,

@@ -68,6 +68,13 @@ class StudySearch:
             ids = [v.id for v in q.videos_of_study(s, study.id)]
         return self.hits.videos([(i, None) for i in ids])
 
+    def reports(self, study_uids: list[str]) -> dict[str, str]:
+        """{study UID: its full report text} for the given studies that have a report."""
+        with self.archive.db.session() as s:
+            studies = q.studies_by_uids(s, study_uids)
+            texts = q.reports_of_studies(s, {st.id for st in studies.values()})
+            return {uid: texts[st.id].text for uid, st in studies.items() if st.id in texts}
+
     # -------------------------------------------------------------- searches
 
     def similar(self, uid_or_accession: str, k: int = 10) -> SearchResult:

@@ -57,6 +57,7 @@ class VideoSearch:
             "negatives": list(negatives),
         }
         model = self.archive.model_name
+        user_filters = filters  # before the query's own conditions join them: an empty result says which
         if literal:
             texts, negatives = split_negatives(texts, negatives)
         notes: list[str] = []
@@ -90,9 +91,13 @@ class VideoSearch:
                 total -= negative_weight * vec
                 notes += text_notes
         except NoTemplateMatch as miss:
-            result = SearchResult(
-                query_doc, [], [*notes, *miss.notes, str(miss)], miss.suggestions, model=model
-            )
+            notes = [*notes, *miss.notes]
+            if interpretations:  # one reason, and the suggestions apart (not repeated in the reason)
+                notes = [n for n in notes if not n.startswith("not understood: ")]
+                notes.append(empty_reason(interpretations[0], user_filters))
+            else:
+                notes.append(str(miss))
+            result = SearchResult(query_doc, [], notes, miss.suggestions, model=model)
             if interpretations:
                 result.interpretation = interpretations[0].to_dict()
             return result
@@ -106,7 +111,7 @@ class VideoSearch:
         if interpretations:
             result.interpretation = interpretations[0].to_dict()
             if not hits:
-                result.notes.append(empty_reason(interpretations[0], filters))
+                result.notes.append(empty_reason(interpretations[0], user_filters))
                 result.suggestions = self.vectors.suggest(" ".join(t for t, _ in texts))
         return result
 
@@ -290,11 +295,18 @@ def with_excluded_videos(filters: q.VideoFilter | None, ids: Sequence[int]) -> q
 
 
 def empty_reason(plan, filters: q.VideoFilter | None) -> str:
-    """Why a query found nothing: the words, or the filters."""
+    """Why a query found nothing: its words (none understood), the conditions it states ("EF < 5"),
+    or the user's filters (``filters``: the caller's, before the query's conditions joined them)."""
     if not plan.understood:
         return "nothing in the query was understood" + (
             f" ({', '.join(plan.unmatched)})" if plan.unmatched else ""
         )
-    if filters is not None and not filters.is_empty():
+    asked = " and ".join(c.describe() for c in plan.filters)
+    filtered = filters is not None and not filters.is_empty()
+    if asked and filtered:
+        return f"no clip has {asked} (from the query) and passes the filters; loosen either"
+    if asked:
+        return f"no clip has {asked} (from the query); widen the range or drop it"
+    if filtered:
         return "no clip passes the filters; loosen them"
     return "no clip matches"

@@ -14,7 +14,7 @@ import streamlit as st
 from echosearch.errors import EchosearchError
 from echosearch.fsutil import PRIVATE, atomic_write_bytes
 from echosearch.search import Engine
-from echosearch.ui import common
+from echosearch.ui import clinical, common, export
 from echosearch.uploads import BadUpload, check_upload  # noqa: F401 - shared with the API
 
 MAX_UPLOAD_MB = 200
@@ -146,7 +146,7 @@ def render(eng: Engine) -> None:
             return
         target = int(video_id)
         title, preview = (
-            f"Clip {video_id} ({hit.view or 'view ?'}, {hit.study_date or 'no date'})",
+            f"Clip {video_id} · {clinical.view_text(hit.view)} · {clinical.date_text(hit.study_date)}",
             hit.preview,
         )
     else:
@@ -165,12 +165,20 @@ def render(eng: Engine) -> None:
     with left:
         common.animated(str(preview) if preview else None, alt="query clip")
         st.caption("Sector only (burned-in text outside the ultrasound sector is masked).")
+        if isinstance(target, int):  # an indexed clip has a cine loop; an upload has its preview
+            st.button(
+                "Play",
+                key="clipq-play",
+                icon=":material/play_arrow:",
+                type="primary",
+                on_click=lambda: st.session_state.update(cine_video=int(video_id)),
+            )
     with right:
         st.markdown("**Zero-shot labels**")
         if isinstance(res["labels"], Exception):
             st.error(str(res["labels"]))
         else:
-            common.labels_table(res["labels"])
+            common.labels_table(eng, res["labels"])
     clips = res["clips"]
     st.subheader("Nearest clips")
     if isinstance(clips, Exception):
@@ -178,12 +186,15 @@ def render(eng: Engine) -> None:
     else:
         st.caption(f"{len(clips.results)} clips in {clips.elapsed_ms:.0f} ms · " + " · ".join(clips.notes))
         common.card_grid(eng, clips.results, "clipres")
+        export.panel(eng, clips.results, "clipres", "similar-clips")
     st.subheader("Nearest studies")
     studies = res["studies"]
     if isinstance(studies, Exception):
         st.error(str(studies))
     else:
-        _study_buttons(studies.results, "clipstudy")
+        _study_buttons(
+            studies.results, "clipstudy", common.reports_for(eng, [h.study_uid for h in studies.results])
+        )
     st.subheader("Nearest reports")
     reports = res["reports"]
     if isinstance(reports, Exception):
@@ -191,12 +202,12 @@ def render(eng: Engine) -> None:
     else:
         for r in reports.results:
             with st.container(border=True):
-                st.markdown(f"**{r.score:.3f}** · study {r.study_uid or '?'}")
+                st.markdown(f"**similarity {r.score:.2f}** · study {r.study_uid or 'not recorded'}")
                 st.caption(r.text)
 
 
-def _study_buttons(hits: list[Any], prefix: str) -> None:
-    st.dataframe(common.study_rows(hits), hide_index=True, width="stretch")
+def _study_buttons(hits: list[Any], prefix: str, reports: dict[str, str] | None = None) -> None:
+    st.dataframe(common.study_rows(hits, reports), hide_index=True, width="stretch")
     cols = st.columns(min(len(hits), 5) or 1)
     for i, h in enumerate(hits[:5]):
         cols[i].button(

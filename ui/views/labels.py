@@ -3,7 +3,6 @@ every clip from the per-frame store."""
 
 from __future__ import annotations
 
-import altair as alt
 import streamlit as st
 
 from echosearch.labels.encoding import is_derived, probability_key
@@ -37,17 +36,30 @@ def render(eng: Engine) -> None:
     if not tasks:
         st.info("This index has no zero-shot labels (the model has no tasks, or indexing skipped them).")
         return
-    cols = st.columns(2)
-    for i, task in enumerate(tasks):
-        with cols[i % 2]:
-            classes = eng.label_categories(task)
-            if classes:
-                _class_counts(task, classes)
-            else:
-                _score_histogram(eng, task, probability=probability_key(task) in stored)
+    titles = eng.label_titles()
+    kinds = {t.name: t.kind for t in eng.label_catalog()[0]}
+    with st.grid(2, min_column_width=300, key="label-charts"):
+        for task in tasks:
+            title = titles.get(task) or task.replace("_", " ").capitalize()
+            with st.container():
+                classes = eng.label_categories(task)
+                if classes:
+                    _class_counts(title, classes)
+                else:
+                    probability = probability_key(task) in stored
+                    what = (
+                        "calibrated probability"
+                        if probability
+                        else "model estimate"
+                        if kinds.get(task) == "regression"
+                        else "model score"
+                    )
+                    _score_histogram(eng, task, title, what, probability=probability)
 
 
 def _class_counts(task: str, classes: dict[str, int]) -> None:
+    import altair as alt
+
     total = sum(classes.values())
     st.markdown(f"**{task}** · {total} clips")
     st.caption(" · ".join(f"{name} {n} ({100 * n / total:.0f}%)" for name, n in classes.items()))
@@ -63,9 +75,11 @@ def _class_counts(task: str, classes: dict[str, int]) -> None:
     st.altair_chart(chart, width="stretch")
 
 
-def _score_histogram(eng: Engine, task: str, probability: bool = False) -> None:
+def _score_histogram(eng: Engine, task: str, title: str, what: str, probability: bool = False) -> None:
+    import altair as alt
+
     values = eng.label_values(probability_key(task) if probability else task)
-    st.markdown(f"**{task}** · {'calibrated probability · ' if probability else ''}{len(values)} clips")
+    st.markdown(f"**{title}** · {what} · {len(values)} clips")
     if len(values) == 0:
         st.caption("no numeric values")
         return
@@ -83,7 +97,7 @@ def _score_histogram(eng: Engine, task: str, probability: bool = False) -> None:
         alt.Chart(alt.Data(values=[{"value": float(v)} for v in values]))
         .mark_bar()
         .encode(
-            x=alt.X("value:Q", bin=alt.Bin(maxbins=20), title=task),
+            x=alt.X("value:Q", bin=alt.Bin(maxbins=20), title=f"{title} ({what})"),
             y=alt.Y("count():Q", title="clips"),
         )
         .properties(height=160)

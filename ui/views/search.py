@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from echosearch.search import Engine
-from echosearch.ui import common
+from echosearch.ui import common, export
 
 EXAMPLES = (
     "severe LV dysfunction",
@@ -28,19 +28,20 @@ def _use(text: str):
 
 def render(eng: Engine) -> None:
     st.header("Search")
-    filters, k = common.sidebar_filters(eng)
     query = st.text_input(
         "Describe what you are looking for",
+        value=common.kept("q", ""),
         key="q",
         placeholder="e.g. severe LV dysfunction, pacer lead  (add ', no effusion' to exclude)",
-    ).strip()
-    st.caption("Examples:")
-    cols = st.columns(len(EXAMPLES))
-    for i, (col, example) in enumerate(zip(cols, EXAMPLES, strict=True)):
-        col.button(example, key=f"ex-{i}", on_click=_use(example), width="stretch")
+        help="Press Enter to search; Tab then reaches the results. '/' anywhere returns here.",
+    )
+    query = common.keep("q", query or "").strip()
+    filters, k = common.sidebar_filters(eng)  # after the box: the box is what a first visit waits for
     if not query:
+        _examples()
         st.info(
-            "Type findings, devices, numbers or a view the way you would say them; results are the clips the model finds most alike."
+            "Type findings, devices, numbers or a view the way you would say them; results are the clips "
+            "the model finds most alike."
         )
         return
     edited = st.session_state.get("edited_plan")
@@ -52,10 +53,12 @@ def render(eng: Engine) -> None:
         None if edited is None else edited.to_dict()["summary"],
     )
     if st.session_state.get("search_sig") != sig:
-        if edited is None:
-            result = common.guarded(lambda: eng.search_text(query, k=k, filters=filters))
-        else:
-            result = common.guarded(lambda: eng.search_interpretation(edited, k=k, filters=filters))
+        spinner = "Searching…" if eng.model_loaded else "Loading the model (first search only) and searching…"
+        with st.spinner(spinner):
+            if edited is None:
+                result = common.guarded(lambda: eng.search_text(query, k=k, filters=filters))
+            else:
+                result = common.guarded(lambda: eng.search_interpretation(edited, k=k, filters=filters))
         st.session_state.search_sig = sig if result is not None else None
         st.session_state.search_result = result
         st.session_state.cam_video = None
@@ -63,26 +66,46 @@ def render(eng: Engine) -> None:
     if result is None:
         return
     _interpretation(eng, query, result)
+    if not result.results:
+        _nothing_found(result)
+        return
     st.caption(f"{len(result.results)} results in {result.elapsed_ms:.0f} ms · model {result.model}")
     for note in result.notes:
         st.warning(note)
-    if result.suggestions:
-        st.caption("Try one of these phrases:")
-        for i, phrase in enumerate(result.suggestions):
-            st.button(phrase, key=f"miss-{i}", on_click=_use(phrase))
-    if not result.results:
-        return
     cam = st.session_state.get("cam_video")
     if cam is not None:
         _gradcam_panel(eng, int(cam), query)
     common.card_grid(eng, result.results, "res", query_text=query)
+    export.panel(eng, result.results, "res", "results")
+    with st.expander("Example queries"):
+        _examples()
+
+
+def _examples() -> None:
+    st.caption("Examples:")
+    with st.container(horizontal=True, key="examples"):
+        for i, example in enumerate(EXAMPLES):
+            st.button(example, key=f"ex-{i}", on_click=_use(example))
+
+
+def _nothing_found(result) -> None:
+    """Why nothing was found (the last note is the reason), then the suggestions, once, as buttons."""
+    *other, reason = result.notes or ["no clip matches"]
+    st.warning(f"No clips found: {reason}.")
+    for note in other:
+        st.caption(note)
+    if result.suggestions:
+        st.markdown("**Phrases this model knows that come closest (press one to search it):**")
+        with st.container(horizontal=True, key="suggestions"):
+            for i, phrase in enumerate(result.suggestions):
+                st.button(phrase, key=f"miss-{i}", on_click=_use(phrase))
 
 
 def _interpretation(eng: Engine, query: str, result) -> None:
     """How the query was understood, and a form to change it (phrases one per line, conditions)."""
     doc = result.interpretation
-    if doc is None:
-        return
+    if doc is None or not (doc["phrases"] or doc["negatives"] or doc["filters"] or doc["preferences"]):
+        return  # nothing was understood: the empty result says so, once
     st.info(doc["summary"].replace("searched as:", "**Searched as:**", 1))
     with st.expander("Change how the query is read"):
         with st.form("edit-plan"):

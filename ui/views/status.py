@@ -6,18 +6,18 @@ from __future__ import annotations
 import streamlit as st
 
 from echosearch.search import Engine
-from echosearch.ui import common
+from echosearch.ui import clinical, common
 
 
 def render(eng: Engine) -> None:
     st.header("Index status")
     stats = eng.stats()
-    clinical = eng.clinical
+    fit = eng.clinical
     where = f" · data dir `{stats['data_dir']}`" if common.is_admin() else ""  # paths: admins only
     st.markdown(f"Model in use: **{stats['model']}**{where}")
-    if clinical is False:
+    if fit is False:
         st.error(common.DEMO_WARNING)
-    elif clinical is None:
+    elif fit is None:
         st.warning("The model could not be loaded on this machine: text and new-clip queries are off.")
     counts = stats["counts"]
     shown = ["patients", "studies", "videos", "reports", "labels", "failures"]
@@ -31,10 +31,10 @@ def render(eng: Engine) -> None:
                 "space": sp["name"],
                 "kind": sp["kind"],
                 "model": sp["model"],
-                "version": sp["model_version"],
+                "version": sp["model_version"] or "not recorded",
                 "dim": sp["dim"],
-                "vectors": sp["index"].get("ntotal"),
-                "index": sp["index"].get("kind"),
+                "vectors": sp["index"].get("ntotal", 0),
+                "index": sp["index"].get("kind") or "none yet",
                 "disk MB": round(sp["disk_bytes"] / 1e6, 2),
             }
             for sp in stats["spaces"]
@@ -45,7 +45,16 @@ def render(eng: Engine) -> None:
     st.subheader("Last indexing runs")
     if stats["last_runs"]:
         st.dataframe(
-            [{**r, "counts": str(r["counts"] or {})} for r in stats["last_runs"]],
+            [
+                {
+                    "run": r["id"],
+                    "started": _when(r["started_at"]),
+                    "finished": _when(r["finished_at"]) or "still running or stopped",
+                    "status": r["status"],
+                    "what it did": clinical.run_summary(r["counts"]),
+                }
+                for r in stats["last_runs"]
+            ],
             hide_index=True,
             width="stretch",
         )
@@ -60,3 +69,7 @@ def render(eng: Engine) -> None:
     else:
         st.caption("No failed files.")
     st.caption(f"Every query is written to the audit log as '{common.who()}'.")
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""
