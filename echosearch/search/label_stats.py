@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from echosearch.labels.calibration import binary_threshold
-from echosearch.labels.encoding import positive_key, probability_key
+from echosearch.labels.encoding import is_derived, positive_key, probability_key
 from echosearch.search.context import OpenSpace
 from echosearch.search.query_vectors import as_video_id
 from echosearch.store import queries as q
@@ -78,7 +78,7 @@ class LabelStats:
             )
         classes = self.categories(task)
         out["categories"] = classes or None
-        share = None if "." in task else self.positive_share(task)
+        share = None if is_derived(task) else self.positive_share(task)
         out["positive"] = (
             {"positive": share[0], "of": share[1], "share": share[0] / share[1] if share[1] else None}
             if share
@@ -130,8 +130,8 @@ class LabelStats:
             tasks, thresholds = [], {}
         tasks += probe_tasks(self.archive.space)
         known = {t.name for t in tasks}
-        derived = {n.rsplit(".", 1)[0] for n in stored if "." in n}
-        for name in sorted(({n for n in stored if "." not in n} | derived) - known):
+        derived = {n.rsplit(".", 1)[0] for n in stored if is_derived(n)}
+        for name in sorted(({n for n in stored if not is_derived(n)} | derived) - known):
             tasks.append(Task(name, "binary" if name in derived else "regression"))
         return tasks, stored, dict(thresholds)
 
