@@ -1,6 +1,17 @@
-"""Few-shot probe vs zero-shot prompt: held-out AUC after 10, 20 and 50 labelled clips per class.
+"""Labels a clinician reads, on a held-out archive: views, calibrated probabilities, few-shot probes.
 
-A synthetic archive (its manifest is the ground truth) is indexed with a real model (default
+Three tables, from one synthetic archive (all eight views, varied reports, seed 404: neither a
+training nor the calibration archive) indexed with a real model (default ``echosearch-demo``):
+
+1. **Views**: the view the indexer stored for each clip (``videos.view``, from the model's view task)
+   against the manifest's, accuracy overall and per view (target >= 0.95).
+2. **Calibrated probabilities**: for each binary task, the stored probability against the truth,
+   scored on clips whose view can show the finding (``synth.views.shows_finding``): AUC, Brier score
+   and the expected calibration error (ECE, 10 equal-width bins: the gap between the mean
+   probability and the share of positives, weighted by the bin's clips).
+3. **Few-shot probe vs zero-shot prompt**: held-out AUC after 10, 20 and 50 labelled clips per class.
+
+For the probes, a synthetic archive (its manifest is the ground truth) is indexed with a real model (default
 ``echosearch-demo``). For each finding, ``n`` positive and ``n`` negative clips are drawn at random
 (whole patients held out: a patient's clips are all labelled or all held out, so a probe cannot
 recognise the patient instead of the finding); a probe (:func:`echosearch.probes.fit_probe`, the
@@ -13,6 +24,7 @@ MitraClip (the model's own ``mitraclip`` task, as indexed).
 
     .venv/bin/python benchmarks/labels.py                         # 120 patients, 5 repeats
     .venv/bin/python benchmarks/labels.py --work /tmp/lbl          # keep (and reuse) the index
+    .venv/bin/python benchmarks/labels.py --model echosearch-demo-bpe --work /tmp/lbl-bpe
 """
 
 from __future__ import annotations
@@ -30,6 +42,15 @@ from echosearch.labels.tasks import Task
 from echosearch.probes import auc, fit_probe, labelled_vectors
 from echosearch.search import Engine
 from echosearch.synth import synthesize_archive
+from echosearch.synth.views import shows_finding
+
+#: the manifest column of each binary task of the demo models' task file
+BINARY_TRUTH = {
+    "pacemaker": "pacer",
+    "mitraclip": "mitraclip",
+    "tavr": "tavr",
+    "pericardial_effusion": "effusion",
+}
 
 RV_TASK = Task(
     "rv_dilation",
@@ -84,20 +105,29 @@ def main() -> None:
             zs = _zero_shot(engine, ids)
         by_path = {r["path"]: r for r in manifest}
         matched = [by_path[p] for p in paths]
-        truth = {
-            "rv_dilation": np.array([int(r["rv_size"]) >= 1 for r in matched], int),
-            "mitraclip": np.array([r["mitraclip"] in ("1", "True", "true") for r in matched], int),
+        truth = {  # finding -> (manifest column, is positive)
+            "rv_dilation": ("rv_size", np.array([int(r["rv_size"]) >= 1 for r in matched], int)),
+            "mitraclip": (
+                "mitraclip",
+                np.array([r["mitraclip"] in ("1", "True", "true") for r in matched], int),
+            ),
         }
         patient = np.array([r["patient_id"] for r in matched])
-    print(f"model {args.model}; {len(ids)} clips of {len(set(patient))} patients ({missing} unmatched); "
-          f"{args.repeats} repeats, held-out patients only")  # fmt: skip
+        print(f"model {args.model}; {len(ids)} clips of {len(set(patient))} patients ({missing} unmatched)")
+        with Engine.open(data) as engine:
+            _views_table(engine, ids, matched)
+            _calibration_table(engine, ids, matched)
+    print(f"\n### Few-shot probe vs zero-shot prompt ({args.repeats} repeats, held-out patients only, "
+          "clips whose view shows the finding)\n")  # fmt: skip
     print("| finding | positives / clips | labelled per class | probe AUC | zero-shot AUC (same clips) |")
     print("|---|---|---|---|---|")
-    for name, y in truth.items():
+    for name, (column, y_all) in truth.items():
+        seen = np.array([shows_finding(r["view"], column) for r in matched])
+        y, xs, pat, z = y_all[seen], x[seen], patient[seen], zs[name][seen]
         for n in (10, 20, 50):
             probe_aucs, zs_aucs = [], []
             for rep in range(args.repeats):
-                result = _one(x, y, patient, zs[name], n, np.random.default_rng(1000 * n + rep), name)
+                result = _one(xs, y, pat, z, n, np.random.default_rng(1000 * n + rep), name)
                 if result:
                     probe_aucs.append(result[0])
                     zs_aucs.append(result[1])
@@ -106,6 +136,51 @@ def main() -> None:
                 return f"{np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f})" if v else "n/a (too few)"
 
             print(f"| {name} | {int(y.sum())} / {len(y)} | {n} | {cell(probe_aucs)} | {cell(zs_aucs)} |")
+
+
+def _views_table(engine: Engine, ids: list[int], manifest_rows: list[dict]) -> None:
+    """Stored view (what the indexer wrote from the view task) against the manifest's view."""
+    from echosearch.store import queries as q
+
+    with engine.db.session() as s:
+        stored = {v.id: v.view for v in q.videos_by_ids(s, ids).values()}
+    per: dict[str, list[bool]] = {}
+    for vid, row in zip(ids, manifest_rows, strict=True):
+        per.setdefault(row["view"], []).append(stored.get(vid) == row["view"])
+    hits = [h for v in per.values() for h in v]
+    print("\n### Views stored by the indexer (target accuracy >= 0.95)\n")
+    print("| view | clips | accuracy |\n|---|---|---|")
+    for view, h in sorted(per.items()):
+        print(f"| {view} | {len(h)} | {np.mean(h):.3f} |")
+    print(f"| **all** | {len(hits)} | **{np.mean(hits):.3f}** |")
+
+
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """ECE: sum over equal-width probability bins of (clips in bin / clips) * |mean p - share positive|."""
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    return float(sum(np.sum(which == b) / len(p) * abs(p[which == b].mean() - y[which == b].mean())
+                     for b in range(bins) if np.any(which == b)))  # fmt: skip
+
+
+def _calibration_table(engine: Engine, ids: list[int], manifest_rows: list[dict]) -> None:
+    """Each binary task's stored calibrated probability against the truth, where the view shows it."""
+    from echosearch.labels.encoding import probability_key
+    from echosearch.store import queries as q
+
+    with engine.db.session() as s:
+        labels = q.labels_for(s, ids, engine.space_id)
+    print("\n### Calibrated probabilities of binary tasks (clips whose view shows the finding)\n")
+    print("| task | clips | positives | AUC | Brier | ECE |\n|---|---|---|---|---|---|")
+    for task, column in BINARY_TRUTH.items():
+        pairs = [(labels.get(vid, {}).get(probability_key(task)), row[column] in ("1", "True", "true"))
+                 for vid, row in zip(ids, manifest_rows, strict=True) if shows_finding(row["view"], column)]  # fmt: skip
+        pairs = [(p, y) for p, y in pairs if p is not None]
+        if not pairs:
+            print(f"| {task} | 0 | - | n/a (no stored probability) | | |")
+            continue
+        p, y = (np.array(v, float) for v in zip(*pairs, strict=True))
+        print(f"| {task} | {len(p)} | {int(y.sum())} | {auc(p, y):.3f} | {np.mean((p - y) ** 2):.3f} | "
+              f"{expected_calibration_error(p, y):.3f} |")  # fmt: skip
 
 
 def _one(x, y, patient, zero_shot, n, rng, name) -> tuple[float, float] | None:

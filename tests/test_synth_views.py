@@ -21,7 +21,7 @@ from echosearch.synth.anatomy import SEVERITIES, Anatomy, draw_baseline, follow_
 from echosearch.synth.archive import study_views
 from echosearch.synth.render import GEOM, render_sector
 from echosearch.synth.reports import WORDINGS, load_vocabulary, match_phrase, sentences, study_report
-from echosearch.synth.views import ALL_VIEWS, AV, DEFAULT_VIEWS, MV, VIEW_SPECS, parse_views
+from echosearch.synth.views import ALL_VIEWS, AV, DEFAULT_VIEWS, LEGACY_VIEWS, MV, VIEW_SPECS, parse_views
 from echosearch.tokenizers import TemplateTokenizer
 
 SEED = 23
@@ -58,9 +58,11 @@ def _reports(archive: Path) -> dict[str, str]:
 # ---- views in the pixels ---------------------------------------------------------------------------
 
 
-def test_the_table_has_the_standard_views_and_the_default_stays_a4c_plax():
+def test_the_table_has_the_standard_views_and_draws_all_of_them_by_default():
     assert set(ALL_VIEWS) >= {"A4C", "A2C", "A3C", "A5C", "PLAX", "PSAX-PM", "PSAX-AV", "SC4C"}
-    assert DEFAULT_VIEWS == ("A4C", "PLAX") and parse_views(None) == DEFAULT_VIEWS
+    assert (
+        DEFAULT_VIEWS == ALL_VIEWS and parse_views(None) == DEFAULT_VIEWS and LEGACY_VIEWS == ("A4C", "PLAX")
+    )
     assert parse_views("all") == ALL_VIEWS and parse_views("plax, a2c") == ("PLAX", "A2C")
     assert all(VIEW_SPECS[v].phrase in load_vocabulary() for v in ALL_VIEWS)
 

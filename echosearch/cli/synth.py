@@ -9,7 +9,7 @@ from echosearch.cli.main import cli
 from echosearch.errors import UsageError
 from echosearch.synth import synthesize_archive
 from echosearch.synth.reports import REPORT_STYLES
-from echosearch.synth.views import ALL_VIEWS, DEFAULT_VIEWS, parse_views
+from echosearch.synth.views import ALL_VIEWS, parse_views
 from echosearch.synth.writers import FORMATS
 
 
@@ -53,18 +53,18 @@ class Views(click.ParamType):
 )
 @click.option("--studies", default="1-3", show_default=True, type=CountRange(), help="Studies per patient.")
 @click.option("--clips-per-study", default="2-4", show_default=True, type=CountRange(),
-              help="Clips per study (default views: the first two are A4C and PLAX).")  # fmt: skip
+              help="Clips per study (each of a distinct view; with --views A4C,PLAX the first two are those).")  # fmt: skip
 @click.option("--frames", default="30-60", show_default=True, type=CountRange(), help="Frames per clip.")
 @click.option(
     "--views",
-    default=",".join(DEFAULT_VIEWS),
+    default="all",
     show_default=True,
     type=Views(),
     help=f"'all' ({','.join(ALL_VIEWS)}) or a comma list of them; a study samples distinct views.",
 )
 @click.option(
     "--report-style",
-    default="template",
+    default="varied",
     show_default=True,
     type=click.Choice(REPORT_STYLES),
     help="template: one fixed wording per finding; varied: synonyms, abbreviations, varied order.",

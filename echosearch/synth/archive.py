@@ -24,7 +24,7 @@ from echosearch.errors import UsageError
 from echosearch.synth.anatomy import Anatomy, Findings, draw_anatomy, draw_baseline, follow_up
 from echosearch.synth.render import compose, render_sector
 from echosearch.synth.reports import REPORT_STYLES, study_report
-from echosearch.synth.views import DEFAULT_VIEWS, VIEW_SPECS, parse_views
+from echosearch.synth.views import LEGACY_VIEWS, VIEW_SPECS, parse_views
 from echosearch.synth.writers import (
     EXTENSIONS,
     FORMATS,
@@ -120,17 +120,18 @@ def synthesize_archive(
     frames: tuple[int, int] = (30, 60),
     formats: tuple[str, ...] | None = None,
     views: str | tuple[str, ...] | None = None,
-    report_style: str = "template",
+    report_style: str = "varied",
     progress: bool | None = None,
 ) -> ArchiveSummary:
     """Write a synthetic archive of ``patients`` patients into ``out_dir`` (created; must be empty).
 
     ``studies``/``clips_per_study``/``frames`` are inclusive ranges; ``formats`` restricts the clip
     formats (default: the DICOM-heavy mix of :data:`FORMAT_CYCLE`). ``views`` (``"all"``, a comma
-    list or a tuple of codes of :data:`~echosearch.synth.views.VIEW_SPECS`; default A4C and PLAX, what
-    the shipped demo model knows): with the default every study has an A4C and a PLAX clip and extra
-    clips repeat one; otherwise a study of N clips samples N distinct views, the common ones more
-    often. ``report_style`` ``"template"`` (default) or ``"varied"``: see
+    list or a tuple of codes of :data:`~echosearch.synth.views.VIEW_SPECS`; default all eight): a
+    study of N clips samples N distinct views, the common ones more often; exactly A4C and PLAX
+    draws as the archives before demo 0.5.0 did (every study an A4C and a PLAX clip, extra clips
+    repeat one). ``report_style`` ``"varied"`` (default: the wordings of real reports vary) or
+    ``"template"`` (one fixed wording per finding): see
     :mod:`echosearch.synth.reports`; the ground truth does not depend on it. ``progress``: a
     progress bar (patients, clips written) on stderr; ``None`` shows it when stderr is a terminal.
     """
@@ -230,14 +231,14 @@ def _write_study(
     # wording has its own stream so that the report style changes no other draw of the archive
     report = study_report(findings, prior, srng, style, _rng(seed, patient.index, s + 1, 0, 1))
     n_clips = int(srng.integers(clips_range[0], clips_range[1] + 1))
-    legacy = set(views) == set(DEFAULT_VIEWS)  # the draw the shipped demo model's archives had
+    legacy = set(views) == set(LEGACY_VIEWS)  # the draw of the archives of the demo models up to 0.4.0
     chosen = None if legacy else study_views(views, n_clips, _rng(seed, patient.index, s + 1, 0, 2))
     folder = out / patient.patient_id / accession
     folder.mkdir(parents=True, exist_ok=True)
     for c in range(n_clips):
         crng = _rng(seed, patient.index, s + 1, c + 1)
         if chosen is None:
-            view = DEFAULT_VIEWS[c % 2] if c < 2 else DEFAULT_VIEWS[int(crng.integers(0, 2))]
+            view = LEGACY_VIEWS[c % 2] if c < 2 else LEGACY_VIEWS[int(crng.integers(0, 2))]
         else:
             view = chosen[c]
         fmt = cycle[(patient.index * 7 + s * 3 + c) % len(cycle)]

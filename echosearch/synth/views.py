@@ -7,8 +7,9 @@ read the same table, so "where is a finding drawn" has one answer. ``weight`` is
 is in a real study (how often a study's clips sample it); ``pose`` places the heart of the view in
 the sector (depth of the heart's origin in pixels, extra tilt in degrees, size factor).
 
-DEFAULT_VIEWS stays A4C and PLAX until a demo model trained on all views ships: the shipped model
-only ever saw those two, and their pixels are unchanged.
+An archive draws all eight views by default (the demo models 0.5.0 / demo-bpe 0.1.0 were trained on
+them); ``LEGACY_VIEWS`` (A4C and PLAX, asked for explicitly) reproduces the draw of the archives the
+demo models up to 0.4.0 were trained on: every study an A4C and a PLAX clip, their pixels unchanged.
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ def shows_finding(view: str | None, column: str) -> bool:
     return spec is None or needs is None or bool(needs & spec.shows)
 
 
-DEFAULT_VIEWS = ("A4C", "PLAX")
+DEFAULT_VIEWS = ALL_VIEWS
+#: the two views of the archives before 0.5.0 (asked for explicitly, they draw as those archives did)
+LEGACY_VIEWS = ("A4C", "PLAX")
 
 
 def parse_views(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:

@@ -530,10 +530,10 @@ def _warn_unread_text(tokenizer, clips: Sequence[ArchiveClip]) -> int:
 def view_sentences(cfg: TrainConfig, clips: Sequence[ArchiveClip]) -> dict[str, str] | None:
     """The view sentences to put before each clip's report (see ``PairSampler``), or None."""
     from echosearch.synth.reports import VIEW_PHRASES
-    from echosearch.synth.views import DEFAULT_VIEWS
+    from echosearch.synth.views import LEGACY_VIEWS
 
     views = {c.row.get("view", "") for c in clips} - {""}
-    use = cfg.view_text if cfg.view_text is not None else bool(views - set(DEFAULT_VIEWS))
+    use = cfg.view_text if cfg.view_text is not None else bool(views - set(LEGACY_VIEWS))
     if use:
         log.info("training text: each clip's view sentence + its report (views %s)", ", ".join(sorted(views)))
     return dict(VIEW_PHRASES) if use else None
