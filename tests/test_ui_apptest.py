@@ -497,3 +497,22 @@ def test_an_empty_result_says_why_once(app, manifest):
     app.sidebar.date_input(key="f_dates").set_value((empty, empty)).run()
     _ok(app)
     assert [w.value for w in app.warning] == ["No clips found: no clip passes the filters; loosen them."]
+
+
+def test_the_server_opens_the_engine_before_the_first_visitor(ui_archive, monkeypatch):
+    """``echosearch.ui.serve`` opens the data dir's Engine before Streamlit listens; the app takes
+    that one (once) instead of opening its own, so the first page does not pay for it."""
+    from echosearch.ui import preopened, serve
+
+    monkeypatch.setenv("ECHOSEARCH_HOME", str(ui_archive["data"]))
+    serve._preopen()
+    root = str(ui_archive["data"].resolve())
+    engine = preopened.take(root, None)
+    try:
+        assert isinstance(engine, Engine) and engine.data_dir.resolve() == ui_archive["data"].resolve()
+        assert preopened.take(root, None) is None  # handed over once; the app's cache keeps it
+    finally:
+        engine.close()
+    monkeypatch.setenv("ECHOSEARCH_HOME", str(ui_archive["data"] / "no-such-dir"))
+    serve._preopen()  # a data dir that cannot be opened: logged, and the app reports it itself
+    assert preopened.take(str((ui_archive["data"] / "no-such-dir").resolve()), None) is None

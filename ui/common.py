@@ -47,7 +47,9 @@ def data_dir() -> Path:
 @st.cache_resource(show_spinner="Opening the index…")
 def _open_engine(root: str, space: str | None = None) -> Engine:
     # The model is not loaded here: a page shows first, then warm_model() loads it in the background.
-    return Engine.open(root, space=space)
+    from echosearch.ui import preopened
+
+    return preopened.take(root, space) or Engine.open(root, space=space)
 
 
 #: Seconds between a page being drawn and the model starting to load in the background.
