@@ -143,7 +143,7 @@ def _views_table(engine: Engine, ids: list[int], manifest_rows: list[dict]) -> N
     from echosearch.store import queries as q
 
     with engine.db.session() as s:
-        stored = {v.id: v.view for v in q.videos_by_ids(s, ids).values()}
+        stored = {vid: card.view for vid, card in q.video_cards(s, ids).items()}
     per: dict[str, list[bool]] = {}
     for vid, row in zip(ids, manifest_rows, strict=True):
         per.setdefault(row["view"], []).append(stored.get(vid) == row["view"])

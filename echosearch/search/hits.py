@@ -28,33 +28,27 @@ class Hits:
         archive = self.archive
         ids = [i for i, _ in pairs]
         with archive.db.session() as s:
-            videos = q.videos_by_ids(s, ids)
+            cards = q.video_cards(s, ids)
             labels = q.labels_for(s, ids, archive.space_id)
-            excerpts = report_excerpts(s, {v.study_id for v in videos.values() if v.study_id})
-            hits = []
-            for vid, score in pairs:
-                v = videos.get(vid)
-                if v is None:
-                    continue
-                study = v.study
-                hits.append(
-                    VideoHit(
-                        video_id=vid,
-                        score=None if score is None else float(score),
-                        path=v.path,
-                        study_uid=study.study_uid if study else None,
-                        study_date=study.study_date.isoformat() if study and study.study_date else None,
-                        view=v.view,
-                        manufacturer=v.manufacturer,
-                        frames=v.frames,
-                        fps=v.fps,
-                        labels=labels.get(vid, {}),
-                        thumbnail=archive.absolute(v.thumbnail_path),
-                        preview=archive.absolute(v.preview_path),
-                        report_excerpt=excerpts.get(v.study_id),
-                    )
-                )
-        return hits
+        return [self._hit(cards[vid], score, labels.get(vid, {})) for vid, score in pairs if vid in cards]
+
+    def _hit(self, card, score: float | None, labels: dict[str, Any]) -> VideoHit:
+        """One clip's hit from its card row (:func:`store.queries.video_cards`)."""
+        return VideoHit(
+            video_id=card.id,
+            score=None if score is None else float(score),
+            path=card.path,
+            study_uid=card.study_uid,
+            study_date=card.study_date.isoformat() if card.study_date else None,
+            view=card.view,
+            manufacturer=card.manufacturer,
+            frames=card.frames,
+            fps=card.fps,
+            labels=labels,
+            thumbnail=self.archive.absolute(card.thumbnail_path),
+            preview=self.archive.absolute(card.preview_path),
+            report_excerpt=excerpt(card.report) if card.report is not None else None,
+        )
 
     def study(self, s, study: Study, score: float | None, reference: Study | None = None) -> StudyHit:
         """A study as a hit (in session ``s``): its clip count, mean labels, and whether the records

@@ -76,8 +76,8 @@ class QueryVectors:
             if video_id not in archive.index:
                 raise UsageError(f"video {video_id} is not in the index")
             with archive.db.session() as s:
-                video = q.videos_by_ids(s, [video_id]).get(video_id)
-                study_uid = video.study.study_uid if video is not None and video.study else None
+                card = q.video_cards(s, [video_id]).get(video_id)
+                study_uid = card.study_uid if card is not None else None
             return archive.index.reconstruct([video_id])[0], video_id, study_uid
         from echosearch.video import EchoClip, preprocess_frames, read_clip
 

@@ -173,10 +173,10 @@ class VideoSearch:
         if filters is not None and archive.space_id is not None and filters.label_space_id is None:
             filters.label_space_id = archive.space_id
         with archive.db.session() as s:
-            allowed = q.filter_video_ids(s, filters)
+            allowed, excluded = _allowed_and_excluded(s, filters)
         if allowed is not None and allowed.size == 0:
             return []
-        hits = archive.index.search(vec[None, :].astype(np.float32), k, ids=allowed)[0]
+        hits = archive.index.search(vec[None, :].astype(np.float32), k, ids=allowed, exclude=excluded)[0]
         return self.hits.videos(hits.pairs())
 
     # -------------------------------------------------------------- running a plan
@@ -285,6 +285,18 @@ class VideoSearch:
         scores = combined_scores(similarity, signals, weights)
         order = np.argsort(-scores, kind="stable")[:k]
         return self.hits.videos([(int(ids[i]), float(scores[i])) for i in order])
+
+
+def _allowed_and_excluded(s, filters: q.VideoFilter | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The ids a search may return (None: all) and the ids it must not. A filter that only excludes
+    (video -> video leaves out the query's own study) becomes a short exclusion list, not an id list
+    of the rest of the archive (at a million clips, that list would cost more than the search)."""
+    if filters is None:
+        return None, None
+    if filters.without_exclusions().is_empty():
+        excluded = q.excluded_video_ids(s, filters)
+        return None, excluded if excluded.size else None
+    return q.filter_video_ids(s, filters), None
 
 
 def with_excluded_videos(filters: q.VideoFilter | None, ids: Sequence[int]) -> q.VideoFilter:

@@ -12,12 +12,12 @@ import datetime as dt
 import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, func, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Row, Select, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from echosearch.batching import SQL_IN_BATCH, batches
 from echosearch.errors import UsageError
@@ -136,16 +136,6 @@ def video_by_path(s: Session, path: str) -> Video | None:
 
 def video_by_sop_uid(s: Session, sop_uid: str) -> Video | None:
     return s.scalars(select(Video).where(Video.sop_uid == sop_uid).order_by(Video.id)).first()
-
-
-def videos_by_ids(s: Session, video_ids: Iterable[int]) -> dict[int, Video]:
-    """Videos by id, with their studies, in two queries per 10,000 ids (for decorating search results)."""
-    ids = [int(i) for i in video_ids]
-    out: dict[int, Video] = {}
-    for batch in batches(ids, SQL_IN_BATCH):
-        stmt = select(Video).options(selectinload(Video.study)).where(Video.id.in_(batch))
-        out.update({v.id: v for v in s.scalars(stmt)})
-    return out
 
 
 def videos_of_study(s: Session, study_id: int, *, indexed_only: bool = True) -> list[Video]:
@@ -514,6 +504,10 @@ class VideoFilter:
     exclude_study_uids: Sequence[str] = ()
     exclude_video_ids: Sequence[int] = field(default_factory=tuple)
 
+    def without_exclusions(self) -> VideoFilter:
+        """The same filter less its exclusions (``exclude_study_uids``, ``exclude_video_ids``)."""
+        return replace(self, exclude_study_uids=(), exclude_video_ids=())
+
     def is_empty(self) -> bool:
         """True when the filter lets every indexed video through (search can skip the id set)."""
         return not any(
@@ -574,6 +568,35 @@ def _like_prefix(text: str) -> str:
     """A LIKE pattern matching values that start with ``text`` as typed: '%' and '_' are literal."""
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
+
+
+def excluded_video_ids(s: Session, f: VideoFilter) -> np.ndarray:
+    """The ids a filter's exclusions name: its ``exclude_video_ids`` and every clip of its
+    ``exclude_study_uids`` (a handful: cheaper to drop from a search than to allow everything else)."""
+    ids = {int(i) for i in f.exclude_video_ids}
+    if f.exclude_study_uids:
+        stmt = select(Video.id).join(Study, Video.study_id == Study.id)
+        ids.update(s.scalars(stmt.where(Study.study_uid.in_(list(f.exclude_study_uids)))))
+    return np.asarray(sorted(ids), dtype=np.int64)
+
+
+def video_cards(s: Session, video_ids: Iterable[int]) -> dict[int, Row]:
+    """What a result card shows of each clip and its study and report, in one query (plain rows,
+    not ORM objects: building a page of hits is on every search's path)."""
+    cols = (
+        Video.id, Video.path, Video.view, Video.manufacturer, Video.frames, Video.fps, Video.study_id,
+        Video.thumbnail_path, Video.preview_path, Study.study_uid, Study.study_date, Report.text.label("report"),
+    )  # fmt: skip
+    out: dict[int, Row] = {}
+    for batch in batches([int(i) for i in video_ids], SQL_IN_BATCH):
+        stmt = (
+            select(*cols)
+            .outerjoin(Study, Video.study_id == Study.id)
+            .outerjoin(Report, Report.study_id == Study.id)
+            .where(Video.id.in_(batch))
+        )
+        out.update({row.id: row for row in s.execute(stmt)})
+    return out
 
 
 def filter_video_ids(s: Session, f: VideoFilter | None) -> np.ndarray | None:
