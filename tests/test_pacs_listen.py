@@ -104,10 +104,15 @@ def test_a_study_sent_by_orthanc_is_searchable_and_other_aes_are_refused(tmp_pat
         wait_indexed(data, 2, proc)
         keys = indexed(data)
         assert all(k.startswith("dicom://ORTHANC/studies/") for k in keys)
+        viewer = "https://pacs.example/ohif/viewer?StudyInstanceUIDs={study_uid}&SOP={sop_uid}"
+        (data / "site.yaml").write_text(f"viewer:\n  url: '{viewer}'\n")
         r = cli("search", "normal left ventricular function", "--data", str(data), "--json")
         assert r.returncode == 0, r.stderr
-        found = {hit["path"] for hit in json.loads(r.stdout)["results"]}
-        assert found == set(keys)
+        hits = json.loads(r.stdout)["results"]
+        assert {hit["path"] for hit in hits} == set(keys)
+        for hit in hits:  # every result opens in the site's viewer
+            assert hit["viewer_url"] == viewer.format(study_uid=hit["study_uid"], sop_uid=hit["sop_uid"])
+            assert hit["path"].endswith(f"/series/{hit['series_uid']}/instances/{hit['sop_uid']}")
         assert not list((data / "spool" / "received").rglob("*.dcm"))  # indexed, then removed
     finally:
         assert stop(proc) == 0  # SIGTERM: a graceful stop

@@ -11,6 +11,7 @@ from echosearch.search.context import OpenSpace
 from echosearch.search.results import StudyHit, VideoHit
 from echosearch.store import queries as q
 from echosearch.store.schema import Study
+from echosearch.viewer import viewer_template, viewer_url
 
 REPORT_EXCERPT_CHARS = 240
 
@@ -27,6 +28,7 @@ class Hits:
             return []
         archive = self.archive
         ids = [i for i, _ in pairs]
+        template = viewer_template(archive.data_dir)
         with archive.db.session() as s:
             videos = q.videos_by_ids(s, ids)
             labels = q.labels_for(s, ids, archive.space_id)
@@ -52,6 +54,14 @@ class Hits:
                         thumbnail=archive.absolute(v.thumbnail_path),
                         preview=archive.absolute(v.preview_path),
                         report_excerpt=excerpts.get(v.study_id),
+                        series_uid=v.series_uid,
+                        sop_uid=v.sop_uid,
+                        viewer_url=viewer_url(
+                            template,
+                            study_uid=study.study_uid if study else None,
+                            series_uid=v.series_uid,
+                            sop_uid=v.sop_uid,
+                        ),
                     )
                 )
         return hits
@@ -72,6 +82,7 @@ class Hits:
             same_patient_on_record=same,
             labels=mean_labels(labels.values()),
             report_excerpt=report_excerpts(s, {study.id}).get(study.id),
+            viewer_url=viewer_url(viewer_template(self.archive.data_dir), study_uid=study.study_uid),
         )
 
 
