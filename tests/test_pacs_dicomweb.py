@@ -155,7 +155,7 @@ def test_orthanc_stopped_mid_run_is_a_clear_error_and_a_rerun_completes(tmp_path
                         server.stop()
 
         data = tmp_path / "data"
-        with pytest.raises(SourceError, match=r"stopped answering.*rerun"):
+        with pytest.raises(SourceError, match=r"is not answering.*rerun"):
             index_dicomweb(server, data, all=True, distributor=StopsTheServer())
         db = open_db(data)
         with db.session() as s:

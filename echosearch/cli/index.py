@@ -113,6 +113,7 @@ def index(
 
 def _index_dicomweb(opts, url, since, studies, modality, stills, keep, all_studies, netrc_file):  # noqa: ANN001
     """``echosearch index dicomweb+http(s)://...`` (see :mod:`echosearch.indexer.dicomweb`)."""
+    import logging
     from urllib.parse import urlsplit
 
     from echosearch.indexer.dicomweb import DicomwebOptions, run_dicomweb_index
@@ -133,6 +134,7 @@ def _index_dicomweb(opts, url, since, studies, modality, stills, keep, all_studi
         all=all_studies,
         credentials=resolve_credentials(urlsplit(base).hostname or "", netrc_file),
     )
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # each retry: the error says it
     return run_dicomweb_index(opts, source)
 
 

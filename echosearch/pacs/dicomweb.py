@@ -114,7 +114,7 @@ def classify(exc: BaseException, where: str) -> Exception:
         return SourceError(f"the DICOMweb server at {host} is unavailable (retries exhausted); rerun later")
     if isinstance(exc, requests.ConnectionError | requests.Timeout):
         return SourceError(
-            f"the DICOMweb server at {host} stopped answering ({type(exc).__name__}); rerun to continue"
+            f"the DICOMweb server at {host} is not answering ({type(exc).__name__}); rerun to continue"
         )
     return InstanceError("RetrieveError", f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
 
