@@ -40,18 +40,22 @@ class ReaderConfig:
 @dataclass(frozen=True)
 class ReadJob:
     """One file to read. ``known_sha256``: the content hash the database has for this path, if any
-    (a file that was only touched is then recognised after hashing, without decoding it)."""
+    (a file that was only touched is then recognised after hashing, without decoding it).
+    ``source``: where the clip really lives when ``path`` is only a spooled copy (a DICOMweb
+    instance URL, a C-STORE sender; see :mod:`echosearch.sources`); the database then keys the clip
+    by it, so the same instance is the same row whichever temporary file carried it."""
 
     path: str
     size: int
     mtime_ns: int
     known_sha256: str | None = None
+    source: str | None = None
 
     @property
     def key(self) -> str:
         """The path as the database stores it (a name that is not UTF-8 is escaped, see
-        :func:`echosearch.paths.storable_path`); ``path`` stays the real one, for reading."""
-        return storable_path(self.path)
+        :func:`echosearch.paths.storable_path`), or the ``source``; ``path`` stays the real one, for reading."""
+        return self.source or storable_path(self.path)
 
 
 @dataclass

@@ -40,6 +40,7 @@ from echosearch.models import Encoder, load_model, resolve_bundle
 from echosearch.models.arch import is_arch
 from echosearch.paths import filesystem_path, make_private_dir, storable_path
 from echosearch.privacy import site_key_for
+from echosearch.sources import is_remote
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db
 from echosearch.store.schema import STATUS_INDEXED, Failure, IndexRun, Video
@@ -222,7 +223,7 @@ class Runner:
         gone = [
             vid
             for path, (vid, status, *_rest) in known.items()
-            if status == STATUS_INDEXED and not os.path.exists(filesystem_path(path))
+            if status == STATUS_INDEXED and not is_remote(path) and not os.path.exists(filesystem_path(path))
         ]
         summary.missing = len(gone)
         if opts.prune and gone:
@@ -253,12 +254,14 @@ class Runner:
         if not jobs:
             return
         opts, summary = self.opts, self.summary
-        cfg = ReaderConfig(
-            data_dir=str(self.data_dir.resolve()),
-            sampling=opts.frames,
-            size=int(self.bundle.preprocess_cfg["size"]),
-            mask_sector=opts.mask,
-            site_key=self.site_key,
+        read_fn, cfg = self._reader(
+            ReaderConfig(
+                data_dir=str(self.data_dir.resolve()),
+                sampling=opts.frames,
+                size=int(self.bundle.preprocess_cfg["size"]),
+                mask_sector=opts.mask,
+                site_key=self.site_key,
+            )
         )
         with self.db.session() as s:
             rows = s.execute(
@@ -281,11 +284,12 @@ class Runner:
             pending.clear()
 
         try:
-            for result in self.distributor.map_unordered(read_one, jobs, cfg):
+            for result in self.distributor.map_unordered(read_fn, jobs, cfg):
                 if isinstance(result, CrashedJob):
                     result = ReadResult(job=result.job, error_kind="WorkerCrashed", error=result.reason)
                 path = result.job.key
                 if result.error_kind:
+                    self._check_source(result)
                     writer.record_failure(result)
                     summary.failed += 1
                     reasons = summary.failed_by_reason
@@ -323,6 +327,17 @@ class Runner:
                 flush()
         finally:
             progress.close()
+
+    # ------------------------------------------------------------ hooks of other sources
+
+    def _reader(self, cfg: ReaderConfig) -> tuple:
+        """The function the distributor runs per job, and its config: files on disk are read as they
+        are; a remote source (:mod:`echosearch.indexer.dicomweb`) retrieves each job first."""
+        return read_one, cfg
+
+    def _check_source(self, result: ReadResult) -> None:
+        """Called with every failed job before it is recorded: a source that stopped answering ends
+        the run here (raising), since that is no fault of the clip and must not be recorded as one."""
 
     @cached_property
     def zero_shot(self) -> tuple[list, dict]:

@@ -32,6 +32,9 @@ class IndexSummary:
     embedded: int = 0  # clips that went through the model in this run
     reports: dict[str, int] = field(default_factory=dict)
     reconciled: dict[str, int] = field(default_factory=dict)
+    source: dict[str, Any] = field(
+        default_factory=dict
+    )  # a remote source's facts (DICOMweb: listed, fetched)
     model: str = ""
     space: str = ""
     seconds: float = 0.0
@@ -64,6 +67,14 @@ class IndexSummary:
             f"model {self.model} -> space {self.space}: {self.embedded} clips / {self.frames} frames embedded in "
             f"{self.seconds:.1f} s ({self.clips_per_s:.2f} clips/s, {self.frames_per_s:.1f} frames/s)",
         ]
+        if self.source:
+            src = self.source
+            since = f" since {src['since']}" if src.get("since") else ""
+            over = ", ".join(f"{k} {v}" for k, v in (src.get("passed_over") or {}).items())
+            out.append(
+                f"{src.get('url')}{since}: {src.get('listed', 0)} instances listed, {src.get('fetched', 0)} fetched"
+                + (f" (passed over: {over})" if over else "")
+            )
         if self.failed_by_reason:
             out.append("failed by reason: " + ", ".join(f"{k} {v}" for k, v in self.failed_by_reason.items()))
         if self.missing or self.pruned:

@@ -343,6 +343,8 @@ def video_card(
                 on_click=_set("cam_video", hit.video_id),
                 width="stretch",
             )
+        if hit.viewer_url:  # the site's viewer (DATA/site.yaml: viewer.url)
+            st.link_button("Open in viewer", hit.viewer_url, icon=":material/open_in_new:", width="stretch")
         _, everything = clinical.findings(items)
         if everything:
             with st.expander("All findings"):

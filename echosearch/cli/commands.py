@@ -8,6 +8,7 @@ from echosearch.cli import (  # noqa: F401
     index,
     interpret,
     key,
+    listen,
     models,
     probe,
     search,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from echosearch.cli.common import data_option, emit_json, json_option, space_option
@@ -12,7 +14,7 @@ from echosearch.paths import data_dir as resolve_data_dir
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, required=True)
 @data_option
 @click.option(
     "--model", default=None, help="Registry name, bundle folder or arch:NAME (default: the registry's)."
@@ -43,12 +45,27 @@ from echosearch.paths import data_dir as resolve_data_dir
     type=click.Path(dir_okay=False, exists=True),
     help="Thresholds file for the tasks (what `echosearch calibrate --out` writes).",
 )
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="DICOMweb: only studies from this date on.")
+@click.option(
+    "--study", "studies", multiple=True, help="DICOMweb: only this Study Instance UID (repeatable)."
+)
+@click.option("--modality", help="DICOMweb: only series of this modality (e.g. US).")
+@click.option("--stills", is_flag=True, help="DICOMweb: index single-frame ultrasound stills too.")
+@click.option("--keep", is_flag=True, help="DICOMweb: keep the retrieved files in DATA/spool/dicomweb.")
+@click.option(
+    "--all", "all_studies", is_flag=True, help="DICOMweb: ask for every study, not only recent ones."
+)
+@click.option(
+    "--netrc", "netrc_file", type=click.Path(dir_okay=False), help="DICOMweb: a netrc file with the login."
+)
 @json_option
 def index(
     paths, data, model, workers, batch_size, frames, reports, include, exclude, prune, retry_failed, no_mask,
-    commit_every, tasks, thresholds, as_json,
+    commit_every, tasks, thresholds, since, studies, modality, stills, keep, all_studies, netrc_file, as_json,
 ) -> None:  # fmt: skip
-    """Index clip files and folders (DICOM, AVI, MP4, DICOMDIR) into the data dir."""
+    """Index clip files and folders (DICOM, AVI, MP4, DICOMDIR), or a DICOMweb server
+    (dicomweb+http(s)://HOST/PATH; credentials from ECHOSEARCH_DICOMWEB_USER/_PASSWORD, _TOKEN or
+    a netrc file), into the data dir."""
     from echosearch.indexer.runner import IndexOptions, run_index
     from echosearch.models.registry import default_model
 
@@ -70,12 +87,55 @@ def index(
         thresholds=thresholds,
         progress=None,
     )
-    summary = run_index(opts)
+    urls = [p for p in paths if p.startswith("dicomweb+")]
+    dicomweb_only = (since, studies, modality, stills, keep, all_studies, netrc_file)
+    if urls:
+        if len(paths) > 1:
+            raise click.UsageError("index one DICOMweb server per run, and files in a run of their own")
+        summary = _index_dicomweb(
+            opts, urls[0], since, studies, modality, stills, keep, all_studies, netrc_file
+        )
+    elif any(dicomweb_only):
+        raise click.UsageError(
+            "--since/--study/--modality/--stills/--keep/--all/--netrc are for DICOMweb URLs"
+        )
+    else:
+        for p in paths:  # as click.Path(exists=True) did: a usage error (exit 2)
+            if not os.path.exists(p):
+                raise click.BadParameter(f"Path {p!r} does not exist.", param_hint="'PATHS...'")
+        summary = run_index(opts)
     if as_json:
         emit_json(summary.to_dict())
     else:
         for line in summary.lines():
             click.echo(line)
+
+
+def _index_dicomweb(opts, url, since, studies, modality, stills, keep, all_studies, netrc_file):  # noqa: ANN001
+    """``echosearch index dicomweb+http(s)://...`` (see :mod:`echosearch.indexer.dicomweb`)."""
+    import logging
+    from urllib.parse import urlsplit
+
+    from echosearch.indexer.dicomweb import DicomwebOptions, run_dicomweb_index
+    from echosearch.pacs.credentials import resolve_credentials
+    from echosearch.sources import dicomweb_base
+
+    try:
+        base = dicomweb_base(url)
+    except EchosearchError as exc:
+        raise click.BadParameter(str(exc), param_hint="PATHS") from None
+    source = DicomwebOptions(
+        url=base,
+        since=since.date() if since else None,
+        studies=list(studies),
+        modality=modality,
+        stills=stills,
+        keep=keep,
+        all=all_studies,
+        credentials=resolve_credentials(urlsplit(base).hostname or "", netrc_file),
+    )
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # each retry: the error says it
+    return run_dicomweb_index(opts, source)
 
 
 @cli.command()

@@ -11,6 +11,7 @@ from echosearch.search.context import OpenSpace
 from echosearch.search.results import StudyHit, VideoHit
 from echosearch.store import queries as q
 from echosearch.store.schema import Study
+from echosearch.viewer import viewer_template, viewer_url
 
 REPORT_EXCERPT_CHARS = 240
 
@@ -27,13 +28,19 @@ class Hits:
             return []
         archive = self.archive
         ids = [i for i, _ in pairs]
+        template = viewer_template(archive.data_dir)
         with archive.db.session() as s:
             cards = q.video_cards(s, ids)
             labels = q.labels_for(s, ids, archive.space_id)
-        return [self._hit(cards[vid], score, labels.get(vid, {})) for vid, score in pairs if vid in cards]
+        return [
+            self._hit(cards[vid], score, labels.get(vid, {}), template)
+            for vid, score in pairs
+            if vid in cards
+        ]
 
-    def _hit(self, card, score: float | None, labels: dict[str, Any]) -> VideoHit:
-        """One clip's hit from its card row (:func:`store.queries.video_cards`)."""
+    def _hit(self, card, score: float | None, labels: dict[str, Any], template: str | None) -> VideoHit:
+        """One clip's hit from its card row (:func:`store.queries.video_cards`); ``template``: the
+        site's viewer URL template (:mod:`echosearch.viewer`), or None."""
         return VideoHit(
             video_id=card.id,
             score=None if score is None else float(score),
@@ -48,6 +55,11 @@ class Hits:
             thumbnail=self.archive.absolute(card.thumbnail_path),
             preview=self.archive.absolute(card.preview_path),
             report_excerpt=excerpt(card.report) if card.report is not None else None,
+            series_uid=card.series_uid,
+            sop_uid=card.sop_uid,
+            viewer_url=viewer_url(
+                template, study_uid=card.study_uid, series_uid=card.series_uid, sop_uid=card.sop_uid
+            ),
         )
 
     def study(self, s, study: Study, score: float | None, reference: Study | None = None) -> StudyHit:
@@ -66,6 +78,7 @@ class Hits:
             same_patient_on_record=same,
             labels=mean_labels(labels.values()),
             report_excerpt=report_excerpts(s, {study.id}).get(study.id),
+            viewer_url=viewer_url(viewer_template(self.archive.data_dir), study_uid=study.study_uid),
         )
 
 

@@ -24,6 +24,9 @@ class VideoHit:
     thumbnail: str | None = None
     preview: str | None = None
     report_excerpt: str | None = None
+    series_uid: str | None = None
+    sop_uid: str | None = None
+    viewer_url: str | None = None  # the site's viewer on this clip (echosearch.viewer); None: no template
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,6 +43,7 @@ class StudyHit:
     same_patient_on_record: bool | None = None
     labels: dict[str, Any] = field(default_factory=dict)  # mean of the clips' numeric labels
     report_excerpt: str | None = None
+    viewer_url: str | None = None  # when the site's viewer template needs only {study_uid}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

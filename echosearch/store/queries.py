@@ -585,7 +585,8 @@ def video_cards(s: Session, video_ids: Iterable[int]) -> dict[int, Row]:
     not ORM objects: building a page of hits is on every search's path)."""
     cols = (
         Video.id, Video.path, Video.view, Video.manufacturer, Video.frames, Video.fps, Video.study_id,
-        Video.thumbnail_path, Video.preview_path, Study.study_uid, Study.study_date, Report.text.label("report"),
+        Video.thumbnail_path, Video.preview_path, Video.series_uid, Video.sop_uid, Study.study_uid,
+        Study.study_date, Report.text.label("report"),
     )  # fmt: skip
     out: dict[int, Row] = {}
     for batch in batches([int(i) for i in video_ids], SQL_IN_BATCH):
