@@ -54,6 +54,7 @@ class IndexOptions:
 
     paths: list[str]
     data_dir: str
+    db: str | None = None  # the metadata database's URL (None: $ECHOSEARCH_DB, else SQLite in data_dir)
     model: str = "echosearch-demo"
     workers: int | None = None  # None: default_workers(); 0: read in this process
     batch_size: int | None = None  # frames per model forward pass (None: the encoder's default)
@@ -98,7 +99,7 @@ class Runner:
         self.opts = opts
         self.data_dir = Path(opts.data_dir).expanduser()
         make_private_dir(self.data_dir)
-        self.db: Database = open_db(self.data_dir, writer=True)
+        self.db: Database = open_db(self.data_dir, writer=True, db=opts.db)
         self.site_key = site_key_for(self.data_dir, self.db)
         self.bundle = resolve_bundle(opts.model)
         self.model_ref = model_ref(opts.model, self.bundle.name)
@@ -176,7 +177,9 @@ class Runner:
         n_video_spaces = sum(sp.info.kind == "video" for sp in list_spaces(self.data_dir))
         with self.db.session() as s:
             s.execute(update(IndexRun).where(IndexRun.status == "running").values(status="interrupted"))
-            run_id = q.start_run(s, {k: v for k, v in asdict(opts).items() if k != "progress"}).id
+            args = {k: v for k, v in asdict(opts).items() if k != "progress"}
+            args["db"] = self.db.url  # never the password
+            run_id = q.start_run(s, args).id
         check = check_video_space(self.db, space, multi=n_video_spaces > 1, repair=True, deep=False)
         summary.reconciled = {k: v for k, v in check.repaired.items() if v}
         writer = Writer(self.db, space, space_id, commit_every=opts.commit_every)

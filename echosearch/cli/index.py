@@ -124,10 +124,10 @@ def relabel(data, model, tasks, thresholds, as_json) -> None:
 def verify(data, repair, as_json) -> None:
     """Check the database, FAISS indexes, frame stores and metadata files: present, intact, in agreement."""
     from echosearch.indexer.reconcile import StoreCheck, verify_data_dir
-    from echosearch.store.db import open_db
+    from echosearch.store.db import has_database, open_db
 
     root = resolve_data_dir(data)
-    if not (root / "echosearch.db").is_file():
+    if not has_database(root):
         raise EchosearchError(f"{root} has no echosearch.db (run `echosearch index` first)")
     lock = WriterLock(root).acquire() if repair else None  # checking alone never waits for a writer
     db = open_db(root, writer=repair)
