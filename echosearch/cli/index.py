@@ -43,10 +43,39 @@ from echosearch.paths import data_dir as resolve_data_dir
     type=click.Path(dir_okay=False, exists=True),
     help="Thresholds file for the tasks (what `echosearch calibrate --out` writes).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where readers and encoders run: processes here, or a Ray cluster (pip install 'echosearch[ray]').",
+)
+@click.option(
+    "--ray-address",
+    metavar="auto|ray://HOST:10001",
+    default=None,
+    help="The Ray cluster to join (default: start a local one).",
+)
+@click.option(
+    "--encoders", type=click.IntRange(min=1), default=1, show_default=True, help="Ray encoder actors."
+)
+@click.option(
+    "--gpus-per-encoder",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="GPUs per Ray encoder (0: CPU, bf16).",
+)
+@click.option(
+    "--cpus-per-encoder",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="CPU threads per encoder.",
+)
 @json_option
 def index(
     paths, data, model, workers, batch_size, frames, reports, include, exclude, prune, retry_failed, no_mask,
-    commit_every, tasks, thresholds, as_json,
+    commit_every, tasks, thresholds, engine, ray_address, encoders, gpus_per_encoder, cpus_per_encoder, as_json,
 ) -> None:  # fmt: skip
     """Index clip files and folders (DICOM, AVI, MP4, DICOMDIR) into the data dir."""
     from echosearch.indexer.runner import IndexOptions, run_index
@@ -69,7 +98,14 @@ def index(
         tasks=tasks,
         thresholds=thresholds,
         progress=None,
+        engine=engine,
+        ray_address=ray_address,
+        encoders=encoders,
+        gpus_per_encoder=gpus_per_encoder,
+        cpus_per_encoder=cpus_per_encoder,
     )
+    if engine == "local" and (ray_address or encoders != 1 or gpus_per_encoder):
+        raise click.UsageError("--ray-address, --encoders and --gpus-per-encoder need --engine ray")
     summary = run_index(opts)
     if as_json:
         emit_json(summary.to_dict())
