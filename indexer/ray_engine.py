@@ -154,6 +154,12 @@ class RayEmbedding:
         self.spec = spec
         self.gpus = gpus_per_encoder
         self.limit = 2 * encoders
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if encoders * spec.threads >= cpus:  # the readers would never get a CPU: a silent hang
+            raise UsageError(
+                f"{encoders} encoders x {spec.threads} CPUs leave none of the cluster's {cpus} CPUs to "
+                "the readers: use fewer --encoders or --cpus-per-encoder"
+            )
         self._cls = ray.remote(num_cpus=spec.threads, num_gpus=gpus_per_encoder)(_EncoderActor)
         self.actors = [self._new_actor() for _ in range(encoders)]
         self._next = 0
