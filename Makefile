@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml setup.py
 	@echo "==> updating pip in $(VENV)"
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "==> installing echosearch and its dependencies into $(VENV) (a few minutes: torch is large)..."
-	@PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[dev]'
+	@PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	@touch $(STAMP)
 	@echo "==> ready: $(BIN)/echosearch (activate with: source $(BIN)/activate)"
 

@@ -8,6 +8,8 @@ from importlib import resources
 from pathlib import Path
 
 DEFAULT_DATA_DIR = "echosearch-data"
+#: The metadata database's URL when not given with ``--db`` (see :func:`echosearch.store.db.database_url`).
+DB_ENV = "ECHOSEARCH_DB"
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:

@@ -55,6 +55,25 @@ class TextCache:
         return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, self.encoder.dim))
 
 
+class LocalEmbedding:
+    """The local engine's encoders: one :class:`Mapper` in this process, batch by batch. The Ray
+    engine's :class:`~echosearch.indexer.ray_engine.RayEmbedding` has the same three methods."""
+
+    def __init__(self, mapper: Mapper) -> None:
+        self.mapper = mapper
+        self._done: list[list[Embedded]] = []
+
+    def submit(self, reads: Sequence[ReadResult]) -> None:
+        self._done.append(self.mapper.embed(reads))
+
+    def ready(self, wait_all: bool = False) -> list[list[Embedded]]:
+        done, self._done = self._done, []
+        return done
+
+    def close(self) -> None:
+        pass
+
+
 class Mapper:
     """Embeds batches of read clips with one encoder and labels them with the model's tasks."""
 

@@ -80,7 +80,10 @@ class ReadResult:
 
     @property
     def num_frames(self) -> int:
-        return 0 if self.frames is None else int(self.frames.shape[0])
+        """Frames read (also while they wait elsewhere, in the Ray engine's object store)."""
+        if self.frames is None:
+            return int(self.extra.get("num_frames", 0))
+        return int(self.frames.shape[0])
 
 
 def read_one(job: ReadJob, cfg: ReaderConfig) -> ReadResult:

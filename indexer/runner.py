@@ -26,7 +26,7 @@ from echosearch.fsutil import sha256_file
 from echosearch.index import Space, SpaceInfo, list_spaces, report_space_name
 from echosearch.indexer.discover import discover
 from echosearch.indexer.distributor import CrashedJob, Distributor, default_workers, make_distributor
-from echosearch.indexer.mapper import Mapper
+from echosearch.indexer.mapper import LocalEmbedding, Mapper
 from echosearch.indexer.reader import ReaderConfig, ReadJob, ReadResult, read_one
 from echosearch.indexer.reconcile import check_report_space, check_video_space
 from echosearch.indexer.relabel import relabel_space
@@ -55,6 +55,7 @@ class IndexOptions:
 
     paths: list[str]
     data_dir: str
+    db: str | None = None  # the metadata database's URL (None: $ECHOSEARCH_DB, else SQLite in data_dir)
     model: str = "echosearch-demo"
     workers: int | None = None  # None: default_workers(); 0: read in this process
     batch_size: int | None = None  # frames per model forward pass (None: the encoder's default)
@@ -71,6 +72,11 @@ class IndexOptions:
     precision: str = "auto"
     tasks: str | None = None  # a task file overriding the bundle's own zero-shot tasks
     thresholds: str | None = None  # a site's thresholds file (what `calibrate --out` writes)
+    engine: str = "local"  # "local" (processes here) or "ray" (see echosearch.indexer.ray_engine)
+    ray_address: str | None = None  # None: a local Ray cluster; "auto"; "ray://HOST:10001"
+    encoders: int = 1  # Ray encoder actors (one model each)
+    gpus_per_encoder: float = 0.0
+    cpus_per_encoder: int = 1
 
 
 def space_name_for(bundle_name: str) -> str:
@@ -99,11 +105,18 @@ class Runner:
         self.opts = opts
         self.data_dir = Path(opts.data_dir).expanduser()
         make_private_dir(self.data_dir)
-        self.db: Database = open_db(self.data_dir, writer=True)
+        self.db: Database = open_db(self.data_dir, writer=True, db=opts.db)
         self.site_key = site_key_for(self.data_dir, self.db)
         self.bundle = resolve_bundle(opts.model)
         self.model_ref = model_ref(opts.model, self.bundle.name)
         self.summary = IndexSummary(model=self.model_ref, space=space_name_for(self.bundle.name))
+        if opts.engine not in ("local", "ray"):
+            raise UsageError(f"unknown engine {opts.engine!r} (local or ray)")
+        if distributor is None and opts.engine == "ray":
+            from echosearch.indexer.ray_engine import RayDistributor, import_ray
+
+            import_ray()  # no Ray installed: say so before any work
+            distributor = RayDistributor(opts.ray_address)
         workers = default_workers() if opts.workers is None else opts.workers
         self.distributor = distributor or make_distributor(workers)
         self._encoder: Encoder | None = encoder
@@ -177,7 +190,9 @@ class Runner:
         n_video_spaces = sum(sp.info.kind == "video" for sp in list_spaces(self.data_dir))
         with self.db.session() as s:
             s.execute(update(IndexRun).where(IndexRun.status == "running").values(status="interrupted"))
-            run_id = q.start_run(s, {k: v for k, v in asdict(opts).items() if k != "progress"}).id
+            args = {k: v for k, v in asdict(opts).items() if k != "progress"}
+            args["db"] = self.db.url  # never the password
+            run_id = q.start_run(s, args).id
         check = check_video_space(self.db, space, multi=n_video_spaces > 1, repair=True, deep=False)
         summary.reconciled = {k: v for k, v in check.repaired.items() if v}
         writer = Writer(self.db, space, space_id, commit_every=opts.commit_every)
@@ -270,18 +285,22 @@ class Runner:
             seen_sha = {sha: p for sha, _sop, p in rows if sha}
             rows = s.execute(select(Video.sop_uid, Video.path).where(Video.status == STATUS_INDEXED))
             seen_sop = {sop: p for sop, p in rows if sop}
-        mapper: Mapper | None = None  # loaded on the first clip to embed (readers keep reading meanwhile)
+        embedding = None  # the encoders start on the first clip to embed (readers keep reading meanwhile)
         pending: list[ReadResult] = []
         progress = Progress(len(jobs), opts.progress)
 
+        def write(batches) -> None:  # noqa: ANN001
+            for items in batches:
+                summary.embedded += len(items)
+                summary.frames += sum(it.frame_embs.shape[0] for it in items)
+                writer.add(items)
+
         def flush() -> None:
-            nonlocal mapper
-            mapper = mapper or self._mapper(writer.space)
-            items = mapper.embed(pending)
-            summary.embedded += len(items)
-            summary.frames += sum(it.frame_embs.shape[0] for it in items)
-            writer.add(items)
+            nonlocal embedding
+            embedding = embedding or self._embedding(writer.space)
+            embedding.submit(list(pending))
             pending.clear()
+            write(embedding.ready())
 
         try:
             for result in self.distributor.map_unordered(read_fn, jobs, cfg):
@@ -325,8 +344,12 @@ class Runner:
                 progress.update(frames=result.num_frames)
             if pending:
                 flush()
+            if embedding is not None:
+                write(embedding.ready(wait_all=True))
         finally:
             progress.close()
+            if embedding is not None:
+                embedding.close()
 
     # ------------------------------------------------------------ hooks of other sources
 
@@ -356,10 +379,21 @@ class Runner:
         self.summary.relabelled = done.clips
         log.info("tasks or thresholds changed: relabelled %d clips from the frame store", done.clips)
 
-    def _mapper(self, space: Space) -> Mapper:
+    def _embedding(self, space: Space):  # noqa: ANN202
+        """The encoders of this run's engine: the model here, or a pool of Ray actors."""
         tasks, thresholds = self.zero_shot
         space.record_tasks(tasks, thresholds)
-        return Mapper(self.encoder, tasks, thresholds)
+        opts = self.opts
+        if opts.engine != "ray":
+            return LocalEmbedding(Mapper(self.encoder, tasks, thresholds))
+        from echosearch.indexer.ray_engine import EncoderSpec, RayEmbedding
+
+        spec = EncoderSpec(
+            model=self.model_ref, device="cuda" if opts.gpus_per_encoder else opts.device,
+            precision=opts.precision, batch_size=opts.batch_size, tasks=tasks, thresholds=thresholds,
+            threads=opts.cpus_per_encoder,
+        )  # fmt: skip
+        return RayEmbedding(spec, opts.encoders, opts.gpus_per_encoder)
 
     def _reports(self) -> None:
         """Reports from ``--reports``, plus any report that lost its vector in an interrupted run."""

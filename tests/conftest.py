@@ -15,6 +15,32 @@ SHARED_ECHOCLIP = REPO.parent / "shared" / "echoclip"
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster for the session (see tests/pgcluster.py); skips where it cannot run."""
+    from pgcluster import PgCluster, why_unavailable
+
+    why = why_unavailable()
+    if why:
+        pytest.skip(f"PostgreSQL tests need a local server: {why}")
+    cluster = PgCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_backend(request, monkeypatch) -> str | None:
+    """Runs a test on each metadata backend: None for SQLite (the data dir's default), else the URL of a
+    fresh PostgreSQL database, also set as $ECHOSEARCH_DB so that ``open_db(data_dir)``, the Engine,
+    the indexer and CLI subprocesses all use it."""
+    if request.param == "sqlite":
+        monkeypatch.delenv("ECHOSEARCH_DB", raising=False)
+        return None
+    url = request.getfixturevalue("postgres").new_database()
+    monkeypatch.setenv("ECHOSEARCH_DB", url)
+    return url
+
+
+@pytest.fixture(scope="session")
 def echoclip_ref() -> Path:
     """The reference EchoCLIP files in ../shared/echoclip; tests using them skip where it is absent."""
     if not SHARED_ECHOCLIP.is_dir():

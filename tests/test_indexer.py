@@ -103,7 +103,9 @@ def _counts(data: Path) -> dict:
     return out
 
 
-def test_index_mixed_archive_counts_labels_thumbnails_and_rerun(tmp_path, synth_archive, tiny_bundle):
+def test_index_mixed_archive_counts_labels_thumbnails_and_rerun(
+    tmp_path, synth_archive, tiny_bundle, db_backend
+):
     src, data = tmp_path / "src", tmp_path / "data"
     src.mkdir()
     expect = _build_mixed(src, synth_archive)
@@ -159,7 +161,7 @@ def test_index_mixed_archive_counts_labels_thumbnails_and_rerun(tmp_path, synth_
     assert retried.failed == expect["failed"] and retried.failed_by_reason == summary.failed_by_reason
 
 
-def test_changed_touched_and_deleted_files(tmp_path, synth_archive, tiny_bundle):
+def test_changed_touched_and_deleted_files(tmp_path, synth_archive, tiny_bundle, db_backend):
     src, data = tmp_path / "src", tmp_path / "data"
     shutil.copytree(synth_archive, src)
     first = run_index(_opts([src], data, tiny_bundle))
@@ -195,7 +197,7 @@ def test_changed_touched_and_deleted_files(tmp_path, synth_archive, tiny_bundle)
     db.close()
 
 
-def test_verify_catches_and_repairs_a_removed_vector(tmp_path, synth_archive, tiny_bundle, cli):
+def test_verify_catches_and_repairs_a_removed_vector(tmp_path, synth_archive, tiny_bundle, cli, db_backend):
     data = tmp_path / "data"
     summary = run_index(_opts([synth_archive], data, tiny_bundle))
     space = Space.open(data, summary.space)

@@ -136,6 +136,7 @@ def index_work(
         opts = IndexOptions(
             paths=paths,
             data_dir=str(engine.data_dir),
+            db=engine.db.connect_url,
             model=engine.model_name,
             workers=api.settings.index_workers,
             reports=reports,
@@ -162,7 +163,7 @@ def relabel_work(api: ApiState, tasks: str | None, thresholds: str | None) -> Ca
         engine = api.engine
         task_list, chosen = resolve_tasks(engine.encoder.bundle, tasks, thresholds)
         with WriterLock(engine.data_dir, "echosearch serve: relabel job"):
-            db = open_db(engine.data_dir, writer=True)
+            db = open_db(engine.data_dir, writer=True, db=engine.db.connect_url)
             try:
                 summary = relabel_space(
                     db, engine.space, engine.space_id, engine.encoder, task_list, chosen, progress=False

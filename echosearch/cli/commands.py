@@ -4,6 +4,7 @@ Keep one import per command module; each module decorates its functions with ``@
 """
 
 from echosearch.cli import (  # noqa: F401
+    db,
     demo,
     index,
     interpret,

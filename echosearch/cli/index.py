@@ -58,10 +58,40 @@ from echosearch.paths import data_dir as resolve_data_dir
 @click.option(
     "--netrc", "netrc_file", type=click.Path(dir_okay=False), help="DICOMweb: a netrc file with the login."
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where readers and encoders run: processes here, or a Ray cluster (pip install 'echosearch[ray]').",
+)
+@click.option(
+    "--ray-address",
+    metavar="auto|ray://HOST:10001",
+    default=None,
+    help="The Ray cluster to join (default: start a local one).",
+)
+@click.option(
+    "--encoders", type=click.IntRange(min=1), default=1, show_default=True, help="Ray encoder actors."
+)
+@click.option(
+    "--gpus-per-encoder",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="GPUs per Ray encoder (0: CPU, bf16).",
+)
+@click.option(
+    "--cpus-per-encoder",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="CPU threads per encoder.",
+)
 @json_option
 def index(
     paths, data, model, workers, batch_size, frames, reports, include, exclude, prune, retry_failed, no_mask,
-    commit_every, tasks, thresholds, since, studies, modality, stills, keep, all_studies, netrc_file, as_json,
+    commit_every, tasks, thresholds, since, studies, modality, stills, keep, all_studies, netrc_file,
+    engine, ray_address, encoders, gpus_per_encoder, cpus_per_encoder, as_json,
 ) -> None:  # fmt: skip
     """Index clip files and folders (DICOM, AVI, MP4, DICOMDIR), or a DICOMweb server
     (dicomweb+http(s)://HOST/PATH; credentials from ECHOSEARCH_DICOMWEB_USER/_PASSWORD, _TOKEN or
@@ -86,12 +116,21 @@ def index(
         tasks=tasks,
         thresholds=thresholds,
         progress=None,
+        engine=engine,
+        ray_address=ray_address,
+        encoders=encoders,
+        gpus_per_encoder=gpus_per_encoder,
+        cpus_per_encoder=cpus_per_encoder,
     )
+    if engine == "local" and (ray_address or encoders != 1 or gpus_per_encoder):
+        raise click.UsageError("--ray-address, --encoders and --gpus-per-encoder need --engine ray")
     urls = [p for p in paths if p.startswith("dicomweb+")]
     dicomweb_only = (since, studies, modality, stills, keep, all_studies, netrc_file)
     if urls:
         if len(paths) > 1:
             raise click.UsageError("index one DICOMweb server per run, and files in a run of their own")
+        if engine != "local":
+            raise click.UsageError("a DICOMweb server is indexed with the local engine (--engine local)")
         summary = _index_dicomweb(
             opts, urls[0], since, studies, modality, stills, keep, all_studies, netrc_file
         )
@@ -184,10 +223,10 @@ def relabel(data, model, tasks, thresholds, as_json) -> None:
 def verify(data, repair, as_json) -> None:
     """Check the database, FAISS indexes, frame stores and metadata files: present, intact, in agreement."""
     from echosearch.indexer.reconcile import StoreCheck, verify_data_dir
-    from echosearch.store.db import open_db
+    from echosearch.store.db import has_database, open_db
 
     root = resolve_data_dir(data)
-    if not (root / "echosearch.db").is_file():
+    if not has_database(root):
         raise EchosearchError(f"{root} has no echosearch.db (run `echosearch index` first)")
     lock = WriterLock(root).acquire() if repair else None  # checking alone never waits for a writer
     db = open_db(root, writer=repair)

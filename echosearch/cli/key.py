@@ -21,10 +21,10 @@ def key() -> None:
 
 
 def _open(data):  # noqa: ANN001, ANN202
-    from echosearch.store.db import open_db
+    from echosearch.store.db import has_database, open_db
 
     root = resolve_data_dir(data)
-    if not (root / "echosearch.db").is_file():
+    if not has_database(root):
         raise UsageError(f"{root} has no echosearch.db (run `echosearch index` first)")
     return root, open_db(root)
 

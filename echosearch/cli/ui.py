@@ -71,7 +71,9 @@ def ui(ctx: click.Context, data: str | None, port: int, host: str) -> None:
     ctx.obj = {"data": root}
     if ctx.invoked_subcommand is not None:
         return
-    if not (root / "echosearch.db").is_file():
+    from echosearch.store.db import has_database
+
+    if not has_database(root):
         raise UsageError(f"no echosearch index in {root} (run `echosearch index PATH --data {root}` first)")
     if not APP.is_file():
         raise UsageError(f"the UI files are missing ({APP}); reinstall echosearch from its repository")

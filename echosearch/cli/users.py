@@ -22,10 +22,10 @@ role_choice = click.Choice(ROLES)
 def _accounts(data):  # noqa: ANN001, ANN202
     from echosearch.accounts import Accounts
     from echosearch.paths import data_dir
-    from echosearch.store.db import open_db
+    from echosearch.store.db import has_database, open_db
 
     root = data_dir(data)
-    if not (root / "echosearch.db").is_file():
+    if not has_database(root):
         raise UsageError(f"no echosearch index in {root} (run `echosearch index PATH --data {root}` first)")
     return Accounts(open_db(root))
 

@@ -33,7 +33,7 @@ from echosearch.search.results import SamePatientScore, SearchResult, StudyHit, 
 from echosearch.search.studies import StudySearch
 from echosearch.search.videos import VideoSearch
 from echosearch.store import queries as q
-from echosearch.store.db import open_db, url_for_data_dir
+from echosearch.store.db import has_database, open_db
 from echosearch.store.schema import Study
 
 
@@ -60,13 +60,15 @@ class Engine:
         device: str = "auto",
         precision: str = "auto",
         writer: bool = False,
+        db: str | None = None,
     ) -> Engine:
         """Open a data dir. ``space`` picks the model's space when the archive has several.
-        ``writer``: for a command that writes (relabel), under the data dir's writer lock."""
+        ``writer``: for a command that writes (relabel), under the data dir's writer lock.
+        ``db``: its metadata database's URL (default: ``$ECHOSEARCH_DB``, else SQLite in the data dir)."""
         from echosearch.paths import data_dir as resolve_data_dir
 
         root = resolve_data_dir(data_dir)
-        if not (root / "echosearch.db").is_file():
+        if not has_database(root, db):
             raise UsageError(
                 f"no echosearch index in {root} (run `echosearch index PATH --data {root}` first)"
             )
@@ -81,11 +83,11 @@ class Engine:
                 names = ", ".join(sp.name for sp in videos)
                 raise UsageError(f"no space for model {space!r} in {root} (have: {names})")
             chosen = matches[0]
-        db = open_db(url_for_data_dir(root), writer=writer)
+        database = open_db(root, writer=writer, db=db)
         try:
-            return cls(OpenSpace(root, db, chosen, device=device, precision=precision))
+            return cls(OpenSpace(root, database, chosen, device=device, precision=precision))
         except BaseException:
-            db.close()
+            database.close()
             raise
 
     def close(self) -> None:
@@ -370,13 +372,14 @@ class Engine:
             }
             for sp in list_spaces(self.data_dir)
         ]
-        db_path = self.data_dir / "echosearch.db"
+        url = self.archive.db.engine.url
+        db_path = Path(url.database or "") if url.get_backend_name() == "sqlite" else None
         return {
             "data_dir": str(self.data_dir),
             "model": self.model_name,
             "counts": counts,
             "failures_by_kind": failures,
             "spaces": spaces,
-            "db_bytes": db_path.stat().st_size if db_path.is_file() else None,
+            "db_bytes": db_path.stat().st_size if db_path and db_path.is_file() else None,
             "last_runs": last_runs,
         }

@@ -1,7 +1,10 @@
 """Opening the metadata database: engine, sessions, pragmas and schema upgrade.
 
-Any SQLAlchemy URL works (``postgresql+psycopg://...`` for large sites); a data dir's default is
-``sqlite:///<data_dir>/echosearch.db``. For SQLite we set WAL (readers never block the writer and
+Which database a data dir uses: ``--db URL`` (or ``db=`` in the Python API), else ``$ECHOSEARCH_DB``,
+else ``sqlite:///<data_dir>/echosearch.db`` (:func:`database_url`). PostgreSQL (``postgresql://``,
+through psycopg 3) is the backend for large sites: several index nodes, many readers. A data dir
+remembers which database it belongs to (:mod:`echosearch.store.binding`), because its FAISS ids
+are that database's row ids: opening it with another one is refused, not silently empty. For SQLite we set WAL (readers never block the writer and
 always see a committed state), foreign keys (off by default in SQLite) and a busy timeout, and we
 make SQLAlchemy's transactions real SQLite transactions (``BEGIN`` on first statement, reads
 included) so that a session's SELECTs all see one snapshot.
@@ -12,11 +15,18 @@ while another connection committed (a search writing the audit log) cannot upgra
 lock, and SQLite then fails it at once with "database is locked", whatever the busy timeout.
 Taking the write lock at BEGIN instead makes the indexer wait (busy timeout) for the short audit
 insert, never fail. Readers stay deferred: in WAL mode they never block or get blocked.
+
+PostgreSQL stays at its default, READ COMMITTED: each statement sees whole committed transactions
+(the writer commits a batch of clips with their labels at once), though two statements of one
+session may see two states. REPEATABLE READ would give SQLite's one snapshot per session, but fail
+concurrent updates of one row (two API requests stamping one token's ``last_used_at``) where SQLite
+only waits.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,11 +37,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from echosearch.errors import EchosearchError
-from echosearch.paths import make_private_dir
+from echosearch.paths import DB_ENV, make_private_dir
 
 log = logging.getLogger(__name__)
 
 DB_FILENAME = "echosearch.db"
+#: Seconds to wait for a database server before saying it cannot be reached (libpq's default: forever).
+CONNECT_TIMEOUT = 10
 IMMEDIATE_OPTION = "echosearch_begin_immediate"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -43,6 +55,38 @@ class StoreError(EchosearchError):
 def url_for_data_dir(data_dir: str | Path) -> str:
     """The default SQLite URL of a data dir (``<data_dir>/echosearch.db``)."""
     return f"sqlite:///{Path(data_dir).expanduser().resolve() / DB_FILENAME}"
+
+
+def normalise_url(url: str) -> str:
+    """A checked SQLAlchemy URL; ``postgresql://`` (no driver named) means psycopg 3, our driver.
+
+    Raises :class:`StoreError` for text that is not a database URL."""
+    try:
+        sa_url = make_url(url)
+        backend = sa_url.get_backend_name()
+    except Exception as exc:  # sqlalchemy.exc.ArgumentError
+        raise StoreError(
+            f"not a database URL: {url!r} (expected sqlite:///PATH or postgresql://USER@HOST/DB)"
+        ) from exc
+    if backend in ("postgresql", "postgres") and "+" not in sa_url.drivername:
+        sa_url = sa_url.set(drivername="postgresql+psycopg")
+    return sa_url.render_as_string(hide_password=False)
+
+
+def database_url(data_dir: str | Path, db: str | None = None) -> str:
+    """The database of a data dir: ``db`` if given, else ``$ECHOSEARCH_DB``, else its SQLite file."""
+    return normalise_url(db or os.environ.get(DB_ENV) or url_for_data_dir(data_dir))
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def has_database(data_dir: str | Path, db: str | None = None) -> bool:
+    """Whether a data dir has been given a database: its SQLite file exists, or a server URL is set
+    (a server database is checked by opening it)."""
+    url = database_url(data_dir, db)
+    return not is_sqlite(url) or Path(make_url(url).database or "").is_file()
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -64,14 +108,22 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 
 def make_engine(url: str, **kwargs) -> Engine:
-    """An Engine for ``url``; SQLite gets WAL + foreign keys + busy timeout (see module doc)."""
-    try:
-        sa_url = make_url(url)
-    except Exception as exc:  # sqlalchemy.exc.ArgumentError
-        raise StoreError(f"not a database URL: {url!r}") from exc
-    if sa_url.get_backend_name() == "sqlite" and sa_url.database not in (None, "", ":memory:"):
+    """An Engine for ``url``; SQLite gets WAL + foreign keys + busy timeout (see module doc),
+    PostgreSQL a connect timeout (an unreachable server is an error, not a hang)."""
+    sa_url = make_url(normalise_url(url))
+    backend = sa_url.get_backend_name()
+    if backend == "sqlite" and sa_url.database not in (None, "", ":memory:"):
         make_private_dir(Path(sa_url.database).parent)
-    engine = create_engine(sa_url, **kwargs)
+    if backend == "postgresql":
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT)
+        kwargs.setdefault("pool_pre_ping", True)  # a restarted server: reconnect, not fail a search
+    try:
+        engine = create_engine(sa_url, **kwargs)
+    except ImportError as exc:
+        hint = " (pip install 'psycopg[binary]')" if backend == "postgresql" else ""
+        raise StoreError(f"no database driver for {sa_url.drivername}: {exc}{hint}") from exc
+    except Exception as exc:  # NoSuchModuleError: an unknown backend
+        raise StoreError(f"cannot use database URL {sa_url.render_as_string()}: {exc}") from exc
     if sa_url.get_backend_name() == "sqlite":
         _sqlite_pragmas(engine)
     return engine
@@ -129,7 +181,13 @@ class Database:
 
     @property
     def url(self) -> str:
+        """The URL to show (password hidden)."""
         return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def connect_url(self) -> str:
+        """The URL to open the same database again (password included: never log or show it)."""
+        return self.engine.url.render_as_string(hide_password=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -141,16 +199,28 @@ class Database:
         self.engine.dispose()
 
 
-def open_db(url: str | Path, *, migrate: bool = True, writer: bool = False, **engine_kwargs) -> Database:
+def open_db(
+    url: str | Path,
+    *,
+    migrate: bool = True,
+    writer: bool = False,
+    db: str | None = None,
+    **engine_kwargs,
+) -> Database:
     """Open (and by default create/upgrade) the database at ``url``.
 
-    ``url`` is a SQLAlchemy URL, or a data dir path (then its ``echosearch.db`` is used).
+    ``url`` is a SQLAlchemy URL, or a data dir path: then its database is ``db``, ``$ECHOSEARCH_DB``
+    or its ``echosearch.db`` (:func:`database_url`), and it must be the one the data dir belongs to
+    (:func:`echosearch.store.binding.check_binding`).
     With ``migrate=True`` an older data dir is upgraded to the current schema on open.
     ``writer=True``: every transaction takes the write lock when it begins (see the module doc).
     """
     url = str(url)
     if "://" not in url:
-        url = url_for_data_dir(url)
+        from echosearch.store.binding import check_binding
+
+        data_dir, url = Path(url), database_url(url, db)
+        check_binding(data_dir, url)
     engine = make_engine(url, **engine_kwargs)
     if migrate:
         try:

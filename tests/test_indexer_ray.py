@@ -1,0 +1,110 @@
+"""The Ray engine (``index --engine ray``) on a local Ray cluster: the same clips, vectors and labels as the
+local engine, and an encoder actor killed mid-run loses no clip and writes none twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from echosearch.index import Space
+from echosearch.indexer.reconcile import verify_data_dir
+from echosearch.indexer.runner import IndexOptions, run_index
+from echosearch.store.db import open_db
+from echosearch.store.schema import STATUS_INDEXED, Label, Video
+from echosearch.synth import synthesize_archive
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'echosearch[ray]')")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ray-archive") / "archive"
+    synthesize_archive(
+        out, patients=2, seed=11, studies=(1, 1), clips_per_study=(2, 2), frames=(4, 6),
+        formats=("dicom-explicit",),
+    )  # fmt: skip
+    return out
+
+
+def _opts(archive: Path, data: Path, bundle: Path, **kw) -> IndexOptions:
+    base = dict(model=str(bundle), workers=0, frames="uniform:4", progress=False, commit_every=1)
+    return IndexOptions([str(archive)], str(data), **{**base, **kw})
+
+
+def _indexed(data: Path, space_name: str) -> dict[str, tuple[np.ndarray, dict]]:
+    """path -> (clip vector, {task: (value, category)}) of every indexed clip."""
+    index = Space.open(data, space_name).load_index()
+    db = open_db(data)
+    out = {}
+    with db.session() as s:
+        for v in s.scalars(select(Video).where(Video.status == STATUS_INDEXED)):
+            labels = {
+                lb.task: (lb.value, lb.category)
+                for lb in s.scalars(select(Label).where(Label.video_id == v.id))
+            }
+            out[v.path] = (index.reconstruct([v.id])[0], labels)
+    db.close()
+    return out
+
+
+def test_ray_engine_indexes_the_same_clips_vectors_and_labels_as_the_local_engine(
+    tmp_path, archive, tiny_task_bundle, ray_cluster
+):
+    local = run_index(_opts(archive, tmp_path / "local", tiny_task_bundle))
+    distributed = run_index(_opts(archive, tmp_path / "ray", tiny_task_bundle, engine="ray"))
+    assert (distributed.new, distributed.failed, distributed.duplicates) == (local.new, 0, local.duplicates)
+    a, b = _indexed(tmp_path / "local", local.space), _indexed(tmp_path / "ray", distributed.space)
+    assert set(a) == set(b) and len(a) == local.new > 1
+    for path, (vec, labels) in a.items():
+        other_vec, other_labels = b[path]
+        assert float(np.dot(vec, other_vec)) >= 0.999, path
+        assert set(labels) == set(other_labels)
+        for task, (value, category) in labels.items():
+            assert other_labels[task][1] == category, (path, task)
+            if value is not None and "." not in task:  # raw scores; derived 0/1 keys may sit on a threshold
+                assert other_labels[task][0] == pytest.approx(value, abs=1e-2), (path, task)
+    assert all(c.ok for c in verify_data_dir(tmp_path / "ray", open_db(tmp_path / "ray")))
+    again = run_index(_opts(archive, tmp_path / "ray", tiny_task_bundle, engine="ray"))
+    assert again.unchanged == local.new and again.embedded == 0  # incremental, like the local engine
+
+
+def test_a_killed_encoder_actor_loses_no_clip_and_writes_none_twice(
+    tmp_path, archive, tiny_task_bundle, ray_cluster, monkeypatch
+):
+    from echosearch.indexer import ray_engine
+
+    kills: list[str] = []
+    pools: list = []
+    submit = ray_engine.RayEmbedding._submit_to
+
+    def submit_then_kill(self, actor, reads):  # noqa: ANN001
+        submit(self, actor, reads)
+        pools.append(self)
+        if not kills:  # the first batch's actor dies with the batch in flight
+            ray.kill(actor)
+            kills.append(reads[0].job.key)
+
+    monkeypatch.setattr(ray_engine.RayEmbedding, "_submit_to", submit_then_kill)
+    data = tmp_path / "data"
+    summary = run_index(_opts(archive, data, tiny_task_bundle, engine="ray", encoders=2, batch_size=4))
+    assert kills and pools[0].retried >= 1  # the killed actor's batch went to another actor
+    n = summary.new
+    assert summary.embedded == n and summary.failed == 0
+    db = open_db(data)
+    with db.session() as s:
+        paths = s.scalars(select(Video.path).where(Video.status == STATUS_INDEXED)).all()
+    assert len(paths) == len(set(paths)) == n and kills[0] in paths
+    space = Space.open(data, summary.space)
+    assert space.load_index().ntotal == n == len(space.frames())
+    assert all(c.ok for c in verify_data_dir(data, db))
+    db.close()
