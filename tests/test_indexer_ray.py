@@ -21,7 +21,8 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'echo
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # logical CPUs (Ray does not pin them): two encoders of one thread each and a reader
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
