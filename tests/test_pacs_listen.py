@@ -44,13 +44,15 @@ def start_listener(data: Path, port: int, *extra: str) -> subprocess.Popen:
     cmd += ["--model", "echosearch-demo", "--allow", "ORTHANC", *extra]
     log = open(data.parent / f"listen-{data.name}.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + SEARCHABLE_WITHIN  # a loaded CI machine can take a minute to import
     while time.monotonic() < deadline:  # wait until it answers C-ECHO
         assert proc.poll() is None, (data.parent / f"listen-{data.name}.log").read_text()[-2000:]
         if echo(port):
             return proc
         time.sleep(0.3)
-    raise AssertionError("the listener did not answer C-ECHO")
+    proc.kill()
+    log_text = (data.parent / f"listen-{data.name}.log").read_text()[-2000:]
+    raise AssertionError(f"the listener did not answer C-ECHO within {SEARCHABLE_WITHIN} s: {log_text}")
 
 
 def echo(port: int, calling: str = "ORTHANC") -> bool:
