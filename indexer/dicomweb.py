@@ -25,15 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
-
 from echosearch.indexer.reader import ReaderConfig, ReadJob, ReadResult, read_one
 from echosearch.indexer.runner import IndexOptions, Runner
 from echosearch.indexer.writer import Writer
 from echosearch.pacs.credentials import Credentials
 from echosearch.pacs.dicomweb import InstanceError, SourceError, list_instances, make_client, retrieve_to
 from echosearch.sources import dicomweb_base, parse_key
-from echosearch.store.schema import STATUS_INDEXED, Failure, SiteSetting, Video
+from echosearch.store.schema import SiteSetting
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +116,8 @@ class DicomwebRunner(Runner):
             self.client, self.base, since=since, studies=src.studies, modality=src.modality, stills=src.stills
         )
         summary.found = len(listing.instances)
-        with self.db.session() as s:
-            indexed = set(s.scalars(select(Video.sop_uid).where(Video.status == STATUS_INDEXED)))
-            cols = select(Video.path, Video.id, Video.status, Video.size, Video.mtime, Video.sha256)
-            self._known = {p: rest for p, *rest in s.execute(cols).all()}
-            self._failed = {}
-            for path, sha in s.execute(select(Failure.path, Failure.sha256)).all():
-                self._failed.setdefault(path, set()).add(sha)
+        indexed = self._indexed_sop_uids()
+        self._load_known()
         jobs = []
         for ref in listing.instances:
             if ref.sop_uid in indexed:

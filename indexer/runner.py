@@ -219,6 +219,23 @@ class Runner:
                 q.finish_run(s, run_id, summary.to_dict(), status=status)
         return summary
 
+    def _load_known(self) -> tuple[dict[str, tuple], dict[str, set[str | None]]]:
+        """What the database knows of every clip key: {key: (id, status, size, mtime, sha256)}, and the
+        content hashes each key failed with ({key: {sha256}}); kept on the runner for the reads."""
+        with self.db.session() as s:
+            cols = select(Video.path, Video.id, Video.status, Video.size, Video.mtime, Video.sha256)
+            known = {p: (vid, st, size, mtime, sha) for p, vid, st, size, mtime, sha in s.execute(cols).all()}
+            failed: dict[str, set[str | None]] = {}
+            for path, sha in s.execute(select(Failure.path, Failure.sha256)).all():
+                failed.setdefault(path, set()).add(sha)
+        self._known, self._failed = known, failed
+        return known, failed
+
+    def _indexed_sop_uids(self) -> set[str]:
+        """SOP Instance UIDs already indexed (a PACS instance is not fetched or read again)."""
+        with self.db.session() as s:
+            return set(s.scalars(select(Video.sop_uid).where(Video.status == STATUS_INDEXED)))
+
     def _plan(self, writer: Writer) -> list[ReadJob]:
         """Discover, prune, and decide per candidate: unchanged, known failure, or to be read."""
         opts, summary = self.opts, self.summary
@@ -228,12 +245,7 @@ class Runner:
         for path, why in found.unreadable:  # recorded like a file that failed to read: seen in stats
             log.warning("cannot look into %s: %s", storable_path(path), why)
             writer.record_path_failure(storable_path(path), why)
-        with self.db.session() as s:
-            cols = select(Video.path, Video.id, Video.status, Video.size, Video.mtime, Video.sha256)
-            known = {p: (vid, st, size, mtime, sha) for p, vid, st, size, mtime, sha in s.execute(cols).all()}
-            failed: dict[str, set[str | None]] = {}
-            for path, sha in s.execute(select(Failure.path, Failure.sha256)).all():
-                failed.setdefault(path, set()).add(sha)
+        known, failed = self._load_known()
         in_space = writer.frames
         gone = [
             vid
@@ -262,7 +274,6 @@ class Runner:
             jobs.append(
                 ReadJob(str(c.path), c.size, c.mtime_ns, known_sha256=row[4] if indexed_here else None)
             )
-        self._known, self._failed = known, failed
         return jobs
 
     def _index(self, jobs: list[ReadJob], writer: Writer) -> None:

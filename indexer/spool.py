@@ -64,13 +64,8 @@ class SpoolRunner(Runner):
         self.spool, self.files = spool, files
 
     def _plan(self, writer: Writer) -> list[ReadJob]:
-        with self.db.session() as s:
-            indexed = set(s.scalars(select(Video.sop_uid).where(Video.status == STATUS_INDEXED)))
-            cols = select(Video.path, Video.id, Video.status, Video.size, Video.mtime, Video.sha256)
-            self._known = {p: rest for p, *rest in s.execute(cols).all()}
-            self._failed = {}
-            for path, sha in s.execute(select(Failure.path, Failure.sha256)).all():
-                self._failed.setdefault(path, set()).add(sha)
+        indexed = self._indexed_sop_uids()
+        self._load_known()
         self.summary.found = len(self.files)
         jobs = []
         for f in self.files:
