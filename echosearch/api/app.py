@@ -13,7 +13,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import swagger_ui_bundle
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from echosearch import __version__
 from echosearch.accounts import Accounts
@@ -29,6 +33,7 @@ from echosearch.search import Engine
 log = logging.getLogger("echosearch.api")
 
 UPLOAD_PATHS = (f"{PREFIX}/similar",)
+DOCS_ASSETS = f"{PREFIX}/docs/assets"
 
 DESCRIPTION = """Semantic search over an echocardiogram archive: the `echosearch` Engine over HTTP.
 
@@ -70,13 +75,14 @@ def create_app(
         title="echosearch",
         version=__version__,
         description=DESCRIPTION,
-        docs_url=f"{PREFIX}/docs",
+        docs_url=None,  # served below from local assets: a hospital network often has no internet
         openapi_url=f"{PREFIX}/openapi.json",
         redoc_url=None,
         default_response_class=ApiJSON,
         lifespan=lifespan,
     )
     app.state.api = state
+    _serve_docs(app)
     errors.install(app)
     for module in (health, search, clips, studies, archive, jobs):
         app.include_router(module.router)  # each router carries the /api/v1 prefix (the access log's routes)
@@ -85,9 +91,26 @@ def create_app(
         max_request_bytes=settings.max_request_bytes,
         max_upload_bytes=settings.max_upload_bytes,
         upload_paths=UPLOAD_PATHS,
-        public_paths=(app.docs_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url),
+        public_paths=(f"{PREFIX}/docs", app.openapi_url),
     )
     return app
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/api/v1/docs`` with its JavaScript and CSS from the installed
+    ``swagger-ui-bundle`` package, not from a CDN (FastAPI's default), which a PACS network or an
+    air-gapped research server cannot reach: the page would stay blank."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get(f"{PREFIX}/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="echosearch API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 def _warm(engine: Engine) -> None:
