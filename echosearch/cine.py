@@ -5,13 +5,16 @@ seeking and looping, where the card's animated preview has 16 frames at 160 px. 
 and finding its sector takes seconds, so the loop is made once, on first view, and kept in
 ``DATA/cine/<video id>.mp4`` with a JSON sidecar (frame rate, frame count, size, heart rate, and the
 source file's size and mtime: a changed source makes the loop again). Both are written atomically
-and owner-only, like the rest of the private data dir. The frames are the reader's masked frames, so
+and owner-only, like the rest of the private data dir. The folder is a cache, bounded in size
+(``ECHOSEARCH_CINE_CACHE_MB``, default 2 GiB): past it the least recently watched loops are deleted,
+to be made again if someone opens them (each use touches the sidecar's mtime). The frames are the reader's masked frames, so
 burned-in names, dates and the ECG strip never reach the screen, as with the previews.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from dataclasses import asdict, dataclass
@@ -22,11 +25,15 @@ import numpy as np
 from echosearch.fsutil import PRIVATE, atomic_path, atomic_write_text
 from echosearch.video.errors import ClipReadError, one_line
 
+log = logging.getLogger(__name__)
+
 CINE_DIR = "cine"
 #: The frame rate a clip is played at when its file records none (DICOM without frame time).
 DEFAULT_FPS = 30.0
 #: x264 quality (lower is better; 18 is visually lossless for grey-scale echo).
 CRF = 18
+#: Default cap on ``DATA/cine`` in MiB (``ECHOSEARCH_CINE_CACHE_MB``).
+DEFAULT_CACHE_MB = 2048
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -81,9 +88,53 @@ def cached_cine(data_dir: str | os.PathLike, video_id: int, source: str | os.Pat
         return None
     doc["path"] = mp4
     try:
-        return Cine(**doc)
+        cine = Cine(**doc)
     except TypeError:  # a sidecar of another version: make the loop again
         return None
+    try:
+        os.utime(mp4.with_suffix(".json"))  # recently used: the last to be pruned
+    except OSError:
+        pass
+    return cine
+
+
+def cache_limit_bytes() -> int:
+    """The cine cache's cap: ``ECHOSEARCH_CINE_CACHE_MB`` MiB (a bad value: the default, logged)."""
+    raw = os.environ.get("ECHOSEARCH_CINE_CACHE_MB", "")
+    try:
+        mb = float(raw) if raw.strip() else DEFAULT_CACHE_MB
+        if mb < 0:
+            raise ValueError(raw)
+    except ValueError:
+        log.warning("ECHOSEARCH_CINE_CACHE_MB=%r is not a size in MiB; using %d", raw, DEFAULT_CACHE_MB)
+        mb = DEFAULT_CACHE_MB
+    return int(mb * 2**20)
+
+
+def prune_cine_cache(
+    data_dir: str | os.PathLike, max_bytes: int | None = None, keep: Path | None = None
+) -> int:
+    """Delete the least recently used loops until ``DATA/cine`` holds at most ``max_bytes``
+    (default :func:`cache_limit_bytes`), never ``keep``; how many loops went."""
+    limit = cache_limit_bytes() if max_bytes is None else max_bytes
+    loops = []
+    for mp4 in (Path(data_dir) / CINE_DIR).glob("*.mp4"):
+        try:
+            side = mp4.with_suffix(".json")
+            used = side.stat().st_mtime if side.exists() else mp4.stat().st_mtime
+            loops.append((used, mp4.stat().st_size, mp4))
+        except OSError:  # removed meanwhile by another session
+            continue
+    total, removed = sum(size for _, size, _ in loops), 0
+    for _, size, mp4 in sorted(loops, key=lambda t: t[0]):
+        if total <= limit:
+            break
+        if keep is not None and mp4 == keep:
+            continue
+        for f in (mp4, mp4.with_suffix(".json")):
+            f.unlink(missing_ok=True)
+        total, removed = total - size, removed + 1
+    return removed
 
 
 def make_cine(data_dir: str | os.PathLike, video_id: int, source: str | os.PathLike) -> Cine:
@@ -126,6 +177,7 @@ def make_cine(data_dir: str | os.PathLike, video_id: int, source: str | os.PathL
             source_mtime=stat.st_mtime,
         )
         atomic_write_text(mp4.with_suffix(".json"), json.dumps(cine.sidecar()), mode=PRIVATE, fsync=False)
+        prune_cine_cache(data_dir, keep=mp4)
         return cine
 
 

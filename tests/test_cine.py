@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from echosearch.cine import Cine, cached_cine, encode_mp4, make_cine, read_frames
+from echosearch.cine import Cine, cached_cine, encode_mp4, make_cine, prune_cine_cache, read_frames
 from echosearch.video.errors import ClipReadError
 
 
@@ -76,3 +76,23 @@ def test_partner_frames_follow_the_clip_fraction_or_the_heartbeat(tmp_path):
     assert partner_frame(75, long, b, HEARTBEAT) == 7  # a's third beat: b (two beats long) starts again
     c = Cine(tmp_path / "c.mp4", fps=30, frames=30, width=2, height=2)
     assert sync_modes(a, c) == [FRACTION]
+
+
+def test_the_cine_cache_stays_under_its_cap_dropping_the_least_recently_watched(
+    tmp_path, video_writer, monkeypatch
+):
+    frames = np.random.default_rng(2).integers(0, 255, (12, 64, 80, 3), dtype=np.uint8)
+    source = video_writer(tmp_path / "clip.mp4", frames, fps=10)
+    data = tmp_path / "data"
+    loops = [make_cine(data, vid, source) for vid in (1, 2, 3)]
+    size = max(c.path.stat().st_size for c in loops)
+    for i, c in enumerate(loops):  # watched in the order 1, 2, 3 ...
+        os.utime(c.path.with_suffix(".json"), (1000 + i, 1000 + i))
+    assert cached_cine(data, 1, source) is not None  # ... then 1 again: now 2 is the oldest
+    monkeypatch.setenv("ECHOSEARCH_CINE_CACHE_MB", str(2.5 * size / 2**20))
+    make_cine(data, 4, source)  # a fourth loop: the cache holds 2.5 loops' worth, so two go
+    left = sorted(int(p.stem) for p in (data / "cine").glob("*.mp4"))
+    assert left == [1, 4]
+    assert not (data / "cine" / "2.json").exists() and not (data / "cine" / "3.json").exists()
+    assert make_cine(data, 2, source).frames == 12  # a pruned loop is simply made again
+    assert prune_cine_cache(data, max_bytes=0) == 2 and sorted((data / "cine").iterdir()) == []
