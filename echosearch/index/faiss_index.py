@@ -682,15 +682,20 @@ class VectorIndex:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, config: IndexConfig | None = None, *, mmap: bool = False
+        cls, path: str | os.PathLike, config: IndexConfig | None = None, *, mmap: bool | None = False
     ) -> VectorIndex:
-        """Open a saved index. ``mmap=True``: memory-map the vectors, read-only (fast open, shared pages)."""
+        """Open a saved index. ``mmap=True``: memory-map the vectors, read-only (fast open, shared
+        pages). ``mmap=None``: memory-map the compressed kinds only (read-only), read others whole."""
         path = Path(path)
         if not path.is_file():
             raise VectorIndexError(f"no vector index at {path}")
-        flags = (faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY) if mmap else 0
+        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
         try:
-            index = faiss.read_index(str(path), flags)
+            index = faiss.read_index(str(path), flags if mmap in (True, None) else 0)
+            if mmap is None:
+                mmap = isinstance(index, (faiss.IndexIVFScalarQuantizer, faiss.IndexIVFPQ))
+                if not mmap:
+                    index = faiss.read_index(str(path))
         except RuntimeError as exc:
             raise VectorIndexError(f"cannot read vector index {path}: {str(exc).splitlines()[0]}") from exc
         self = cls(index.d, config)
