@@ -32,8 +32,9 @@ the filter is applied *inside* the search through ``faiss.IDSelectorBatch`` in `
 never as a post-filter, so it cannot drop good results. Exact indexes stay exact. For ANN indexes a
 subset of at most ``exact_subset_max`` ids is searched exactly by gathering its vectors (an ANN
 graph or a few IVF lists may hold none of a tiny subset: HNSW with a 3-id selector returns nothing);
-a larger subset is searched with ``nprobe``/``efSearch`` scaled up by 1/selectivity, with an exact
-fallback when that still returns fewer than ``k`` hits.
+a larger subset is searched with ``nprobe``/``efSearch`` scaled up by 1/selectivity (IVF: at most
+16x), with an exact fallback when that still returns fewer than ``k`` hits. Compressed kinds
+answer 8x larger subsets exactly: gathering their exact vectors from disk is cheap.
 
 Saving is atomic (write a temp file in the same folder, fsync, ``os.replace``): a reader that opens
 the index while the indexer saves sees the old or the new file, never half of one.
@@ -597,7 +598,10 @@ class VectorIndex:
 
     def _params(self, selector: faiss.IDSelector | None, fraction: float) -> faiss.SearchParameters | None:
         if self._kind.startswith("ivf"):
-            nprobe = min(self._index.nlist, math.ceil(self._index.nprobe / max(fraction, 1e-9)))
+            # Probe more lists as the filter keeps fewer ids, up to 16x (past that a scan reads most
+            # of the codes; a query that still finds fewer than k is answered exactly instead).
+            scaled = math.ceil(self._index.nprobe / max(fraction, 1e-9))
+            nprobe = min(self._index.nlist, scaled, 16 * self._index.nprobe)
             return faiss.SearchParametersIVF(sel=selector, nprobe=int(nprobe))
         if self._kind == "hnsw":
             ef = int(min(4096, math.ceil(self.config.ef_search / max(fraction, 1e-9))))
