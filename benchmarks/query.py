@@ -1,27 +1,37 @@
-"""Query speed and quality of the vector side at archive scale (synthetic clustered 512-d vectors).
+"""Query speed, quality and memory of the vector side at archive scale (clustered 512-d vectors).
 
-For each size N it prints: index kind and build time, index size and process memory, p50/p95 of a
-single video->video query (unfiltered, and with a selective 0.5% filter that is answered exactly),
-exact brute-force latency for comparison, recall@10 of the index against exact search, and the p50/p95
-of a text->video query *including* text encoding with the EchoCLIP text tower in bf16
-(``load_model("arch:echoclip")``: the real architecture with random weights costs the same as the
-real model). Vectors are clustered (unit centres + noise, see ``clustered``), not uniform: real
-embeddings cluster by view, machine and patient, and uniform random vectors make every ANN look bad.
+For each size N, two fresh processes (so that each one's peak RSS is its own):
 
-    .venv/bin/python benchmarks/query.py                       # 10k and 100k
-    .venv/bin/python benchmarks/query.py --sizes 10000 100000 1000000
-    .venv/bin/python benchmarks/query.py --no-text             # vector side only
-    .venv/bin/python benchmarks/query.py --text-model PATH_OR_NAME --precision bf16
+1. **build** — generates N clustered vectors in chunks (never all at once), builds the index the
+   way ``echosearch reindex`` does (:meth:`VectorIndex.build_streamed`: the kind chosen by size and
+   ``--index-memory``, trained on a sample, filled chunk by chunk, exact vectors written to disk for
+   the compressed kinds) and computes the exact top-10 of the held-out queries by streaming brute force;
+2. **search** — opens the saved index as a query server does (``mmap=None``: compressed kinds
+   memory-mapped) with the text tower loaded, and times single video->video queries, a selective
+   filter (0.5% of the archive allowed), text->video *including* bf16 text encoding, and recall@10
+   against the exact answer.
 
-Targets at 1M (issue 5): video->video p50 <= 10 ms, text->video p50 <= 50 ms, recall@10 >= 0.95.
+Vectors are clustered (unit centres + noise, see ``clustered_chunk``), not uniform: real embeddings
+cluster by view, machine and patient, and uniform random vectors make every ANN look bad.
+
+    .venv/bin/python benchmarks/query.py                              # 10k and 100k
+    .venv/bin/python benchmarks/query.py --sizes 1000000 10000000     # the issue's sizes (~40 min)
+    .venv/bin/python benchmarks/query.py --no-text --json             # one JSON list, a row per size
+    .venv/bin/python benchmarks/query.py --index-memory 4GB --kind ivf-pq
+
+Targets (issue 22, 2 cores): at 1M RSS <= 3 GiB; at 10M RSS <= 8 GiB, video->video p50 <= 20 ms,
+text->video p50 <= 50 ms, recall@10 >= 0.95 against exact, build <= 1 h. The files need disk: about
+1.5 KiB per vector for the compressed kinds (codes + float16 exact vectors), 2 KiB for the others.
 On a shared machine the numbers are noisy: run it when the CPUs are quiet.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import json
+import multiprocessing as mp
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from echosearch.index import IndexConfig, VectorIndex
+from echosearch.index.spaces import parse_memory
 
 TEXT_QUERIES = [
     "SEVERE DILATED LEFT VENTRICLE.",
@@ -37,34 +48,54 @@ TEXT_QUERIES = [
     "THE LEFT VENTRICULAR EJECTION FRACTION IS ESTIMATED TO BE 35%.",
     "MODERATE MITRAL REGURGITATION.",
 ]
+CHUNK = 100_000
 
 
-def clustered(n: int, d: int, n_clusters: int, spread: float, seed: int) -> np.ndarray:
-    """``n`` vectors: a random unit centre each (of ``n_clusters``) plus noise of norm ~``spread``."""
+def centres(d: int, n_clusters: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     c = rng.standard_normal((n_clusters, d), dtype=np.float32)
-    c /= np.linalg.norm(c, axis=1, keepdims=True)
-    out = np.empty((n, d), dtype=np.float32)
-    step = 100_000
-    for i in range(0, n, step):
-        m = min(step, n - i)
-        out[i : i + m] = c[rng.integers(0, n_clusters, m)]
-        out[i : i + m] += (spread / np.sqrt(d)) * rng.standard_normal((m, d), dtype=np.float32)
+    return c / np.linalg.norm(c, axis=1, keepdims=True)
+
+
+def clustered_chunk(c: np.ndarray, m: int, spread: float, seed: tuple[int, ...]) -> np.ndarray:
+    """``m`` vectors: a random centre of ``c`` each plus noise of norm ~``spread`` (reproducible by seed)."""
+    rng = np.random.default_rng(seed)
+    out = c[rng.integers(0, len(c), m)]
+    out += (spread / np.sqrt(c.shape[1])) * rng.standard_normal((m, c.shape[1]), dtype=np.float32)
     return out
 
 
-def exact_topk(b: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Brute-force top-k row numbers by inner product over unit rows ``b``, in chunks (the reference)."""
+def archive_chunks(n: int, args):
+    """A callable yielding ``(ids, vectors)`` of the N-vector archive in chunks, the same every call."""
+    c = centres(args.dim, args.clusters, seed=n)
+
+    def chunks():
+        for i, start in enumerate(range(0, n, CHUNK)):
+            m = min(CHUNK, n - start)
+            yield (
+                np.arange(start + 1, start + m + 1, dtype=np.int64),
+                clustered_chunk(c, m, args.spread, (n, i)),
+            )
+
+    return chunks
+
+
+def exact_topk(chunks, queries: np.ndarray, k: int) -> np.ndarray:
+    """Brute-force top-k ids by cosine, streaming the archive (the reference for recall)."""
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     best_s = np.full((len(q), 0), -np.inf, np.float32)
     best_i = np.empty((len(q), 0), np.int64)
-    for i in range(0, len(b), 200_000):
-        s = q @ b[i : i + 200_000].T
-        best_s = np.hstack([best_s, s])
-        best_i = np.hstack([best_i, np.broadcast_to(np.arange(i, i + s.shape[1]), s.shape)])
+    for ids, x in chunks():
+        s = q @ (x / np.linalg.norm(x, axis=1, keepdims=True)).T
+        best_s, best_i = np.hstack([best_s, s]), np.hstack([best_i, np.broadcast_to(ids, s.shape)])
         top = np.argpartition(-best_s, k - 1, axis=1)[:, :k]
         best_s, best_i = np.take_along_axis(best_s, top, 1), np.take_along_axis(best_i, top, 1)
     return np.take_along_axis(best_i, np.argsort(-best_s, axis=1), 1)
+
+
+def rss_gib() -> float:
+    """Peak resident memory of this process so far (GiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def latencies(fn, items) -> np.ndarray:
@@ -78,95 +109,120 @@ def latencies(fn, items) -> np.ndarray:
     return np.asarray(out)
 
 
-def rss_gib() -> float:
-    """Peak resident memory of this process so far (GiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+def config(args) -> IndexConfig:
+    return IndexConfig(memory_budget=parse_memory(args.index_memory), nprobe=args.nprobe)
 
 
-# ------------------------------------------------------------------ text encoding (bf16)
+# ------------------------------------------------------------------ the two phases
 
 
-def load_text_encoder(name: str, precision: str):
-    """``encode(list[str]) -> np.ndarray [M, D]`` with the model's text tower, or None if unavailable.
+def build_phase(n: int, args, folder: str, out: mp.Queue) -> None:
+    if args.threads:
+        import faiss
 
-    HOOK: the Engine's own text path (tokenizer + cleaning + encoder) can replace this function
-    once it exists, so the benchmark times exactly what ``Engine.search_text`` does.
-    """
-    try:
-        import torch
+        faiss.omp_set_num_threads(args.threads)
+    chunks = archive_chunks(n, args)
+    t0 = time.perf_counter()
+    idx = VectorIndex.build_streamed(
+        chunks,
+        n,
+        args.dim,
+        Path(folder) / "index.faiss",
+        config(args),
+        None if args.kind == "auto" else args.kind,
+    )
+    build_s = time.perf_counter() - t0
+    queries = clustered_chunk(centres(args.dim, args.clusters, seed=n), args.queries, args.spread, (n, 2**31))
+    np.save(Path(folder) / "queries.npy", queries)
+    np.save(Path(folder) / "truth.npy", exact_topk(chunks, queries, args.k))
+    files = sum(p.stat().st_size for p in Path(folder).glob("index.*"))
+    out.put({"build_s": build_s, "build_rss_gib": rss_gib(), "disk_gib": files / 2**30, **idx.describe()})
 
-        from echosearch.models import load_model
-    except ImportError as exc:  # models package not installed
-        print(f"(text encoding skipped: {exc})")
-        return None
+
+def search_phase(n: int, args, folder: str, out: mp.Queue) -> None:
+    if args.threads:
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
+    encode_text = load_text_encoder(args.text_model, args.precision, args.dim) if not args.no_text else None
+    t0 = time.perf_counter()
+    idx = VectorIndex.load(Path(folder) / "index.faiss", config(args), mmap=None)  # as the Engine opens it
+    load_s = time.perf_counter() - t0
+    queries, truth = np.load(Path(folder) / "queries.npy"), np.load(Path(folder) / "truth.npy")
+    hits = idx.search(queries, args.k)
+    rec = float(np.mean([len(set(h.ids) & set(t)) / args.k for h, t in zip(hits, truth, strict=True)]))
+    v2v = latencies(lambda q: idx.search(q, args.k), list(queries))
+    rng = np.random.default_rng(1)
+    subset = np.sort(rng.choice(np.arange(1, n + 1), max(1, n // 200), replace=False))
+    v2v_f = latencies(lambda q: idx.search(q, args.k, ids=subset), list(queries[:30]))
+    row = {
+        "load_s": load_s,
+        "rss_gib": rss_gib(),
+        "v2v_p50_ms": float(np.percentile(v2v, 50)),
+        "v2v_p95_ms": float(np.percentile(v2v, 95)),
+        "v2v_filtered_p50_ms": float(np.percentile(v2v_f, 50)),
+        "recall_at_10": rec,
+    }
+    if encode_text is not None:
+        texts = [TEXT_QUERIES[i % len(TEXT_QUERIES)] for i in range(args.text_queries)]
+        t2v = latencies(lambda t: idx.search(encode_text([t]), args.k), texts)
+        row.update(t2v_p50_ms=float(np.percentile(t2v, 50)), t2v_p95_ms=float(np.percentile(t2v, 95)))
+    out.put(row)
+
+
+def load_text_encoder(name: str, precision: str, dim: int):
+    """``encode(list[str]) -> np.ndarray [M, D]`` with the model's text tower in bf16 (the real
+    EchoCLIP architecture with random weights, ``arch:echoclip``, costs the same as the real model)."""
+    import torch
+
+    from echosearch.models import load_model
+
     enc = load_model(name, device="cpu", precision=precision)
+    if enc.dim != dim:
+        raise SystemExit(f"text model dim {enc.dim} != --dim {dim}")
 
     def encode(texts: list[str]) -> np.ndarray:
         with torch.inference_mode():
             return enc.encode_text(texts).float().cpu().numpy()
 
-    return encode, enc.dim
+    return encode
 
 
-# ------------------------------------------------------------------ one size
+def in_child(target, *args) -> dict:
+    """Run one phase in a fresh (spawned) process; its result row."""
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    p = ctx.Process(target=target, args=(*args, out))
+    p.start()
+    p.join()
+    if p.exitcode != 0:
+        raise SystemExit(f"{target.__name__} failed (exit {p.exitcode})")
+    return out.get()
 
 
-def run_size(n: int, args, encode_text) -> dict:
-    d, nq = args.dim, args.queries
-    t0 = time.perf_counter()
-    x = clustered(n + nq, d, args.clusters, args.spread, seed=n)
-    base, queries = x[:n], x[n:]
-    gen_s = time.perf_counter() - t0
-    ids = np.arange(1, n + 1, dtype=np.int64)  # video ids start at 1
-
-    cfg = IndexConfig(nprobe=args.nprobe) if args.nprobe else IndexConfig()
-    t0 = time.perf_counter()
-    idx = VectorIndex.build(ids, base, config=cfg)
-    build_s = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "index.faiss"
-        t0 = time.perf_counter()
-        idx.save(p)
-        save_s = time.perf_counter() - t0
-        size_gib = p.stat().st_size / 2**30
-        t0 = time.perf_counter()
-        VectorIndex.load(p, cfg, mmap=True)
-        load_s = time.perf_counter() - t0
-
-    unit = base / np.linalg.norm(base, axis=1, keepdims=True)
-    truth = ids[exact_topk(unit, queries, args.k)]
-    hits = idx.search(queries, args.k)
-    rec = float(np.mean([len(set(h.ids) & set(t)) / args.k for h, t in zip(hits, truth, strict=True)]))
-
-    v2v = latencies(lambda q: idx.search(q, args.k), list(queries))
-    rng = np.random.default_rng(1)
-    subset = np.sort(rng.choice(ids, max(1, n // 200), replace=False))
-    v2v_f = latencies(lambda q: idx.search(q, args.k, ids=subset), list(queries[:50]))
-    exact = latencies(lambda q: exact_topk(unit, q[None], args.k), list(queries[:10]))  # numpy brute force
-
-    row = {
+def run_size(n: int, args) -> dict:
+    folder = tempfile.mkdtemp(prefix=f"query-{n}-", dir=args.tmp)
+    try:
+        built = in_child(build_phase, n, args, folder)
+        searched = in_child(search_phase, n, args, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    index = built["kind"] + (f"/nlist={built['nlist']},nprobe={built['nprobe']}" if "nlist" in built else "")
+    return {
         "n": n,
-        "kind": idx.kind
-        + (
-            f"/nlist={idx.describe()['nlist']},nprobe={idx.describe()['nprobe']}" if idx.kind == "ivf" else ""
-        ),
-        "gen_s": gen_s,
-        "build_s": build_s,
-        "save_s": save_s,
-        "mmap_load_s": load_s,
-        "index_gib": size_gib,
-        "peak_rss_gib": rss_gib(),
-        "v2v_p50": np.percentile(v2v, 50),
-        "v2v_p95": np.percentile(v2v, 95),
-        "v2v_filt_p50": np.percentile(v2v_f, 50),
-        "exact_p50": np.percentile(exact, 50),
-        "recall10": rec,
+        "index": index,
+        **searched,
+        **{k: built[k] for k in ("build_s", "build_rss_gib", "disk_gib")},
     }
-    if encode_text is not None:
-        texts = [TEXT_QUERIES[i % len(TEXT_QUERIES)] for i in range(args.text_queries)]
-        t2v = latencies(lambda t: idx.search(encode_text([t]), args.k), texts)
-        row.update(t2v_p50=np.percentile(t2v, 50), t2v_p95=np.percentile(t2v, 95))
-    return row
+
+
+COLS = [
+    ("n", "N", "{:>10,}"), ("index", "index", "{:<32}"), ("build_s", "build s", "{:>8.1f}"),
+    ("build_rss_gib", "build RSS", "{:>9.2f}"), ("disk_gib", "disk GiB", "{:>8.2f}"),
+    ("rss_gib", "RSS GiB", "{:>7.2f}"), ("load_s", "load s", "{:>6.2f}"), ("v2v_p50_ms", "v2v p50", "{:>7.2f}"),
+    ("v2v_p95_ms", "v2v p95", "{:>7.2f}"), ("v2v_filtered_p50_ms", "filt p50", "{:>8.2f}"),
+    ("recall_at_10", "R@10", "{:>5.3f}"), ("t2v_p50_ms", "t2v p50", "{:>7.1f}"), ("t2v_p95_ms", "t2v p95", "{:>7.1f}"),
+]  # fmt: skip
 
 
 def main() -> None:
@@ -179,48 +235,41 @@ def main() -> None:
     ap.add_argument(
         "--spread", type=float, default=2.4, help="noise norm relative to the unit cluster centre"
     )
+    ap.add_argument(
+        "--index-memory", default="8GB", help="the space's memory budget (as `index --index-memory`)"
+    )
+    ap.add_argument("--kind", default="auto", help="force an index kind (default: by size and budget)")
     ap.add_argument("--nprobe", type=int, default=None, help="IVF nprobe (default: IndexConfig's auto)")
     ap.add_argument("--threads", type=int, default=None, help="FAISS OpenMP threads")
     ap.add_argument("--no-text", action="store_true", help="skip the text->video column")
-    # HOOK for the text side: any load_model() name or bundle folder; the Engine may swap in its own path.
     ap.add_argument("--text-model", default="arch:echoclip")
     ap.add_argument("--precision", default="bf16")
     ap.add_argument("--text-queries", type=int, default=30)
+    ap.add_argument(
+        "--tmp", default=None, help="where the index files are built (default: the system temp dir)"
+    )
+    ap.add_argument(
+        "--json", action="store_true", help="print one JSON list, a row per size, instead of a table"
+    )
     args = ap.parse_args()
 
-    if args.threads:
-        import faiss
-
-        faiss.omp_set_num_threads(args.threads)
-    encode_text = None
-    if not args.no_text:
-        loaded = load_text_encoder(args.text_model, args.precision)
-        if loaded is not None:
-            encode_text, tdim = loaded
-            if tdim != args.dim:
-                raise SystemExit(f"text model dim {tdim} != --dim {args.dim}")
-
-    cols = [
-        ("n", "{:>9,}"), ("kind", "{:<28}"), ("build_s", "{:>8.1f}"), ("index_gib", "{:>9.2f}"),
-        ("peak_rss_gib", "{:>8.2f}"), ("mmap_load_s", "{:>8.3f}"), ("v2v_p50", "{:>8.2f}"), ("v2v_p95", "{:>8.2f}"),
-        ("v2v_filt_p50", "{:>8.2f}"), ("exact_p50", "{:>9.1f}"), ("recall10", "{:>8.3f}"),
-    ]  # fmt: skip
-    if encode_text is not None:
-        cols += [("t2v_p50", "{:>8.1f}"), ("t2v_p95", "{:>8.1f}")]
-    heads = {
-        "n": "N", "kind": "index", "build_s": "build s", "index_gib": "size GiB", "peak_rss_gib": "RSS GiB",
-        "mmap_load_s": "load s", "v2v_p50": "v2v p50", "v2v_p95": "v2v p95", "v2v_filt_p50": "filt p50",
-        "exact_p50": "exact p50", "recall10": "R@10", "t2v_p50": "t2v p50", "t2v_p95": "t2v p95",
-    }  # fmt: skip
-    print(
-        "latencies in ms per single query; filt = 0.5% of the archive allowed; t2v includes bf16 text encoding"
-    )
-    widths = [len(f.format(0 if c != "kind" else "")) for c, f in cols]
-    print(" | ".join(heads[c].rjust(w) for (c, _), w in zip(cols, widths, strict=True)))
+    cols = [c for c in COLS if not (args.no_text and c[0].startswith("t2v"))]
+    if not args.json:
+        print(
+            f"budget {args.index_memory}; latencies in ms per single query; filt = 0.5% of the archive allowed;"
+        )
+        print(
+            "t2v includes bf16 text encoding; RSS = peak of the search process (model loaded), build RSS of the build"
+        )
+        print(" | ".join(h.rjust(len(f.format(0 if c != "index" else ""))) for c, h, f in cols))
+    rows = []
     for n in args.sizes:
-        row = run_size(n, args, encode_text)
-        gc.collect()
-        print(" | ".join(f.format(row[c]) for c, f in cols), flush=True)
+        row = run_size(n, args)
+        rows.append(row)
+        if not args.json:
+            print(" | ".join(f.format(row[c]) for c, _, f in cols), flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

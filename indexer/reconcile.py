@@ -43,6 +43,7 @@ from echosearch.fsutil import atomic_write_text
 from echosearch.index import Space
 from echosearch.index.faiss_index import VectorIndex, VectorIndexError
 from echosearch.index.frames import DEFAULT_SHARD_ROWS, REC, SUM_REC
+from echosearch.index.vectorfile import VectorFileError
 from echosearch.store import queries as q
 from echosearch.store.db import Database
 from echosearch.store.schema import STATUS_INDEXED, STATUS_PENDING, Report, Video
@@ -155,6 +156,8 @@ def _load_index_or_damage(
                 return VectorIndex(
                     space.info.dim, space.index_config
                 ), f"{path} holds NaN or infinite vectors"
+    except VectorFileError as exc:  # a compressed index whose exact vectors lost rows
+        return VectorIndex(space.info.dim, space.index_config), f"{path}: {exc}"
     except Exception as exc:  # noqa: BLE001 - an index kind that cannot reconstruct: ids still checked
         log.debug("cannot read the vectors of %s back: %s", path, exc)
     return index, None

@@ -77,6 +77,7 @@ class IndexOptions:
     encoders: int = 1  # Ray encoder actors (one model each)
     gpus_per_encoder: float = 0.0
     cpus_per_encoder: int = 1
+    index_memory: int | None = None  # bytes the vector index may take (None: keep the space's budget)
 
 
 def space_name_for(bundle_name: str) -> str:
@@ -161,6 +162,8 @@ class Runner:
             preprocessing=prep,
         )
         space = Space.create(self.data_dir, info)
+        if kind == "video" and self.opts.index_memory is not None:
+            space.set_index_memory(self.opts.index_memory)
         with self.db.session() as s:
             row = q.upsert_space(
                 s,

@@ -1,4 +1,5 @@
-"""echosearch.index: VectorIndex (exact/IVF/HNSW, filters, remove/replace, save/load), FrameStore, spaces."""
+"""echosearch.index: VectorIndex (exact/IVF/IVF-SQ8/IVF-PQ/HNSW, filters, remove/replace, save/load),
+FrameStore, spaces."""
 
 from __future__ import annotations
 
@@ -44,7 +45,14 @@ KINDS = {
     "flat": IndexConfig(),
     "ivf": IndexConfig(flat_max=100, exact_subset_max=50),
     "hnsw": IndexConfig(flat_max=100, ann="hnsw", exact_subset_max=50),
+    "ivf-sq8": IndexConfig(flat_max=100, ann="ivf-sq8", exact_subset_max=50),
+    "ivf-pq": IndexConfig(flat_max=100, ann="ivf-pq", exact_subset_max=50, pq_m=16),
 }
+
+
+def tol(idx) -> float:
+    """Score tolerance: compressed kinds re-rank with float16 copies of the vectors."""
+    return 2e-3 if idx.compressed else 1e-5
 
 
 @pytest.fixture(params=list(KINDS))
@@ -61,7 +69,7 @@ def test_search_finds_itself_and_k_beyond_ntotal(small):
     idx, ids, x, q = small
     hits = idx.search(x[:20], 5)
     assert [h.ids[0] for h in hits] == list(ids[:20])
-    assert np.allclose([h.scores[0] for h in hits], 1.0, atol=1e-5)
+    assert np.allclose([h.scores[0] for h in hits], 1.0, atol=tol(idx))
     everything = idx.search(x[0], 10_000)[0]
     assert len(everything) == 3000 and set(everything.ids) == set(ids)
     assert np.all(np.diff(everything.scores) <= 1e-6)
@@ -79,10 +87,14 @@ def test_filtered_equals_exact_over_subset(small, n_subset):
     hits = idx.search(q, 10, ids=subset)
     for h in hits:
         assert np.isin(h.ids, subset).all() and len(h) == min(10, n_subset)
-    if idx.kind == "flat" or n_subset <= idx.config.exact_subset_max:
+    exact_max = idx.config.exact_subset_max * (8 if idx.compressed else 1)
+    if idx.kind == "flat" or n_subset <= exact_max:
         for h, r, rs in zip(hits, ref_ids, ref_scores, strict=True):
-            assert np.allclose(h.scores, rs, atol=1e-5)
-            assert list(h.ids) == list(r)
+            assert np.allclose(h.scores, rs, atol=tol(idx))
+            if idx.compressed:  # float16 vectors may swap near-ties at the edge of the top k
+                assert len(set(h.ids) & set(r)) >= 0.9 * len(r)
+            else:
+                assert list(h.ids) == list(r)
     else:
         assert recall(hits, ref_ids) >= 0.95
 
@@ -115,7 +127,7 @@ def test_remove_and_replace(small):
     assert idx.ntotal == 2991
     assert idx.search(x[0], 1)[0].ids[0] == ids[20]
     assert idx.search(x[1], 2)[0].ids.tolist().count(ids[0]) == 1
-    np.testing.assert_allclose(idx.reconstruct([ids[20]])[0], x[0] / np.linalg.norm(x[0]), atol=1e-6)
+    np.testing.assert_allclose(idx.reconstruct([ids[20]])[0], x[0] / np.linalg.norm(x[0]), atol=tol(idx))
     with pytest.raises(UsageError):
         idx.add([ids[30]], x[:1])  # already present: must use replace
     with pytest.raises(UsageError):

@@ -1,4 +1,5 @@
-"""``echosearch index PATH...`` (the bulk indexer) and ``echosearch verify [--repair]``."""
+"""``echosearch index PATH...`` (the bulk indexer), ``echosearch verify [--repair]`` and
+``echosearch reindex`` (rebuild a space's vector index as the kind that suits its size)."""
 
 from __future__ import annotations
 
@@ -87,17 +88,30 @@ from echosearch.paths import data_dir as resolve_data_dir
     show_default=True,
     help="CPU threads per encoder.",
 )
+@click.option(
+    "--index-memory",
+    metavar="SIZE",
+    default=None,
+    help="Memory the vector index may take (e.g. 8GB): past it the index keeps compressed codes in "
+    "memory and exact vectors on disk. Stored in the space; default: exact vectors in memory.",
+)
 @json_option
 def index(
     paths, data, model, workers, batch_size, frames, reports, include, exclude, prune, retry_failed, no_mask,
     commit_every, tasks, thresholds, since, studies, modality, stills, keep, all_studies, netrc_file,
-    engine, ray_address, encoders, gpus_per_encoder, cpus_per_encoder, as_json,
+    engine, ray_address, encoders, gpus_per_encoder, cpus_per_encoder, index_memory, as_json,
 ) -> None:  # fmt: skip
     """Index clip files and folders (DICOM, AVI, MP4, DICOMDIR), or a DICOMweb server
     (dicomweb+http(s)://HOST/PATH; credentials from ECHOSEARCH_DICOMWEB_USER/_PASSWORD, _TOKEN or
     a netrc file), into the data dir."""
+    from echosearch.index.spaces import parse_memory
     from echosearch.indexer.runner import IndexOptions, run_index
     from echosearch.models.registry import default_model
+
+    try:
+        memory = parse_memory(index_memory)
+    except EchosearchError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--index-memory'") from None
 
     opts = IndexOptions(
         paths=list(paths),
@@ -121,6 +135,7 @@ def index(
         encoders=encoders,
         gpus_per_encoder=gpus_per_encoder,
         cpus_per_encoder=cpus_per_encoder,
+        index_memory=memory,
     )
     if engine == "local" and (ray_address or encoders != 1 or gpus_per_encoder):
         raise click.UsageError("--ray-address, --encoders and --gpus-per-encoder need --engine ray")
@@ -293,3 +308,56 @@ def _what_is_left(store, checks, left: int) -> str:  # noqa: ANN001
             "`echosearch index` on the archive (it re-reads only those)"
         )
     return f"{left} problems are left after the repair"
+
+
+@cli.command()
+@data_option
+@space_option
+@click.option(
+    "--index-memory",
+    metavar="SIZE",
+    default=None,
+    help="A new memory budget for the index (e.g. 8GB, stored in the space; default: keep the space's).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw"]),
+    default="auto",
+    show_default=True,
+    help="The index kind (auto: by size and memory budget).",
+)
+@json_option
+def reindex(data, model, index_memory, kind, as_json) -> None:
+    """Rebuild a space's vector index as the kind that suits its size and memory budget (exact,
+    IVF, IVF with 8-bit or PQ codes), retrained on a sample and filled in chunks; searches keep
+    answering from the old index meanwhile."""
+    from echosearch.index.spaces import list_spaces, parse_memory
+
+    try:
+        memory = parse_memory(index_memory)
+    except EchosearchError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--index-memory'") from None
+    root = resolve_data_dir(data)
+    spaces = [sp for sp in list_spaces(root) if sp.info.kind == "video"]
+    if not spaces:
+        raise click.UsageError(f"no embedding space in {root}: index some clips first")
+    if model:
+        chosen = [sp for sp in spaces if model in (sp.name, sp.info.model_name)]
+        if not chosen:
+            names = ", ".join(sp.name for sp in spaces)
+            raise click.BadParameter(f"no space {model!r} in {root} (have: {names})", param_hint="'--space'")
+        spaces = chosen
+    with WriterLock(root, "reindex"):
+        results = [sp.reindex(memory=memory, kind=None if kind == "auto" else kind) for sp in spaces]
+    if as_json:
+        emit_json({"spaces": results})
+        return
+    for r in results:
+        b, a = r["before"], r["after"]
+        click.echo(f"{r['space']}: {b['ntotal']:,} vectors, {b['kind']} -> {a['kind']}" + _ivf_detail(a))
+
+
+def _ivf_detail(d: dict) -> str:
+    if "nlist" not in d:
+        return ""
+    return f" ({d['nlist']} lists, {d['code_bytes']} bytes per vector, nprobe {d['nprobe']})"

@@ -1,7 +1,9 @@
 """The on-disk layout of embedding spaces: ``<data_dir>/spaces/<space>/``.
 
 * ``index.faiss`` — the :class:`~echosearch.index.faiss_index.VectorIndex` (ids = video ids, or
-  report ids in a report space)
+  report ids in a report space); for the compressed kinds (IVF-SQ8/PQ, chosen when the space's
+  ``--index-memory`` budget is too small for float32 vectors) also ``index.vectors.f16`` and
+  ``index.vectors.ids``, the exact vectors used for re-ranking (:mod:`echosearch.index.vectorfile`)
 * ``frames/`` — the :class:`~echosearch.index.frames.FrameStore` (video spaces only)
 * ``space.json`` — :class:`SpaceInfo`: model name/version, dim, preprocessing, kind, index config
 * ``tasks.yaml`` + ``thresholds.json`` — the zero-shot tasks and thresholds the indexer labelled with
@@ -25,7 +27,7 @@ from typing import Any
 
 from echosearch.errors import UsageError
 from echosearch.fsutil import atomic_write_text
-from echosearch.index.faiss_index import IndexConfig, VectorIndex
+from echosearch.index.faiss_index import KINDS, IndexConfig, VectorIndex
 from echosearch.index.frames import FrameStore
 
 SPACES_DIR = "spaces"
@@ -36,6 +38,20 @@ TASKS_FILE = "tasks.yaml"
 THRESHOLDS_FILE = "thresholds.json"
 SPACE_KINDS = ("video", "report")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B?)\s*$", re.IGNORECASE)
+
+
+def parse_memory(text: str | int | None) -> int | None:
+    """``"8GB"``, ``"512M"``, ``"1.5GiB"`` or a number of bytes as bytes (powers of 1024, as RAM is
+    sold); None/"" stays None (no budget)."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, int):
+        return text
+    m = _SIZE_RE.match(text)
+    if not m or float(m.group(1)) <= 0:
+        raise UsageError(f"not a memory size: {text!r} (e.g. 8GB, 512MB)")
+    return int(float(m.group(1)) * 1024 ** "BKMGT".index(m.group(2).upper() or "B"))
 
 
 def report_space_name(video_space: str) -> str:
@@ -163,11 +179,36 @@ class Space:
 
     # ------------------------------------------------------------ contents
 
-    def load_index(self, *, mmap: bool = False) -> VectorIndex:
-        """The space's vector index (an empty exact one when nothing was saved yet)."""
+    def load_index(self, *, mmap: bool | None = False) -> VectorIndex:
+        """The space's vector index (an empty exact one when nothing was saved yet).
+
+        ``mmap=None`` (readers: searches, the UI, the API) memory-maps the compressed kinds, whose
+        codes are sized to the archive, and reads the others into memory."""
         if not self.index_path.is_file():
             return VectorIndex(self.info.dim, self.index_config)
         return VectorIndex.load(self.index_path, self.index_config, mmap=mmap)
+
+    def set_index_memory(self, budget: int | None) -> bool:
+        """Record the index memory budget in space.json; whether it changed."""
+        if self.info.index.get("memory_budget") == budget:
+            return False
+        self.info.index = {**IndexConfig().to_dict(), **self.info.index, "memory_budget": budget}
+        self.write_info()
+        return True
+
+    def reindex(self, *, memory: int | None = None, kind: str | None = None) -> dict[str, Any]:
+        """Rebuild the index as the kind that suits its size and budget (or ``kind``), streaming
+        the vectors from the current index, and compact the exact-vector files. The caller holds the
+        data dir's writer lock; readers keep the old files open until they reload."""
+        if kind is not None and kind not in KINDS:
+            raise UsageError(f"unknown index kind {kind!r} (use one of {', '.join(KINDS)})")
+        if memory is not None:
+            self.set_index_memory(memory)
+        old = self.load_index(mmap=True)
+        before = old.describe()
+        n, cfg = old.ntotal, self.index_config
+        new = VectorIndex.build_streamed(old.iter_vectors, n, self.info.dim, self.index_path, cfg, kind)
+        return {"space": self.name, "before": before, "after": new.describe()}
 
     def save_index(self, index: VectorIndex) -> None:
         if index.dim != self.info.dim:

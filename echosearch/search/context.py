@@ -34,7 +34,7 @@ class OpenSpace:
         rname = report_space_name(space.name)
         if (Space.path_for(data_dir, rname) / "space.json").is_file():
             self.report_space = Space.open(data_dir, rname)
-            self.report_index = self.report_space.load_index()
+            self.report_index = self.report_space.load_index(mmap=None)
         self._encoder = None
         self._encoder_lock = (
             threading.Lock()
@@ -71,7 +71,7 @@ class OpenSpace:
         """Pick up vectors written by an indexer since the space was opened."""
         self.index = self._load_video_index()
         if self.report_space is not None:
-            self.report_index = self.report_space.load_index()
+            self.report_index = self.report_space.load_index(mmap=None)
 
     def site_key(self) -> bytes | None:
         """The data dir's key for hashing identifiers (None when the archive has none yet). A missing
@@ -104,4 +104,4 @@ class OpenSpace:
                     f"{self.space.index_path} is missing but {indexed} clips are indexed: run "
                     "`echosearch verify --repair` (it rebuilds the index from the frame store)"
                 )
-        return self.space.load_index()
+        return self.space.load_index(mmap=None)  # compressed kinds: memory-mapped, pages on demand
