@@ -2,10 +2,14 @@
 
 Each engine indexes the archive into a fresh data dir (model loading included in both, Ray's cluster
 start timed apart: a real cluster is started once, not per run). Prints one table and the overhead
-ratio (Ray seconds / local seconds - 1).
+ratio (Ray seconds / local seconds - 1). With ``--two-nodes`` it also indexes the archive on a
+two-node Ray cluster started on this machine (a head and a worker node, each its own raylet and
+object store, the CPUs split between them: ``ray.cluster_utils.Cluster``, what Ray's own multi-node
+tests use) and prints where the clips were read and embedded, per node.
 
     .venv/bin/python benchmarks/distributed_index.py                       # 24 clips, echosearch-demo
     .venv/bin/python benchmarks/distributed_index.py --patients 8 --encoders 2 --cpus-per-encoder 2
+    .venv/bin/python benchmarks/distributed_index.py --two-nodes
 
 On a shared machine the numbers are noisy: run it when the CPUs are quiet.
 """
@@ -33,6 +37,7 @@ def main() -> None:
     ap.add_argument("--encoders", type=int, default=1)
     ap.add_argument("--cpus-per-encoder", type=int, default=1)
     ap.add_argument("--ray-cpus", type=int, default=os.cpu_count())
+    ap.add_argument("--two-nodes", action="store_true", help="also run on a head + worker node cluster")
     args = ap.parse_args()
 
     import ray
@@ -64,6 +69,9 @@ def main() -> None:
         )  # fmt: skip
         rows.append(("ray", dist.new, time.perf_counter() - t0))
         ray.shutdown()
+        if args.two_nodes:
+            two, seconds = two_node_run(args, root, base)
+            rows.append(("ray x2", two.new, seconds))
 
     print(f"{args.patients * 2 * args.clips_per_study} clips x {args.frames} frames ({args.sampling}), "
           f"model {args.model}, {os.cpu_count()} CPUs; Ray: {args.encoders} encoder(s) x "
@@ -72,6 +80,35 @@ def main() -> None:
     for name, clips, secs in rows:
         print(f"{name:<8}{clips:>7}{secs:>10.1f}{clips / secs:>10.2f}")
     print(f"Ray overhead: {rows[1][2] / rows[0][2] - 1:+.1%} (Ray seconds / local seconds - 1)")
+    if args.two_nodes:
+        print("two nodes (head + worker, CPUs split): clips per node")
+        for what, per_node in two.nodes.items():
+            print(f"  {what:<9}" + ", ".join(f"{node}: {n}" for node, n in sorted(per_node.items())))
+
+
+def two_node_run(args, root: Path, base: dict):
+    """Index the archive on a head + worker Ray cluster on this machine; (summary, seconds)."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    head_cpus = max(1, args.ray_cpus // 2)
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": head_cpus, "include_dashboard": False}
+    )
+    cluster.add_node(num_cpus=max(1, args.ray_cpus - head_cpus))
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        t0 = time.perf_counter()
+        summary = run_index(
+            IndexOptions(
+                [str(root / "archive")], str(root / "ray2"), engine="ray", encoders=args.encoders,
+                cpus_per_encoder=args.cpus_per_encoder, **base,
+            )
+        )  # fmt: skip
+        return summary, time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
 
 
 if __name__ == "__main__":

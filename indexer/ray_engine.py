@@ -22,7 +22,7 @@ the driver kills the run like a local one: the next run repairs and finishes the
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -55,9 +55,17 @@ def connect(address: str | None) -> None:
         raise UsageError(f"cannot connect to {where}: {' '.join(str(exc).split())[:300]}") from None
 
 
+def node_name() -> str:
+    """This Ray node, as the run's summary names it: its IP and the start of its node id (two nodes
+    on one host differ by the id)."""
+    ray = import_ray()
+    return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+
+
 def _read_remote(fn: Callable, job: Any, cfg: Any) -> tuple[ReadResult, Any]:
     """Runs on a Ray worker: read one clip; the frames go back as their own object."""
     result = fn(job, cfg)
+    result.extra["node"] = node_name()
     frames, result.frames = result.frames, None
     result.extra["num_frames"] = 0 if frames is None else int(frames.shape[0])
     return result, frames
@@ -72,6 +80,7 @@ class RayDistributor:
         self.address = address
         self.max_in_flight = max_in_flight
         self._task = None
+        self.nodes: Counter[str] = Counter()  # clips read per node
 
     def start(self) -> None:
         ray = import_ray()
@@ -106,6 +115,7 @@ class RayDistributor:
                 yield CrashedJob(job, f"the Ray reader died while reading this file: {type(exc).__name__}")
                 continue
             result.extra["frames_ref"] = frames_ref
+            self.nodes[result.extra.pop("node", "?")] += 1
             yield result
 
     def close(self) -> None:
@@ -143,7 +153,7 @@ class _EncoderActor:
         out = self.mapper.embed(reads)
         for item in out:  # the frames stay here: only embeddings and labels go back
             item.read = replace(item.read, frames=None)
-        return out
+        return node_name(), out
 
 
 class RayEmbedding:
@@ -166,6 +176,7 @@ class RayEmbedding:
         self._calls: dict[Any, tuple[Any, list[ReadResult]]] = {}  # ref -> (actor, batch)
         self._done: deque[list] = deque()
         self.retried = 0
+        self.nodes: Counter[str] = Counter()  # clips embedded per node
 
     def _new_actor(self):  # noqa: ANN202
         return self._cls.remote(self.spec)
@@ -191,13 +202,16 @@ class RayEmbedding:
         for ref in done:
             actor, reads = self._calls.pop(ref)
             try:
-                self._done.append(ray.get(ref))
+                node, items = ray.get(ref)
             except ray.exceptions.RayActorError:
                 self._replace(actor)
                 log.warning("an encoder actor died; its %d clips go to another", len(reads))
                 self.retried += len(reads)
                 self._submit_to(self.actors[self._next % len(self.actors)], reads)
                 self._next += 1
+                continue
+            self.nodes[node] += len(items)
+            self._done.append(items)
 
     def _replace(self, dead) -> None:  # noqa: ANN001
         if dead in self.actors:

@@ -364,6 +364,10 @@ class Runner:
             progress.close()
             if embedding is not None:
                 embedding.close()
+            if hasattr(self.distributor, "nodes"):  # the Ray engine: where the work ran
+                self.summary.nodes = {"read": dict(self.distributor.nodes)}
+                if embedding is not None and hasattr(embedding, "nodes"):
+                    self.summary.nodes["embedded"] = dict(embedding.nodes)
 
     # ------------------------------------------------------------ hooks of other sources
 

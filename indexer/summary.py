@@ -35,6 +35,8 @@ class IndexSummary:
     source: dict[str, Any] = field(
         default_factory=dict
     )  # a remote source's facts (DICOMweb: listed, fetched)
+    # where the work ran (Ray engine): {"read": {node: clips}, "embedded": {node: clips}}
+    nodes: dict[str, dict[str, int]] = field(default_factory=dict)
     model: str = ""
     space: str = ""
     seconds: float = 0.0
@@ -75,6 +77,11 @@ class IndexSummary:
                 f"{src.get('url')}{since}: {src.get('listed', 0)} instances listed, {src.get('fetched', 0)} fetched"
                 + (f" (passed over: {over})" if over else "")
             )
+        for what, per_node in self.nodes.items():
+            if per_node:
+                out.append(
+                    f"clips {what} per Ray node: " + ", ".join(f"{n} {c}" for n, c in per_node.items())
+                )
         if self.failed_by_reason:
             out.append("failed by reason: " + ", ".join(f"{k} {v}" for k, v in self.failed_by_reason.items()))
         if self.missing or self.pruned:

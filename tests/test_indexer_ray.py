@@ -64,6 +64,10 @@ def test_ray_engine_indexes_the_same_clips_vectors_and_labels_as_the_local_engin
     local = run_index(_opts(archive, tmp_path / "local", tiny_task_bundle))
     distributed = run_index(_opts(archive, tmp_path / "ray", tiny_task_bundle, engine="ray"))
     assert (distributed.new, distributed.failed, distributed.duplicates) == (local.new, 0, local.duplicates)
+    # the summary says where the work ran: every clip read on some node, every new one embedded
+    assert sum(distributed.nodes["read"].values()) == distributed.new + distributed.duplicates
+    assert sum(distributed.nodes["embedded"].values()) == distributed.embedded == distributed.new
+    assert local.nodes == {}
     a, b = _indexed(tmp_path / "local", local.space), _indexed(tmp_path / "ray", distributed.space)
     assert set(a) == set(b) and len(a) == local.new > 1
     for path, (vec, labels) in a.items():
