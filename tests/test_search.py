@@ -234,3 +234,22 @@ def test_the_reading_names_labels_by_their_display_names(engine):
         pytest.skip("the test archive's task file gives no display names")
     plan = engine.search_text("pacemaker", k=3).interpretation
     assert any(c["text"] == f"{tasks['pacemaker'].display_name}: yes" for c in plan["preferences"])
+
+
+def test_without_a_named_space_the_registry_default_model_wins_over_the_newest(tmp_path):
+    """The demo indexes with echosearch-demo then echosearch-demo-bpe: searches use the registry's
+    default model (the better one), not whichever was indexed last; a site's own single model (not
+    in the registry) is still found."""
+    from echosearch.index import Space, SpaceInfo
+    from echosearch.models.registry import default_model
+    from echosearch.search.engine import default_space
+
+    def space(name: str, model: str, when: str) -> Space:
+        return Space.create(tmp_path, SpaceInfo(name=name, model_name=model, dim=8, created_at=when))
+
+    chosen = space(default_model(), default_model(), "2026-01-01T00:00:00+00:00")
+    newer = space("other-model", "/models/other", "2026-06-01T00:00:00+00:00")
+    assert default_space([chosen, newer]) is chosen
+    assert default_space([newer]) is newer
+    site_a = space("site-a", "/models/a", "2026-01-01T00:00:00+00:00")
+    assert default_space([site_a, newer]) is newer  # neither is the default: the latest indexed

@@ -73,7 +73,7 @@ space_option = click.option(
     "model",
     default=None,
     metavar="SPACE",
-    help="Embedding space to use: a model name or a space name (default: the latest indexed). "
+    help="Embedding space to use: a model name or a space name (default: the registry's default model's, else the latest indexed). "
     "--model is the same option (in `index`, --model names the model bundle to index with).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout.")

@@ -76,7 +76,7 @@ class Engine:
         if not videos:
             raise UsageError(f"{root} has no embedding space yet (run `echosearch index` first)")
         if space is None:
-            chosen = max(videos, key=lambda sp: sp.info.created_at)
+            chosen = default_space(videos)
         else:
             matches = [sp for sp in videos if space in (sp.name, sp.info.model_name)]
             if not matches:
@@ -383,3 +383,16 @@ class Engine:
             "db_bytes": db_path.stat().st_size if db_path and db_path.is_file() else None,
             "last_runs": last_runs,
         }
+
+
+def default_space(videos: list) -> Any:
+    """The space a search uses when none is named: the registry's default model's (the one a site
+    chose, or the best demo model), else the latest indexed (a site's own single model)."""
+    from echosearch.models.registry import default_model
+
+    try:
+        preferred = default_model()
+    except Exception:  # noqa: BLE001 - an unreadable registry must not stop a search
+        preferred = None
+    named = [sp for sp in videos if preferred in (sp.name, sp.info.model_name)]
+    return max(named or videos, key=lambda sp: sp.info.created_at)
