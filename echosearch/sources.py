@@ -206,11 +206,6 @@ class SourceRoots:
         return filesystem_path(self.location(key))
 
 
-def load_roots(db: Database) -> SourceRoots:
-    """The registered roots of ``db``."""
-    return SourceRoots.load(db)
-
-
 class Registered(NamedTuple):
     """What :func:`register_root` did: the root's id, whether it is new, and how many rows stored
     with absolute paths it rewrote into root keys."""

@@ -187,18 +187,21 @@ def test_a_moved_archive_is_one_sources_move_and_nothing_is_read_again(
 
 
 def test_rows_stored_with_absolute_paths_still_resolve_and_the_next_run_rekeys_them(
-    tmp_path, archive, tiny_task_bundle
+    tmp_path, archive, tiny_task_bundle, db_backend
 ):
     src, data = tmp_path / "src", tmp_path / "data"
     shutil.copytree(archive, src)
+    (src / "broken.dcm").write_bytes(b"not a dicom" * 20)
     first = run_index(_opts([src], data, tiny_task_bundle))
     videos, *_ = _rows(data)
+    absolute = str(src.resolve())
     db = open_db(data)
     with db.session() as s:  # turn the data dir into what an older version wrote
-        for vid, key in videos.items():
-            s.execute(
-                update(Video).where(Video.id == vid).values(path=str(src.resolve()) + key[len("root:1") :])
-            )
+        for table in (Video, Failure):
+            for row_id, key in s.execute(select(table.id, table.path)).all():
+                s.execute(
+                    update(table).where(table.id == row_id).values(path=absolute + key[len("root:1") :])
+                )
         s.execute(delete(SourceRoot))
     db.close()
     with Engine.open(data) as engine:
@@ -207,9 +210,11 @@ def test_rows_stored_with_absolute_paths_still_resolve_and_the_next_run_rekeys_t
         assert engine.cine(vid).frames > 0
     again = run_index(_opts([src], data, tiny_task_bundle))
     assert (again.new, again.missing, again.embedded) == (0, 0, 0) and again.unchanged == first.new
-    now, _failures, roots, _runs = _rows(data)
+    assert again.skipped_failed == 1  # the failure recorded under its absolute path is known too
+    now, failures, roots, _runs = _rows(data)
     rid = next(iter(roots))
     assert now == {vid: f"root:{rid}/" + key.split("/", 1)[1] for vid, key in videos.items()}
+    assert failures == [f"root:{rid}/broken.dcm"]
 
 
 def test_migration_0004_drops_clear_paths_from_old_runs(tmp_path):
