@@ -403,9 +403,9 @@ def guess_kind(values: Sequence[str]) -> str:
 def labelled_vectors(
     engine, rows: list[tuple[str, str, str]]
 ) -> tuple[list[int], np.ndarray, list[str], int]:
-    """The indexed clips the CSV rows name (by video id, SOP Instance UID, or path: as stored, or a
-    path relative to where the archive was indexed), their stored clip vectors, their labels, and
-    how many rows named no indexed clip."""
+    """The indexed clips the CSV rows name (by video id, SOP Instance UID, or path: the key as stored,
+    the file's absolute path through its source root, or a path relative to where the archive was
+    indexed), their stored clip vectors, their labels, and how many rows named no indexed clip."""
     from sqlalchemy import select
 
     from echosearch.store.schema import STATUS_INDEXED, Video
@@ -419,9 +419,11 @@ def labelled_vectors(
     by_sop = {v.sop_uid: v.id for v in videos if v.sop_uid}
     by_path: dict[str, int] = {}
     for v in videos:
-        parts = Path(v.path).as_posix().split("/")
-        for i in range(len(parts)):  # every suffix: "a/b/c.dcm", "b/c.dcm", "c.dcm" (ambiguous ones dropped)
-            suffix = "/".join(parts[i:])
+        suffixes: set[str] = set()
+        for text in (v.path, engine.archive.location(v.path)):  # the key as stored, and the file
+            parts = Path(text).as_posix().split("/")
+            suffixes |= {"/".join(parts[i:]) for i in range(len(parts))}
+        for suffix in suffixes:  # every suffix: "a/b/c.dcm", "b/c.dcm", "c.dcm" (ambiguous ones dropped)
             by_path[suffix] = -1 if suffix in by_path and by_path[suffix] != v.id else v.id
     ids, labels, missing = [], [], 0
     seen: set[int] = set()

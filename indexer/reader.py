@@ -41,9 +41,10 @@ class ReaderConfig:
 class ReadJob:
     """One file to read. ``known_sha256``: the content hash the database has for this path, if any
     (a file that was only touched is then recognised after hashing, without decoding it).
-    ``source``: where the clip really lives when ``path`` is only a spooled copy (a DICOMweb
-    instance URL, a C-STORE sender; see :mod:`echosearch.sources`); the database then keys the clip
-    by it, so the same instance is the same row whichever temporary file carried it."""
+    ``source``: the key the database stores for the clip (:mod:`echosearch.sources`): a file's key
+    under its registered source root (``root:<id>/...``), or where the clip really lives when
+    ``path`` is only a spooled copy (a DICOMweb instance URL, a C-STORE sender), so the same
+    instance is the same row whichever temporary file carried it."""
 
     path: str
     size: int
@@ -53,8 +54,8 @@ class ReadJob:
 
     @property
     def key(self) -> str:
-        """The path as the database stores it (a name that is not UTF-8 is escaped, see
-        :func:`echosearch.paths.storable_path`), or the ``source``; ``path`` stays the real one, for reading."""
+        """The ``source`` key; without one (a caller that registered no root), the path as text the
+        database can store (:func:`echosearch.paths.storable_path`); ``path`` stays the real one, for reading."""
         return self.source or storable_path(self.path)
 
 

@@ -38,9 +38,16 @@ from echosearch.labels.tasks import load_tasks
 from echosearch.lock import WriterLock
 from echosearch.models import Encoder, load_model, resolve_bundle
 from echosearch.models.arch import is_arch
-from echosearch.paths import filesystem_path, make_private_dir, storable_path
+from echosearch.paths import make_private_dir, storable_path
 from echosearch.privacy import site_key_for
-from echosearch.sources import is_remote
+from echosearch.sources import (
+    SourceRoots,
+    describe_path,
+    is_remote,
+    keyed_path,
+    register_root,
+    root_folder,
+)
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db
 from echosearch.store.schema import STATUS_INDEXED, Failure, IndexRun, Video
@@ -121,6 +128,7 @@ class Runner:
         workers = default_workers() if opts.workers is None else opts.workers
         self.distributor = distributor or make_distributor(workers)
         self._encoder: Encoder | None = encoder
+        self.roots = SourceRoots({})  # the registered source roots (echosearch.sources), set by the run
 
     # ------------------------------------------------------------ model and spaces
 
@@ -193,7 +201,15 @@ class Runner:
         n_video_spaces = sum(sp.info.kind == "video" for sp in list_spaces(self.data_dir))
         with self.db.session() as s:
             s.execute(update(IndexRun).where(IndexRun.status == "running").values(status="interrupted"))
+            for given in opts.paths:  # each local folder (a file's folder) becomes a source root
+                if not is_remote(given):
+                    register_root(s, root_folder(given))
+            self.roots = SourceRoots(q.source_roots(s))
             args = {k: v for k, v in asdict(opts).items() if k != "progress"}
+            # paths may name MRN folders: the run records roots by id, what is below them keyed
+            args["paths"] = [describe_path(p, self.roots, self.site_key) for p in opts.paths]
+            if opts.reports:
+                args["reports"] = keyed_path(opts.reports, self.site_key)
             args["db"] = self.db.url  # never the password
             run_id = q.start_run(s, args).id
         check = check_video_space(self.db, space, multi=n_video_spaces > 1, repair=True, deep=False)
@@ -239,28 +255,46 @@ class Runner:
         with self.db.session() as s:
             return set(s.scalars(select(Video.sop_uid).where(Video.status == STATUS_INDEXED)))
 
+    def _key(self, path: str | os.PathLike, resolved: bool = False) -> str:
+        """The stored key of a local file (:mod:`echosearch.sources`). A file reached through a
+        symlink that leads out of every root has the folder it really lives in registered first."""
+        key = self.roots.key_for(path, resolved=resolved)
+        if key is None:
+            folder = Path(path).parent if resolved else Path(os.path.abspath(path)).parent
+            with self.db.session() as s:
+                register_root(s, folder)
+                self.roots = SourceRoots(q.source_roots(s))
+            key = self.roots.key_for(path, resolved=resolved)
+        return key or storable_path(path)
+
+    def _gone(self, key: str) -> bool:
+        """Whether an indexed clip's file is gone (a remote key is no file: never gone here)."""
+        path = self.roots.path_for(key)
+        return path is not None and not os.path.exists(path)
+
     def _plan(self, writer: Writer) -> list[ReadJob]:
         """Discover, prune, and decide per candidate: unchanged, known failure, or to be read."""
         opts, summary = self.opts, self.summary
         found = discover(opts.paths, include=opts.include, exclude=opts.exclude)
         summary.found = len(found.candidates)
         summary.unreadable_paths = len(found.unreadable)
+        keys = [self._key(c.path, resolved=True) for c in found.candidates]  # roots first, then rows
         for path, why in found.unreadable:  # recorded like a file that failed to read: seen in stats
-            log.warning("cannot look into %s: %s", storable_path(path), why)
-            writer.record_path_failure(storable_path(path), why)
+            key = self._key(path)
+            log.warning("cannot look into %s: %s", key, why)
+            writer.record_path_failure(key, why)
         known, failed = self._load_known()
         in_space = writer.frames
         gone = [
             vid
-            for path, (vid, status, *_rest) in known.items()
-            if status == STATUS_INDEXED and not is_remote(path) and not os.path.exists(filesystem_path(path))
+            for key, (vid, status, *_rest) in known.items()
+            if status == STATUS_INDEXED and self._gone(key)
         ]
         summary.missing = len(gone)
         if opts.prune and gone:
             summary.pruned = writer.prune(gone)
         jobs = []
-        for c in found.candidates:
-            path = storable_path(c.path)
+        for c, path in zip(found.candidates, keys, strict=True):
             row = known.get(path)
             indexed_here = row is not None and row[1] == STATUS_INDEXED and row[0] in in_space
             if indexed_here and row[2] == c.size and row[3] == mtime_of(c.mtime_ns):
@@ -274,9 +308,8 @@ class Runner:
                 if sha in failed[path]:
                     summary.skipped_failed += 1
                     continue
-            jobs.append(
-                ReadJob(str(c.path), c.size, c.mtime_ns, known_sha256=row[4] if indexed_here else None)
-            )
+            known_sha = row[4] if indexed_here else None
+            jobs.append(ReadJob(str(c.path), c.size, c.mtime_ns, known_sha256=known_sha, source=path))
         return jobs
 
     def _index(self, jobs: list[ReadJob], writer: Writer) -> None:

@@ -4,6 +4,7 @@ on a loopback port. Auth (401/403/429), every endpoint's JSON, bad inputs, uploa
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import shutil
@@ -19,7 +20,7 @@ from sqlalchemy import select
 
 from echosearch.accounts import Accounts
 from echosearch.search import Engine
-from echosearch.store.schema import ApiToken, AuditLog
+from echosearch.store.schema import ApiToken, AuditLog, Failure
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")
 TestClient = fastapi_testclient.TestClient
@@ -394,8 +395,12 @@ def test_stats_hide_the_data_dir_from_non_admins(client, archive):
 
 def test_admin_reads_failures_and_the_audit_log_naming_each_account(client, archive):
     get(client, archive, "/clips/2", "vera")
+    with archive["engine"].db.session() as s:  # a failure as the indexer stores it: below its root
+        s.add(Failure(path="root:1/MRN7/broken.dcm", reason="truncated", kind="ClipReadError"))
     fails = get(client, archive, "/failures", "ada").json()
     assert {"results", "total", "offset", "limit", "next_offset"} <= set(fails)
+    mine = [r for r in fails["results"] if r["reason"] == "truncated"]  # the admin sees the file itself
+    assert [r["path"] for r in mine] == [f"{Path(archive['archive']).resolve()}/MRN7/broken.dcm"]
     log = get(client, archive, "/audit", "ada", params={"who": "api:vera", "limit": 5}).json()
     assert log["results"] and all(r["who"] == "api:vera" for r in log["results"])
     assert log["results"][0]["action"] == "clip" and log["results"][0]["query"] == {"video_id": 2}
@@ -461,7 +466,8 @@ def test_index_and_relabel_jobs(client, archive):
     assert get(client, archive, "/search", params={"q": QUERY, "k": 2}).status_code == 200
     listed = get(client, archive, "/jobs", "ian").json()["results"]
     assert {j["kind"] for j in listed} >= {"index", "relabel"}
-    assert any(a.action == "index_job" and a.who == "api:ian" for a in _audit(archive))
+    row = next(a for a in _audit(archive) if a.action == "index_job" and a.who == "api:ian")
+    assert root not in json.dumps(row.query) and row.query["paths"][0].startswith("<path:")  # keyed
 
 
 def test_job_inputs_are_checked(client, archive):

@@ -23,6 +23,7 @@ from echosearch.index import Space, report_space_name
 from echosearch.indexer.reconcile import verify_data_dir
 from echosearch.indexer.runner import IndexOptions, Runner, run_index
 from echosearch.labels.encoding import positive_key
+from echosearch.sources import SourceRoots
 from echosearch.store.db import open_db
 from echosearch.store.schema import (
     STATUS_INDEXED,
@@ -169,8 +170,10 @@ def test_changed_touched_and_deleted_files(tmp_path, synth_archive, tiny_bundle,
     dcms = sorted(src.rglob("*.dcm"))
     changed, touched, deleted = dcms[0], dcms[1], dcms[2]
     db = open_db(data)
+    key = SourceRoots.load(db).key_for(changed)  # its path below the registered source root
+    assert key.startswith("root:") and str(src) not in key
     with db.session() as s:
-        old = s.scalar(select(Video).where(Video.path == str(changed.resolve())))
+        old = s.scalar(select(Video).where(Video.path == key))
     old_id, old_sha = old.id, old.sha256
 
     ds = pydicom.dcmread(changed)
@@ -184,7 +187,7 @@ def test_changed_touched_and_deleted_files(tmp_path, synth_archive, tiny_bundle,
     assert (second.updated, second.touched, second.missing, second.pruned) == (1, 1, 1, 0)
     assert second.unchanged == total - 3 and second.embedded == 1
     with db.session() as s:
-        new = s.scalar(select(Video).where(Video.path == str(changed.resolve())))
+        new = s.scalar(select(Video).where(Video.path == key))
         assert new.id == old_id and new.sha256 != old_sha
     space = Space.open(data, second.space)
     assert space.load_index().ntotal == total  # replaced in place; the deleted one stays until --prune

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from echosearch.errors import UsageError
 from echosearch.indexer.runner import IndexOptions, run_index
 from echosearch.paths import filesystem_path, storable_path
+from echosearch.sources import SourceRoots
 from echosearch.store.db import open_db
 from echosearch.store.schema import STATUS_INDEXED, Failure, Video
 from echosearch.synth import synthesize_archive
@@ -61,8 +62,11 @@ def test_odd_paths_never_abort_the_run_and_the_good_clips_commit(tmp_path, clips
         indexed = set(s.scalars(select(Video.path).where(Video.status == STATUS_INDEXED)))
         failures = {Path(p).name: (kind, reason) for p, kind, reason in s.execute(
             select(Failure.path, Failure.kind, Failure.reason))}  # fmt: skip
+    roots = SourceRoots.load(db)
     db.close()
-    assert storable_path(bad_name) in indexed
+    key = roots.key_for(bad_name)  # stored below its source root, escaped, and read back to the name
+    assert key == "root:1/" + storable_path(bad_name).rsplit("/", 1)[1] and key in indexed
+    assert roots.path_for(key) == bad_name
     assert failures["pipe.dcm"] == ("Unreadable", "not a regular file (FIFO)")
     assert failures["dangling.dcm"] == ("Unreadable", "dangling symbolic link")
     assert "garbage.dcm" in failures

@@ -79,7 +79,7 @@ def test_a_new_file_is_encoded_like_the_indexer_did(engine, tmp_path):
     """A re-saved copy (new SOP UID, so new bytes) is read and encoded by the Engine itself; it must
     land on the original clip: the Engine preprocesses exactly as the indexer did."""
     video = _dicom_video(engine)
-    ds = pydicom.dcmread(video.path)
+    ds = pydicom.dcmread(engine.source_file(video.id))  # the stored key, through its source root
     ds.SOPInstanceUID = pydicom.uid.generate_uid()
     copy = tmp_path / "copy.dcm"
     ds.save_as(copy)

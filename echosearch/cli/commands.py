@@ -14,6 +14,7 @@ from echosearch.cli import (  # noqa: F401
     probe,
     search,
     serve,
+    sources,
     synth,
     tokenize,
     train,

@@ -40,6 +40,7 @@ class OpenSpace:
             threading.Lock()
         )  # concurrent first queries (API threads, UI warm-up) load it once
         self._site_key: bytes | None = None
+        self._roots = None  # the registered source roots, read on first use (echosearch.sources)
 
     @property
     def model_name(self) -> str:
@@ -68,7 +69,8 @@ class OpenSpace:
         return self._encoder is not None
 
     def reload_vectors(self) -> None:
-        """Pick up vectors written by an indexer since the space was opened."""
+        """Pick up vectors (and source roots) written by an indexer since the space was opened."""
+        self._roots = None
         self.index = self._load_video_index()
         if self.report_space is not None:
             self.report_index = self.report_space.load_index(mmap=None)
@@ -88,6 +90,32 @@ class OpenSpace:
 
         key = self.site_key()
         return keyed_hash(value, key) if key is not None else None
+
+    @property
+    def roots(self):
+        """The data dir's registered source roots (:class:`echosearch.sources.SourceRoots`)."""
+        from echosearch.sources import SourceRoots
+
+        roots = self._roots
+        if roots is None:
+            roots = self._roots = SourceRoots.load(self.db)
+        return roots
+
+    def location(self, key: str) -> str:
+        """Where a stored clip key's clip is (an absolute path; a remote key as it is): what an
+        administrator is shown, and what a file is read from. A root registered since the roots
+        were read (an indexer running beside a server) is picked up."""
+        from echosearch.sources import parse_root_key
+
+        parsed = parse_root_key(key)
+        if parsed is not None and parsed[0] not in self.roots:
+            self._roots = None
+        return self.roots.location(key)
+
+    def source_file(self, key: str) -> str | None:
+        """The file on disk of a stored clip key (None for a remote clip or an unknown root)."""
+        self.location(key)  # picks up a newly registered root
+        return self.roots.path_for(key)
 
     def absolute(self, rel: str | None) -> str | None:
         """A data-dir relative path (thumbnails, previews) as an absolute one."""

@@ -34,7 +34,7 @@ from echosearch.search.studies import StudySearch
 from echosearch.search.videos import VideoSearch
 from echosearch.store import queries as q
 from echosearch.store.db import has_database, open_db
-from echosearch.store.schema import Study
+from echosearch.store.schema import Study, Video
 
 
 class Engine:
@@ -303,9 +303,22 @@ class Engine:
         """The clip's cine loop for a viewer (:class:`echosearch.cine.Cine`: an MP4 of every masked
         frame at the clip's frame rate), made on first use and kept under ``DATA/cine/``."""
         from echosearch.cine import make_cine
-        from echosearch.paths import filesystem_path
+        from echosearch.video.errors import ClipReadError
 
-        return make_cine(self.data_dir, int(video_id), filesystem_path(self.video(video_id).path))
+        source = self.source_file(video_id)
+        if source is None:
+            raise ClipReadError("the clip came over DICOM (DICOMweb or C-STORE): no file of it is kept here")
+        return make_cine(self.data_dir, int(video_id), source)
+
+    def source_file(self, video_id: int) -> str | None:
+        """The file on disk an indexed clip was read from (through its registered source root,
+        :mod:`echosearch.sources`); None for a clip that came over DICOMweb or C-STORE."""
+        with self.db.session() as s:
+            video = s.get(Video, int(video_id))
+            key = video.path if video is not None else None
+        if key is None:
+            raise UsageError(f"no video {video_id}")
+        return self.archive.source_file(key)
 
     # -------------------------------------------------------------- labels
 

@@ -44,7 +44,7 @@ class Hits:
         return VideoHit(
             video_id=card.id,
             score=None if score is None else float(score),
-            path=card.path,
+            path=self.archive.location(card.path),
             study_uid=card.study_uid,
             study_date=card.study_date.isoformat() if card.study_date else None,
             view=card.view,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, Select, func, or_, select, update
+from sqlalchemy import Row, Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from echosearch.batching import SQL_IN_BATCH, batches
@@ -32,6 +32,7 @@ from echosearch.store.schema import (
     Label,
     Patient,
     Report,
+    SourceRoot,
     Study,
     Video,
     utcnow,
@@ -447,6 +448,75 @@ def table_counts(s: Session) -> dict[str, int]:
         name: int(s.scalar(select(func.count()).select_from(table)) or 0)
         for name, table in Base.metadata.tables.items()
     }
+
+
+# ---------------------------------------------------------------- source roots (echosearch.sources)
+
+
+def source_roots(s: Session) -> dict[int, str]:
+    """{root id: its folder} of every registered source root."""
+    return {int(i): p for i, p in s.execute(select(SourceRoot.id, SourceRoot.path).order_by(SourceRoot.id))}
+
+
+def add_source_root(s: Session, path: str) -> int:
+    """Register ``path`` (an absolute folder, as stored) as a source root; its id."""
+    row = SourceRoot(path=path)
+    s.add(row)
+    s.flush()
+    return row.id
+
+
+def set_source_root_path(s: Session, root_id: int, path: str) -> None:
+    row = s.get(SourceRoot, root_id)
+    if row is None:
+        raise UsageError(f"no source root {root_id}")
+    row.path = path
+    s.flush()
+
+
+def clips_per_root(s: Session) -> tuple[dict[int, int], int]:
+    """({root id: indexed clips stored under it}, indexed clips still stored with an absolute path)."""
+    keys = s.scalars(select(Video.path).where(Video.status == STATUS_INDEXED))
+    per: dict[int, int] = {}
+    absolute = 0
+    for key in keys:
+        m = re.match(r"root:([0-9]+)/", key)
+        if m:
+            per[int(m.group(1))] = per.get(int(m.group(1)), 0) + 1
+        elif key.startswith("/"):
+            absolute += 1
+    return per, absolute
+
+
+def rekey_prefix(s: Session, old: str, new: str) -> int:
+    """Rewrite every ``videos.path`` and ``failures.path`` that starts with ``old`` to start with
+    ``new`` instead; how many rows changed. A video whose new key is taken already keeps its old
+    one; a failure whose new key is recorded already is dropped (the newer record stands)."""
+    changed = 0
+    for table, extra in ((Video, ()), (Failure, (Failure.sha256,))):
+        rows = s.execute(
+            select(table.id, table.path, *extra).where(table.path.startswith(old, autoescape=True))
+        ).all()
+        rows = [r for r in rows if r.path.startswith(old)]  # LIKE ignores case on SQLite
+        if not rows:
+            continue
+        targets = [new + r.path[len(old) :] for r in rows]
+        taken: set = set()
+        for chunk in batches(targets, SQL_IN_BATCH):
+            taken |= {tuple(t) for t in s.execute(select(table.path, *extra).where(table.path.in_(chunk)))}
+        updates, drop = [], []
+        for r, target in zip(rows, targets, strict=True):
+            if (target, *r[2:]) not in taken:
+                updates.append({"id": r.id, "path": target})
+            elif table is Failure:
+                drop.append(r.id)
+        if updates:
+            s.execute(update(table), updates)
+        for chunk in batches(drop, SQL_IN_BATCH):
+            s.execute(delete(table).where(table.id.in_(chunk)))
+        changed += len(updates)
+    s.flush()
+    return changed
 
 
 # ---------------------------------------------------------------- filters

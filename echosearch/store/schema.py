@@ -161,6 +161,20 @@ class IndexRun(Base):
     args: Mapped[dict[str, Any] | None]
 
 
+class SourceRoot(Base):
+    """A folder of the archive registered by ``echosearch index`` (or ``echosearch sources add``).
+
+    Clips under it are stored as ``root:<id>/<path below the root>`` (:mod:`echosearch.sources`), so
+    the absolute location of the archive is written once, here, and a moved archive mount is one
+    update (``echosearch sources move``). ``path`` is the resolved absolute folder (as
+    :func:`echosearch.paths.storable_path` writes it)."""
+
+    __tablename__ = "source_roots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Failure(Base):
     """A file the indexer could not read; kept so a rerun skips it until it changes."""
 

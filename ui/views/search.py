@@ -140,8 +140,12 @@ def gradcam_view(eng: Engine, video_id: int, text: str) -> None:
     hit = common.guarded(lambda: eng.video(video_id))
     if hit is None:
         return
+    source = eng.source_file(video_id)  # through the clip's registered source root
+    if source is None:
+        st.info(f"clip {video_id} came over DICOM: no file of it is kept here for the heat map")
+        return
     try:
-        image, over, score = _gradcam(eng, video_id, hit.path, text)
+        image, over, score = _gradcam(eng, video_id, source, text)
     except Exception as exc:  # the clip may have moved since indexing; say so, keep the page
         st.error(f"cannot compute the heat map for clip {video_id}: {exc}")
         return

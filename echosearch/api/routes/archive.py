@@ -62,7 +62,7 @@ def failures(
         rows, total = q.failure_rows(s, limit=limit, offset=offset, kinds=kind or ())
         results = [
             {
-                "path": r.path,
+                "path": engine.archive.location(r.path),  # admins: the file, through its source root
                 "kind": r.kind,
                 "reason": r.reason,
                 "count": r.count,

@@ -16,6 +16,7 @@ from echosearch.api.security import Indexer, State
 from echosearch.api.shapes import PREFIX
 
 router = APIRouter(prefix=PREFIX, tags=["jobs"])
+PATH_PARAMS = ("paths", "reports", "tasks", "thresholds")  # server-side files a job names
 
 
 class IndexRequest(BaseModel):
@@ -52,13 +53,32 @@ def _allowed(api, name: str, value: str) -> str:  # noqa: ANN001
     return str(resolved)
 
 
+def _private(params: dict, engine) -> dict:  # noqa: ANN001
+    """A job's parameters as the audit log keeps them: server-side paths (which may name MRN
+    folders) as keyed marks (:func:`echosearch.sources.keyed_path`), everything else as it is."""
+    from echosearch.errors import EchosearchError
+    from echosearch.sources import keyed_path
+
+    try:
+        key = engine.archive.site_key()
+    except EchosearchError:  # no usable key: the paths still go (as bare marks)
+        key = None
+
+    def mark(value):  # noqa: ANN001, ANN202
+        if isinstance(value, str):
+            return keyed_path(value, key)
+        return [mark(v) for v in value] if isinstance(value, list) else value
+
+    return {k: mark(v) if k in PATH_PARAMS else v for k, v in params.items()}
+
+
 def _accepted(api, caller, kind: str, params: dict, work) -> ApiJSON:  # noqa: ANN001
     engine = api.engine_for(caller)
     try:
         job = api.jobs.submit(kind, params, caller.who, work)
     except QueueFull as exc:
         raise ApiError(429, "too_many_jobs", str(exc), headers={"Retry-After": "60"}) from None
-    engine.audit.record(f"{kind}_job", {"job": job.id, **params})
+    engine.audit.record(f"{kind}_job", {"job": job.id, **_private(params, engine)})
     return ApiJSON(job.to_dict(), status_code=202, headers={"Location": f"{PREFIX}/jobs/{job.id}"})
 
 
