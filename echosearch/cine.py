@@ -32,6 +32,8 @@ CINE_DIR = "cine"
 DEFAULT_FPS = 30.0
 #: x264 quality (lower is better; 18 is visually lossless for grey-scale echo).
 CRF = 18
+#: The largest instance retrieved from a PACS to make a loop (as the indexer's spool allows).
+MAX_RETRIEVE_BYTES = 4 << 30
 #: Default cap on ``DATA/cine`` in MiB (``ECHOSEARCH_CINE_CACHE_MB``).
 DEFAULT_CACHE_MB = 2048
 _LOCKS: dict[str, threading.Lock] = {}
@@ -72,18 +74,18 @@ def cine_path(data_dir: str | os.PathLike, video_id: int) -> Path:
     return Path(data_dir) / CINE_DIR / f"{int(video_id)}.mp4"
 
 
-def cached_cine(data_dir: str | os.PathLike, video_id: int, source: str | os.PathLike) -> Cine | None:
-    """The stored loop of a clip when it is there and its source file has not changed since."""
+def cached_cine(data_dir: str | os.PathLike, video_id: int, source: str | os.PathLike | None) -> Cine | None:
+    """The stored loop of a clip when it is there and its source file has not changed since.
+    ``source=None``: a PACS instance (immutable by its SOP Instance UID), any stored loop of it is good."""
     mp4 = cine_path(data_dir, video_id)
     try:
         doc = json.loads(mp4.with_suffix(".json").read_text())
-        stat = os.stat(source)
+        stat = os.stat(source) if source is not None else None
     except (OSError, ValueError):
         return None
-    if (
-        not mp4.is_file()
-        or doc.get("source_size") != stat.st_size
-        or doc.get("source_mtime") != stat.st_mtime
+    if not mp4.is_file() or (
+        stat is not None
+        and (doc.get("source_size") != stat.st_size or doc.get("source_mtime") != stat.st_mtime)
     ):
         return None
     doc["path"] = mp4
@@ -137,8 +139,12 @@ def prune_cine_cache(
     return removed
 
 
-def make_cine(data_dir: str | os.PathLike, video_id: int, source: str | os.PathLike) -> Cine:
+def make_cine(
+    data_dir: str | os.PathLike, video_id: int, source: str | os.PathLike, *, immutable: bool = False
+) -> Cine:
     """The clip's cine loop, made from its masked frames on first use and reused after.
+    ``immutable``: ``source`` is a temporary copy of a PACS instance (the loop is kept without the
+    copy's size and mtime, see :func:`cached_cine`).
 
     Raises :class:`~echosearch.video.errors.ClipReadError` (one line) when the clip cannot be read,
     e.g. it moved since indexing or is larger than the decoding limits allow.
@@ -173,8 +179,8 @@ def make_cine(data_dir: str | os.PathLike, video_id: int, source: str | os.PathL
             height=height,
             heart_rate=float(clip.meta.heart_rate) if clip.meta.heart_rate else None,
             fps_recorded=bool(clip.fps and clip.fps > 0),
-            source_size=stat.st_size,
-            source_mtime=stat.st_mtime,
+            source_size=None if immutable else stat.st_size,
+            source_mtime=None if immutable else stat.st_mtime,
         )
         atomic_write_text(mp4.with_suffix(".json"), json.dumps(cine.sidecar()), mode=PRIVATE, fsync=False)
         prune_cine_cache(data_dir, keep=mp4)
@@ -212,3 +218,36 @@ def read_frames(path: str | os.PathLike) -> list[np.ndarray]:
 
     with av.open(str(path)) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def make_pacs_cine(data_dir: str | os.PathLike, video_id: int, key: str) -> Cine:
+    """The cine loop of a clip indexed from a DICOMweb server: reused when made before, else the
+    instance is retrieved (WADO-RS, credentials as for indexing: ``ECHOSEARCH_DICOMWEB_*`` or a netrc
+    file) into a private temporary folder, made into the loop and deleted, so that no copy of the
+    instance with its full header stays in the data dir. C-STORE clips keep no way back to their
+    sender: a clear error."""
+    import tempfile
+    from urllib.parse import urlsplit
+
+    from echosearch.pacs.credentials import resolve_credentials
+    from echosearch.pacs.dicomweb import InstanceError, SourceError, make_client, retrieve_to
+    from echosearch.sources import DICOMWEB_SCHEMES, parse_key
+
+    ref = parse_key(key)
+    if ref is None or not ref.base.startswith(DICOMWEB_SCHEMES):
+        raise ClipReadError(
+            "the clip came over DICOM (C-STORE) and no file of it is kept: open it in the PACS viewer"
+        )
+    done = cached_cine(data_dir, video_id, None)
+    if done is not None:
+        return done
+    folder = Path(data_dir) / CINE_DIR
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        client = make_client(ref.http_base, resolve_credentials(urlsplit(ref.http_base).hostname or ""))
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".retrieve-") as tmp:
+            instance = Path(tmp) / "instance.dcm"
+            retrieve_to(client, ref, instance, MAX_RETRIEVE_BYTES)
+            return make_cine(data_dir, video_id, instance, immutable=True)
+    except (SourceError, InstanceError) as exc:
+        raise ClipReadError(f"cannot retrieve the clip from the PACS: {one_line(exc)}") from None

@@ -194,3 +194,25 @@ def test_wrong_credentials_are_one_clear_line(tmp_path, orthanc, cli):
     assert r.returncode == 1
     assert "refused the credentials (HTTP 401)" in r.stderr and "Traceback" not in r.stderr
     assert "wrong-horse" not in r.stderr + r.stdout
+
+
+def test_a_pacs_clip_plays_in_the_cine_viewer_and_no_copy_of_it_stays(tmp_path, orthanc, monkeypatch):
+    """A clip indexed from DICOMweb has no file here: the viewer's loop is made from the instance
+    fetched back over WADO-RS (credentials from the environment, as for indexing), and only the masked
+    loop is kept."""
+    from echosearch.search import Engine
+
+    data = tmp_path / "web"
+    index_dicomweb(orthanc, data, all=True)
+    monkeypatch.setenv("ECHOSEARCH_DICOMWEB_USER", USER)
+    monkeypatch.setenv("ECHOSEARCH_DICOMWEB_PASSWORD", PASSWORD)
+    with Engine.open(data) as engine:
+        clips = by_sop(data)
+        vid = engine.index.ids()[0]
+        cine = engine.cine(int(vid))
+        assert cine.path.is_file() and cine.frames in {c["frames"] for c in clips.values()}
+        assert not list(data.rglob("*.dcm")) and not list((data / "cine").glob(".retrieve-*"))
+        monkeypatch.setenv("ECHOSEARCH_DICOMWEB_PASSWORD", "wrong")  # made once: no second retrieval
+        assert engine.cine(int(vid)) == cine
+        with pytest.raises(Exception, match="cannot retrieve the clip from the PACS"):
+            engine.cine(int(engine.index.ids()[1]))  # not made yet, and now the login is refused

@@ -302,12 +302,13 @@ class Engine:
     def cine(self, video_id: int):
         """The clip's cine loop for a viewer (:class:`echosearch.cine.Cine`: an MP4 of every masked
         frame at the clip's frame rate), made on first use and kept under ``DATA/cine/``."""
-        from echosearch.cine import make_cine
-        from echosearch.video.errors import ClipReadError
+        from echosearch.cine import make_cine, make_pacs_cine
 
         source = self.source_file(video_id)
-        if source is None:
-            raise ClipReadError("the clip came over DICOM (DICOMweb or C-STORE): no file of it is kept here")
+        if source is None:  # indexed from a PACS: fetched back over DICOMweb for the loop
+            with self.db.session() as s:
+                key = s.get(Video, int(video_id)).path
+            return make_pacs_cine(self.data_dir, int(video_id), key)
         return make_cine(self.data_dir, int(video_id), source)
 
     def source_file(self, video_id: int) -> str | None:
