@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from echosearch.cli.common import emit_json, json_option
+from echosearch.cli.common import data_option, emit_json, json_option
 from echosearch.cli.main import cli
 
 archive_option = click.option(
@@ -155,7 +155,14 @@ def eval_cmd(archive, model_name, out_dir, frames, tasks_file, thresholds_file, 
 
 
 @cli.command()
-@archive_option
+@click.option(
+    "--archive",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Labelled archive: clips + manifest.csv + reports.csv (what `echosearch synth` writes). Without it: "
+    "the clips indexed in --data, with ground truth from --labels.",
+)
+@data_option
 @model_option
 @click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False),
               help="Thresholds file to write (default: the model's site thresholds file in the cache dir, "
@@ -167,13 +174,27 @@ def eval_cmd(archive, model_name, out_dir, frames, tasks_file, thresholds_file, 
 @tasks_option
 @labels_option
 @json_option
-def calibrate(archive, model_name, out_file, into_bundle, frames, tasks_file, labels_file, as_json) -> None:
-    """F1-optimal thresholds of binary zero-shot tasks (class offsets of categorical ones), from a labelled archive."""
+def calibrate(
+    archive, data, model_name, out_file, into_bundle, frames, tasks_file, labels_file, as_json
+) -> None:
+    """F1-optimal thresholds of binary zero-shot tasks (class offsets of categorical ones, Platt
+    probabilities, regression errors): from a labelled archive, or from the clips already indexed in
+    a data dir and a labels CSV (`--data DIR --labels labels.csv`: no clip is read again)."""
     from echosearch.labels.tasks import load_tasks
     from echosearch.training.calibrate import calibrate as run
     from echosearch.training.data import load_archive
     from echosearch.training.evaluate import LabelsFile
 
+    if archive is None:
+        if not labels_file:
+            raise click.UsageError(
+                "pass --archive DIR, or --labels FILE to calibrate on the clips indexed in --data"
+            )
+        if into_bundle:
+            raise click.UsageError("--into-bundle calibrates a bundle on a labelled archive: pass --archive")
+        result = _calibrate_index(data, model_name, out_file, tasks_file, labels_file)
+        _print_calibration(result, as_json, out_file, into_bundle=False, index=True)
+        return
     load_archive(archive)
     if into_bundle and (out_file or tasks_file):
         raise click.UsageError("--into-bundle writes the model's own thresholds: not with --out or --tasks")
@@ -186,6 +207,20 @@ def calibrate(archive, model_name, out_file, into_bundle, frames, tasks_file, la
     result = run(_encoder(model_name), archive, out=Path(out_file) if out_file else None, frames=frames,
                  progress=not as_json, tasks_file=tasks_file, labels_file=labels_file,
                  into_bundle=into_bundle)  # fmt: skip
+    _print_calibration(result, as_json, out_file, into_bundle, index=False)
+
+
+def _calibrate_index(data, space, out_file, tasks_file, labels_file) -> dict:
+    from echosearch.search import Engine
+    from echosearch.training.calibrate import calibrate_index
+    from echosearch.training.evaluate import LabelsFile
+
+    LabelsFile(labels_file)  # a bad file fails before the model loads
+    with Engine.open(data, space=space) as engine:
+        return calibrate_index(engine, labels_file, Path(out_file) if out_file else None, tasks_file)
+
+
+def _print_calibration(result: dict, as_json: bool, out_file, into_bundle: bool, index: bool) -> None:
     if as_json:
         emit_json(result)
         return
@@ -199,8 +234,13 @@ def calibrate(archive, model_name, out_file, into_bundle, frames, tasks_file, la
             click.echo(f"{name:<24} " + "  ".join(f"{c} {v:+.5f}" for c, v in value.items()))
         else:
             click.echo(f"{name:<24} {value:.5f}")
-    click.echo(f"wrote {result['path']}")
-    if not (out_file or into_bundle):
+    click.echo(f"wrote {result['path']} (from {result['clips']} labelled clips)")
+    if result.get("skipped"):
+        click.echo(f"not calibrated (no labels, or one class only): {', '.join(result['skipped'])}")
+    if index:
+        relabel = f"echosearch relabel --thresholds {out_file}" if out_file else "echosearch relabel"
+        click.echo(f"apply them to every indexed clip with: {relabel}")
+    elif not (out_file or into_bundle):
         click.echo("(this site's thresholds for the model, read over its bundle's; the bundle is unchanged; "
                    "`echosearch index` relabels an index with them)")  # fmt: skip
 

@@ -75,9 +75,26 @@ def calibrate(
     labels = LabelsFile(labels_file) if labels_file else None
     emb = embed_archive(encoder, archive, frames, progress)
     scores = score_tasks(tasks, emb.frame_embs, encoder.encode_text)
-    thresholds, skipped = {}, []
+    thresholds, skipped = fit_calibration(
+        tasks, scores, lambda task: task_labels(task, emb.clips, labels, Path(archive))
+    )
+    if into_bundle:
+        path = _write_into_bundle(encoder, thresholds, archive)
+    else:
+        path = out if out is not None else site
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_thresholds(path, {**(load_thresholds(path) if path.is_file() else {}), **thresholds})
+    return {"thresholds": thresholds, "skipped": skipped, "path": str(path), "clips": len(emb.clips)}
+
+
+def fit_calibration(tasks, scores, truth) -> tuple[dict[str, Any], list[str]]:
+    """Per task, from its scores and ``truth(task)`` (NaN where unknown): a binary task's F1 threshold
+    and Platt sigmoid, a categorical task's class offsets, a regression task's MAE; and the tasks
+    skipped (no labels, or one class only)."""
+    thresholds: dict[str, Any] = {}
+    skipped: list[str] = []
     for task in tasks:
-        y = task_labels(task, emb.clips, labels, Path(archive))
+        y = truth(task)
         known = ~np.isnan(y)
         if task.kind == "regression":
             if known.any():  # the error a card shows next to the estimate ("EF ≈ 48% (model estimate, ±7)")
@@ -88,27 +105,99 @@ def calibrate(
             continue
         if not known.any() or y[known].min() == y[known].max():
             skipped.append(task.name)
-            log.warning("task %s: archive has only one class; not calibrated", task.name)
+            log.warning("task %s: the labels hold one class only (or none); not calibrated", task.name)
             continue
         if task.kind == "binary":
-            s, truth = scores[task.name][known], y[known].astype(int)
-            threshold = f1_threshold(s, truth)
-            slope, intercept = platt_scaling(s, truth, midpoint=threshold)  # p >= 0.5 exactly when "yes"
-            thresholds[task.name] = {
-                "threshold": threshold,
-                "slope": slope,
-                "intercept": intercept,
-            }
+            s, y_known = scores[task.name][known], y[known].astype(int)
+            threshold = f1_threshold(s, y_known)
+            slope, intercept = platt_scaling(s, y_known, midpoint=threshold)  # p >= 0.5 exactly when "yes"
+            thresholds[task.name] = {"threshold": threshold, "slope": slope, "intercept": intercept}
         else:
             offsets = accuracy_offsets(scores.class_scores[task.name][known], y[known].astype(int))
             thresholds[task.name] = dict(zip(task.class_names, offsets.tolist(), strict=True))
-    if into_bundle:
-        path = _write_into_bundle(encoder, thresholds, archive)
-    else:
-        path = out if out is not None else site
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_thresholds(path, {**(load_thresholds(path) if path.is_file() else {}), **thresholds})
-    return {"thresholds": thresholds, "skipped": skipped, "path": str(path), "clips": len(emb.clips)}
+    return thresholds, skipped
+
+
+def calibrate_index(
+    engine, labels_file: str | Path, out: Path | None = None, tasks_file=None
+) -> dict[str, Any]:
+    """Calibrate on a site's own indexed clips: ground truth from ``labels_file`` (a
+    :class:`~echosearch.training.evaluate.LabelsFile`: ``path``, ``sop_uid`` or ``study_uid`` plus one
+    column per task), scores recomputed from the stored frame embeddings (no clip is read again, the
+    text tower alone runs), written like :func:`calibrate`'s. Then ``echosearch relabel`` (with
+    ``--thresholds FILE`` for an ``--out`` file) puts the new probabilities and decisions on every clip.
+
+    Why: a site's archive is no synthetic archive with a manifest; its labels are a CSV of the clips
+    it already indexed, and the embeddings are all in the data dir."""
+    from sqlalchemy import select
+
+    from echosearch.labels.tasks import load_tasks
+    from echosearch.store.schema import STATUS_INDEXED, Study, Video
+
+    if tasks_file and out is None:
+        raise UsageError("thresholds of a --tasks file go to a file of their own: pass --out FILE")
+    recorded = engine.space.recorded_tasks()
+    tasks = (
+        load_tasks(tasks_file) if tasks_file else (recorded[0] if recorded else require_tasks(engine.encoder))
+    )
+    if not tasks:
+        raise UsageError(f"space {engine.space.name!r} has no zero-shot task to calibrate")
+    labels = LabelsFile(labels_file)
+    with engine.db.session() as s:
+        videos = s.execute(
+            select(Video.id, Video.path, Video.sop_uid, Study.study_uid)
+            .join(Study, Video.study_id == Study.id)
+            .where(Video.status == STATUS_INDEXED)
+        ).all()
+    frames = engine.space.frames()
+    ids, rows, names = [], [], []
+    for v in videos:
+        where = engine.archive.location(v.path)
+        paths = _path_suffixes(v.path) + _path_suffixes(where)
+        row = labels.row_for(v.study_uid, v.sop_uid, paths)
+        if row and int(v.id) in frames:
+            ids.append(int(v.id))
+            rows.append(row)
+            names.append(Path(where).name)
+    if not ids:
+        raise UsageError(f"{labels_file}: no row names an indexed clip (by path, sop_uid or study_uid)")
+    scores = score_clips(tasks, frames.get_many(ids), engine.encoder.encode_text)
+    thresholds, skipped = fit_calibration(
+        tasks, scores, lambda task: _known(labels.values(task, rows, names), len(ids))
+    )
+    path = out if out is not None else _site_file(engine.encoder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_thresholds(path, {**(load_thresholds(path) if path.is_file() else {}), **thresholds})
+    return {"thresholds": thresholds, "skipped": skipped, "path": str(path), "clips": len(ids)}
+
+
+def _known(values: np.ndarray | None, n: int) -> np.ndarray:
+    return values if values is not None else np.full(n, np.nan)
+
+
+def _path_suffixes(text: str) -> list[str]:
+    """A stored path's spellings a labels CSV may use: whole, then every tail ("a/b/c.dcm", "b/c.dcm"...)."""
+    parts = Path(text).as_posix().split("/")
+    return ["/".join(parts[i:]) for i in range(len(parts))]
+
+
+def score_clips(tasks, frame_embs: list[np.ndarray], encode_text):
+    """:func:`score_tasks` over clips of different lengths (grouped by frame count, as relabel does),
+    in the order given; categorical class scores included."""
+    from echosearch.labels.scoring import ScoreResults
+
+    groups: dict[int, list[int]] = {}
+    for i, f in enumerate(frame_embs):
+        groups.setdefault(int(f.shape[0]), []).append(i)
+    out = ScoreResults()
+    n = len(frame_embs)
+    for members in groups.values():
+        part = score_tasks(tasks, np.stack([frame_embs[i] for i in members]).astype(np.float32), encode_text)
+        for name, values in part.items():
+            out.setdefault(name, np.zeros(n, values.dtype))[members] = values
+        for name, cs in part.class_scores.items():
+            out.class_scores.setdefault(name, np.zeros((n, cs.shape[1]), cs.dtype))[members] = cs
+    return out
 
 
 def _site_file(encoder) -> Path:

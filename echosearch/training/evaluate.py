@@ -261,28 +261,39 @@ class LabelsFile:
         return next((c for c in self.columns if label_key(c) in names and c not in self.KEYS), None)
 
     def row_of(self, clip: ArchiveClip, root: Path | None) -> dict[str, str]:
-        row: dict[str, str] = {}
-        row.update(self.by["study_uid"].get(clip.study_uid, {}))
-        row.update(self.by["sop_uid"].get(clip.row.get("sop_uid", ""), {}))
         rel = clip.path.relative_to(root).as_posix() if root and clip.path.is_relative_to(root) else None
-        row.update(self.by["path"].get(rel or "", self.by["path"].get(clip.path.resolve().as_posix(), {})))
+        return self.row_for(
+            clip.study_uid, clip.row.get("sop_uid", ""), [rel or "", clip.path.resolve().as_posix()]
+        )
+
+    def row_for(self, study_uid: str | None, sop_uid: str | None, paths: Sequence[str]) -> dict[str, str]:
+        """The row of a clip known by its study UID, SOP Instance UID and the ways to spell its
+        path (first match wins), merged as the class doc says."""
+        row: dict[str, str] = {}
+        row.update(self.by["study_uid"].get(study_uid or "", {}))
+        row.update(self.by["sop_uid"].get(sop_uid or "", {}))
+        row.update(next((self.by["path"][p] for p in paths if p in self.by["path"]), {}))
         return row
 
     def labels(self, task, clips: Sequence[ArchiveClip], root: Path | None) -> np.ndarray | None:
         """The task's ground truth per clip (NaN where unknown); None when the file has no column."""
+        return self.values(task, [self.row_of(c, root) for c in clips], [c.path.name for c in clips])
+
+    def values(self, task, rows: Sequence[dict[str, str]], names: Sequence[str]) -> np.ndarray | None:
+        """The task's ground truth in each of ``rows`` (NaN where unknown; ``names`` for errors)."""
         from echosearch.errors import UsageError
 
         column = self.column_for(task)
         if column is None:
             return None
         out = []
-        for c in clips:
-            raw = (self.row_of(c, root).get(column) or "").strip()
+        for row, name in zip(rows, names, strict=True):
+            raw = (row.get(column) or "").strip()
             try:
                 out.append(_parse_truth(task, raw))
             except ValueError:
                 raise UsageError(f"{self.path}: column {column!r}: {raw!r} is not a {task.kind} label "
-                                 f"of task {task.name} (clip {c.path.name})") from None  # fmt: skip
+                                 f"of task {task.name} (clip {name})") from None  # fmt: skip
         return np.asarray(out, dtype=np.float64)
 
 
