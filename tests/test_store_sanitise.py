@@ -182,8 +182,17 @@ def test_a_hostile_dicom_is_indexed_with_the_rest_of_its_batch(
     assert all(c.ok for c in verify_data_dir(data, db))
     db.close()
 
-    again = run_index(_opts(src, data, tiny_task_bundle))  # incremental as ever: nothing read again
-    assert (again.unchanged, again.new, again.skipped_failed) == (len(dcms), 0, 1)
+    # Another file with the same over-long SOP UID (other content) is the same instance: a duplicate,
+    # though the database holds the UID cut to its column (the dedupe compares the stored form).
+    twin = src / "twin.dcm"
+    shutil.copy(dcms[0], twin)
+    ds = pydicom.dcmread(twin)
+    ds.StudyDescription = "ANOTHER COPY"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.save_as(twin, enforce_file_format=False)
+    again = run_index(_opts(src, data, tiny_task_bundle))  # incremental as ever: nothing else read again
+    assert (again.unchanged, again.new, again.duplicates, again.skipped_failed) == (len(dcms), 0, 1, 1)
 
 
 def test_an_overlong_query_with_nuls_is_audited(tmp_path, small_archive, tiny_task_bundle, db_backend):

@@ -75,6 +75,14 @@ def storable_json(value: Any) -> Any:
     return value
 
 
+def stored_form(column: Any, value: Any) -> Any:
+    """What ``column`` (a mapped attribute: ``Video.sop_uid``) stores for ``value``. Keys kept in
+    memory and compared with keys loaded from the database (the indexer's dedupe by SOP UID) go
+    through this, so a hostile over-long value matches its stored, cut form."""
+    kind = getattr(column, "type", None)
+    return kind.process_bind_param(value, None) if isinstance(kind, TypeDecorator) else value
+
+
 class SafeString(TypeDecorator):
     """``String(length)`` that stores any str: cleaned and cut to length (``key=True``: with a digest)."""
 
