@@ -115,6 +115,25 @@ def test_hostile_strings_are_stored_by_every_writer_and_found_again(tmp_path, db
     db.close()
 
 
+def test_long_label_names_stay_apart_and_are_overwritten_not_added(tmp_path, db_backend):
+    """Derived names of a long task ("TASK.positive", "TASK.probability") share their first 64
+    characters: cut plainly they would collide on (video, space, task); labelled again, they must
+    update their rows."""
+    db = open_db(tmp_path / "data")
+    task = "t" * 70
+    for value in (0.25, 0.75):  # index, then relabel
+        with db.session() as s:
+            vid = q.upsert_video(s, "/a.dcm", status=STATUS_INDEXED).id
+            space = q.upsert_space(s, "sp", model_name="m", dim=4).id
+            q.upsert_labels(
+                s, space, [(vid, f"{task}.positive", value, None), (vid, f"{task}.probability", value, None)]
+            )
+    with db.session() as s:
+        stored = q.labels_for(s, [vid])[vid]
+    assert len(stored) == 2 and set(stored.values()) == {0.75}
+    db.close()
+
+
 # ---------------------------------------------------------------- the indexer and the audit log
 
 

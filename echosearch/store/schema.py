@@ -145,7 +145,7 @@ class Label(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
     space_id: Mapped[int] = mapped_column(ForeignKey("embedding_spaces.id", ondelete="CASCADE"))
-    task: Mapped[str] = mapped_column(SafeString(64))
+    task: Mapped[str] = mapped_column(SafeString(64, key=True))  # "TASK.probability" names stay apart
     value: Mapped[float | None] = mapped_column(Float)
     category: Mapped[str | None] = mapped_column(SafeString(64))  # categorical tasks: the class name
     video: Mapped[Video] = relationship(back_populates="labels")
