@@ -5,8 +5,10 @@ gigabytes at a hospital's scale. Every FAISS index file starts with the same hea
 kind (``faiss/impl/index_write.cpp``: ``write_index_header``): a four-character code naming the
 index class, then ``d`` (int32) and ``ntotal`` (int64), little-endian. An ``IndexIDMap2`` (our flat
 and HNSW kinds) follows its own header (33 bytes with the inner-product metric) with the inner
-index's code. ``ntotal`` of a saved index counts live vectors only: removals are applied before
-saving (HNSW tombstones are rebuilt away by ``VectorIndex.save``).
+index's code. ``ntotal`` of a saved index counts live vectors only: IVF kinds remove in place, and
+HNSW tombstones are rebuilt away by ``VectorIndex.save``. A new kind in
+:mod:`echosearch.index.faiss_index` needs its code in :data:`KINDS` (``tests/test_stats.py`` checks
+every kind against ``VectorIndex.load``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: fourcc (and the inner index's fourcc for an IndexIDMap2) -> the kind ``VectorIndex.kind`` names.
-KINDS = {("IxM2", "IxFI"): "flat", ("IxM2", "IHNf"): "hnsw", ("IwFl", None): "ivf"}
+KINDS = {
+    ("IxM2", "IxFI"): "flat",
+    ("IxM2", "IHNf"): "hnsw",
+    ("IwFl", None): "ivf",
+    ("IwSq", None): "ivf-sq8",
+    ("IwPQ", None): "ivf-pq",
+}
 _HEADER = struct.Struct("<4siq")  # fourcc, d, ntotal
 _INNER_AT = 4 + 4 + 8 + 8 + 8 + 1 + 4  # IndexIDMap2: fourcc, d, ntotal, 2 dummies, is_trained, metric
 
