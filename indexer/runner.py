@@ -51,6 +51,7 @@ from echosearch.sources import (
 from echosearch.store import queries as q
 from echosearch.store.db import Database, open_db
 from echosearch.store.schema import STATUS_INDEXED, Failure, IndexRun, Video
+from echosearch.store.types import stored_form
 from echosearch.video import parse_sampling
 
 log = logging.getLogger(__name__)
@@ -367,7 +368,7 @@ class Runner:
                     summary.touched += 1
                     progress.update()
                     continue
-                sop = result.meta.sop_instance_uid
+                sop = stored_form(Video.sop_uid, result.meta.sop_instance_uid)  # as seen_sop holds them
                 if seen_sha.get(result.sha256, path) != path or seen_sop.get(sop, path) != path:
                     summary.duplicates += 1
                     row = self._known.get(path)

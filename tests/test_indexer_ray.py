@@ -1,13 +1,21 @@
 """The Ray engine (``index --engine ray``) on a local Ray cluster: the same clips, vectors and labels as the
-local engine, and an encoder actor killed mid-run loses no clip and writes none twice."""
+local engine, an encoder actor killed mid-run loses no clip and writes none twice, and a driver killed
+mid-run (kill -9) is finished by a rerun: every clip once, ``verify`` clean, no Ray process left."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from echosearch.index import Space
 from echosearch.indexer.reconcile import verify_data_dir
@@ -19,12 +27,46 @@ from echosearch.synth import synthesize_archive
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'echosearch[ray]')")
 
 
+def _descendants(root: int) -> set[int]:
+    """Live processes under ``root`` (from /proc): the Ray cluster this test process started."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_gone(pids: set[int], seconds: float) -> set[int]:
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return {p for p in pids if _alive(p)}
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     # logical CPUs (Ray does not pin them): two encoders of one thread each and a reader
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
-    yield
+    yield ray.get_runtime_context().gcs_address
+    cluster = _descendants(os.getpid()) if sys.platform.startswith("linux") else set()
     ray.shutdown()
+    left = _wait_gone(cluster, 30)  # whatever the tests did, the cluster leaves no process behind
+    assert not left, f"Ray processes outlived ray.shutdown(): {sorted(left)}"
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +155,71 @@ def test_a_killed_encoder_actor_loses_no_clip_and_writes_none_twice(
     assert space.load_index().ntotal == n == len(space.frames())
     assert all(c.ok for c in verify_data_dir(data, db))
     db.close()
+
+
+def _indexed_so_far(db_path: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("SELECT count(*) FROM videos WHERE status = 'indexed'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _encoder_processes() -> set[int]:
+    """This test's cluster's encoder actor processes (Ray titles them ``ray::_EncoderActor...``)."""
+    out = set()
+    for pid in _descendants(os.getpid()):
+        try:
+            if b"_EncoderActor" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.add(pid)
+        except OSError:
+            continue
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_driver_killed_mid_run_is_finished_by_a_rerun(tmp_path, tiny_task_bundle, ray_cluster, cli):
+    """kill -9 of ``echosearch index --engine ray`` (the driver: the cluster lives on), rerun the same
+    command on the same cluster: every clip indexed exactly once, ``verify`` exits 0, and the killed
+    run's encoder actors do not outlive it."""
+    src, data = tmp_path / "archive", tmp_path / "data"
+    synthesize_archive(
+        src, patients=4, seed=13, studies=(1, 1), clips_per_study=(3, 3), frames=(4, 6),
+        formats=("dicom-explicit",),
+    )  # fmt: skip
+    clips = len(list(src.rglob("*.dcm")))
+    cmd = [sys.executable, "-m", "echosearch", "index", str(src), "--data", str(data), "--model",
+           str(tiny_task_bundle), "--frames", "uniform:4", "--commit-every", "1", "--batch-size", "4",
+           "--engine", "ray", "--ray-address", ray_cluster]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 180
+    try:
+        while _indexed_so_far(data / "echosearch.db") < 2 and proc.poll() is None:
+            assert time.monotonic() < deadline, "the Ray driver made no progress"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and anything it started; the cluster is not its
+        _, err = proc.communicate()
+    killed_at = _indexed_so_far(data / "echosearch.db")
+    assert 0 < killed_at < clips, (
+        f"the kill should land mid-run ({killed_at}/{clips} indexed): {err[-2000:]!r}"
+    )
+
+    done = cli(*cmd[3:], "--json")
+    assert done.returncode == 0, done.stderr
+    rerun = json.loads(done.stdout)
+    assert rerun["unchanged"] + rerun["new"] + rerun["updated"] == clips and rerun["failed"] == 0
+    db = open_db(data)
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Video)) == clips  # none written twice
+        assert s.scalar(select(func.count()).where(Video.status == STATUS_INDEXED)) == clips
+        paths = s.scalars(select(Video.path)).all()
+    db.close()
+    assert len(set(paths)) == clips
+    space = Space.open(data, rerun["space"])
+    assert space.load_index().ntotal == clips == len(space.frames())
+    verified = cli("verify", "--data", str(data))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # Both drivers are gone: their encoder actors with them (Ray ends a dead driver's actors).
+    assert not _wait_gone(_encoder_processes(), 30), "encoder actors outlived their driver"

@@ -186,10 +186,17 @@ def labels(target, model, data, as_json) -> None:
 @space_option
 @data_option
 @json_option
-def stats(model, data, as_json) -> None:
+@click.option(
+    "--indexes",
+    "load_indexes",
+    is_flag=True,
+    help="Load every space's vector index for its ANN parameters (slow and memory-hungry at scale; "
+    "by default other spaces are counted from their index files' headers).",
+)
+def stats(model, data, as_json, load_indexes) -> None:
     """Counts per table and space, index types, sizes on disk, recent runs, failures."""
     with _open(data, model) as engine:
-        info = engine.stats()
+        info = engine.stats(load_indexes=load_indexes)
     if as_json:
         emit_json(info)
         return
@@ -198,9 +205,10 @@ def stats(model, data, as_json) -> None:
         click.echo(f"  {table:<18} {count}")
     for space in info["spaces"]:
         idx = space["index"]
+        vectors = f"{idx['ntotal']} vectors, {idx['kind']}" if "error" not in idx else idx["error"]
         click.echo(
             f"  space {space['name']} ({space['kind']}, {space['model']}, {space['dim']}-d): "
-            f"{idx['ntotal']} vectors, {idx['kind']}, {space['disk_bytes'] / 1e6:.1f} MB"
+            f"{vectors}, {space['disk_bytes'] / 1e6:.1f} MB"
         )
     for kind, count in info["failures_by_kind"].items():
         click.echo(f"  failed ({kind}): {count}")

@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 
 from echosearch.errors import UsageError
-from echosearch.index import list_spaces
+from echosearch.index import Space, VectorIndex, list_spaces
+from echosearch.index.faiss_index import VectorIndexError
+from echosearch.index.header import read_header
 from echosearch.search.audit import Audit
 from echosearch.search.context import OpenSpace
 from echosearch.search.hits import Hits
@@ -368,12 +370,21 @@ class Engine:
 
     # -------------------------------------------------------------- the archive
 
-    def stats(self) -> dict[str, Any]:
-        """Counts per table, failures by kind, the latest runs, spaces with index type and size."""
+    def stats(self, *, load_indexes: bool = False) -> dict[str, Any]:
+        """Counts per table, failures by kind, the latest runs, spaces with index type and size.
+
+        Cheap at any size: the database's counts, sizes on disk, this engine's own indexes (loaded
+        already) described in full, and every other space's kind, vector count and dim read from its
+        index file's header (:mod:`echosearch.index.header`), not by loading its vectors.
+        ``load_indexes=True`` loads the other spaces' indexes too, for their ANN parameters (``nlist``,
+        ``nprobe``): all their vectors in memory, one space at a time."""
         with self.db.session() as s:
             counts = q.table_counts(s)
             failures = q.failures_by_kind(s)
             last_runs = q.last_runs(s)
+        loaded = {self.archive.space.name: self.archive.index}
+        if self.archive.report_space is not None and self.archive.report_index is not None:
+            loaded[self.archive.report_space.name] = self.archive.report_index
         spaces = [
             {
                 "name": sp.name,
@@ -381,7 +392,7 @@ class Engine:
                 "model": sp.info.model_name,
                 "model_version": sp.info.model_version,
                 "dim": sp.info.dim,
-                "index": sp.load_index().describe(),
+                "index": _describe_index(sp, loaded.get(sp.name), load=load_indexes),
                 "disk_bytes": sp.disk_bytes(),
             }
             for sp in list_spaces(self.data_dir)
@@ -410,3 +421,17 @@ def default_space(videos: list) -> Any:
         preferred = None
     named = [sp for sp in videos if preferred in (sp.name, sp.info.model_name)]
     return max(named or videos, key=lambda sp: sp.info.created_at)
+
+
+def _describe_index(space: Space, index: VectorIndex | None, *, load: bool) -> dict[str, Any]:
+    """``VectorIndex.describe()`` of a space's index: of ``index`` when it is loaded, else of the
+    index file's header (kind, ntotal, dim) unless ``load``; a file that cannot be read is reported
+    (``error``), not raised: one damaged space must not hide the others' figures."""
+    if index is not None:
+        return index.describe()
+    try:
+        if load or not space.index_path.is_file():  # no file yet: an empty index, nothing to read
+            return space.load_index().describe()
+        return read_header(space.index_path).describe()
+    except (OSError, ValueError, VectorIndexError) as exc:
+        return {"kind": None, "ntotal": None, "dim": space.info.dim, "error": str(exc)}

@@ -37,6 +37,7 @@ from echosearch.store.schema import (
     Video,
     utcnow,
 )
+from echosearch.store.types import stored_form
 
 # ---------------------------------------------------------------- patients, studies, reports
 
@@ -281,6 +282,7 @@ def upsert_labels(
         q = select(Label).where(Label.space_id == space_id, Label.video_id.in_(batch))
         existing.update({(lb.video_id, lb.task): lb for lb in s.scalars(q)})
     for vid, task, value, category in rows:
+        task = stored_form(Label.task, task)  # as ``existing`` holds it (a long name is stored cut)
         lb = existing.get((int(vid), task))
         val = None if value is None else float(value)
         if lb is None:

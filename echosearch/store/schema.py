@@ -1,7 +1,10 @@
 """The metadata schema: SQLAlchemy 2.0 ORM models for everything that is not a vector.
 
 Portable column types only (String, Text, Integer, BigInteger, Float, Date, DateTime, JSON), so the
-same models and migrations run on SQLite (the default data dir) and PostgreSQL (large sites).
+same models and migrations run on SQLite (the default data dir) and PostgreSQL (large sites). Every
+string column is one of :mod:`echosearch.store.types` (``SafeString``/``SafeText``/``SafeJSON``): what
+is bound to it is made storable there (no NUL, no lone surrogate, cut to its length), so a fuzzed
+DICOM header or an odd file name cannot fail a batch on PostgreSQL, and no writer has to remember.
 Patient IDs and accession numbers are never stored in the clear: only their keyed hashes
 (``echosearch.privacy.keyed_hash``). Any change here needs a new Alembic revision in
 ``echosearch/store/migrations/versions`` (``tests/test_store.py`` fails when they disagree).
@@ -13,7 +16,6 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Date,
     DateTime,
@@ -22,11 +24,11 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
-    String,
-    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from echosearch.store.types import SafeJSON, SafeString, SafeText
 
 # Explicit constraint names: Alembic (and SQLite batch migrations) need them to alter constraints later.
 NAMING_CONVENTION = {
@@ -51,7 +53,7 @@ def utcnow() -> dt.datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dict[str, Any]: JSON, dt.datetime: DateTime(timezone=True)}
+    type_annotation_map = {dict[str, Any]: SafeJSON, dt.datetime: DateTime(timezone=True)}
 
 
 class Patient(Base):
@@ -59,7 +61,7 @@ class Patient(Base):
 
     __tablename__ = "patients"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(64), unique=True)
+    key: Mapped[str] = mapped_column(SafeString(64, key=True), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     studies: Mapped[list[Study]] = relationship(back_populates="patient")
 
@@ -69,11 +71,11 @@ class Study(Base):
 
     __tablename__ = "studies"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    study_uid: Mapped[str] = mapped_column(String(128), unique=True)
-    accession_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    study_uid: Mapped[str] = mapped_column(SafeString(128, key=True), unique=True)
+    accession_key: Mapped[str | None] = mapped_column(SafeString(64, key=True), index=True)
     study_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="SET NULL"), index=True)
-    description: Mapped[str | None] = mapped_column(String(256))
+    description: Mapped[str | None] = mapped_column(SafeString(256))
     patient: Mapped[Patient | None] = relationship(back_populates="studies")
     videos: Mapped[list[Video]] = relationship(back_populates="study")
     reports: Mapped[list[Report]] = relationship(back_populates="study", cascade="all, delete-orphan")
@@ -84,24 +86,24 @@ class Video(Base):
 
     __tablename__ = "videos"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sop_uid: Mapped[str | None] = mapped_column(String(128), index=True)
+    sop_uid: Mapped[str | None] = mapped_column(SafeString(128, key=True), index=True)
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id", ondelete="SET NULL"), index=True)
-    series_uid: Mapped[str | None] = mapped_column(String(128))
-    path: Mapped[str] = mapped_column(String(1024), unique=True)
-    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    series_uid: Mapped[str | None] = mapped_column(SafeString(128, key=True))
+    path: Mapped[str] = mapped_column(SafeString(1024, key=True), unique=True)
+    sha256: Mapped[str | None] = mapped_column(SafeString(64, key=True), index=True)
     size: Mapped[int | None] = mapped_column(BigInteger)
     mtime: Mapped[float | None] = mapped_column(Float)
     frames: Mapped[int | None] = mapped_column(Integer)
     fps: Mapped[float | None] = mapped_column(Float)
     rows: Mapped[int | None] = mapped_column(Integer)
     cols: Mapped[int | None] = mapped_column(Integer)
-    manufacturer: Mapped[str | None] = mapped_column(String(128), index=True)
-    model: Mapped[str | None] = mapped_column(String(128))
-    view: Mapped[str | None] = mapped_column(String(32), index=True)
-    status: Mapped[str] = mapped_column(String(16), default=STATUS_PENDING, index=True)
+    manufacturer: Mapped[str | None] = mapped_column(SafeString(128), index=True)
+    model: Mapped[str | None] = mapped_column(SafeString(128))
+    view: Mapped[str | None] = mapped_column(SafeString(32), index=True)
+    status: Mapped[str] = mapped_column(SafeString(16), default=STATUS_PENDING, index=True)
     indexed_at: Mapped[dt.datetime | None]
-    thumbnail_path: Mapped[str | None] = mapped_column(String(1024))
-    preview_path: Mapped[str | None] = mapped_column(String(1024))
+    thumbnail_path: Mapped[str | None] = mapped_column(SafeString(1024))
+    preview_path: Mapped[str | None] = mapped_column(SafeString(1024))
     study: Mapped[Study | None] = relationship(back_populates="videos")
     labels: Mapped[list[Label]] = relationship(back_populates="video", cascade="all, delete-orphan")
 
@@ -112,8 +114,8 @@ class Report(Base):
     __tablename__ = "reports"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
-    text: Mapped[str] = mapped_column(Text)
-    cleaned_text: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(SafeText)
+    cleaned_text: Mapped[str | None] = mapped_column(SafeText)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     study: Mapped[Study] = relationship(back_populates="reports")
 
@@ -123,10 +125,10 @@ class EmbeddingSpace(Base):
 
     __tablename__ = "embedding_spaces"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
-    kind: Mapped[str] = mapped_column(String(16), default="video")  # "video" or "report"
-    model_name: Mapped[str] = mapped_column(String(128))
-    model_version: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(SafeString(128, key=True), unique=True)
+    kind: Mapped[str] = mapped_column(SafeString(16), default="video")  # "video" or "report"
+    model_name: Mapped[str] = mapped_column(SafeString(128))
+    model_version: Mapped[str | None] = mapped_column(SafeString(64))
     preprocessing: Mapped[dict[str, Any] | None]
     dim: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -143,9 +145,9 @@ class Label(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
     space_id: Mapped[int] = mapped_column(ForeignKey("embedding_spaces.id", ondelete="CASCADE"))
-    task: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(SafeString(64, key=True))  # "TASK.probability" names stay apart
     value: Mapped[float | None] = mapped_column(Float)
-    category: Mapped[str | None] = mapped_column(String(64))  # categorical tasks: the class name
+    category: Mapped[str | None] = mapped_column(SafeString(64))  # categorical tasks: the class name
     video: Mapped[Video] = relationship(back_populates="labels")
 
 
@@ -156,7 +158,7 @@ class IndexRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None]
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[str] = mapped_column(SafeString(16), default="running")
     counts: Mapped[dict[str, Any] | None]
     args: Mapped[dict[str, Any] | None]
 
@@ -181,10 +183,10 @@ class Failure(Base):
     __tablename__ = "failures"
     __table_args__ = (UniqueConstraint("path", "sha256"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(String(1024), index=True)
-    sha256: Mapped[str | None] = mapped_column(String(64))
-    reason: Mapped[str] = mapped_column(Text)
-    kind: Mapped[str | None] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(SafeString(1024, key=True), index=True)
+    sha256: Mapped[str | None] = mapped_column(SafeString(64, key=True))
+    reason: Mapped[str] = mapped_column(SafeText)
+    kind: Mapped[str | None] = mapped_column(SafeString(64))
     count: Mapped[int] = mapped_column(Integer, default=1)
     first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -195,9 +197,9 @@ class AuditLog(Base):
 
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    who: Mapped[str | None] = mapped_column(String(128))
+    who: Mapped[str | None] = mapped_column(SafeString(128))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
-    action: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(SafeString(64))
     query: Mapped[dict[str, Any] | None]
 
 
@@ -213,9 +215,9 @@ class User(Base):
 
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(16))
-    password_hash: Mapped[str | None] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(SafeString(64, key=True), unique=True)
+    role: Mapped[str] = mapped_column(SafeString(16))
+    password_hash: Mapped[str | None] = mapped_column(SafeString(256))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     disabled_at: Mapped[dt.datetime | None]
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
@@ -232,9 +234,9 @@ class ApiToken(Base):
     __tablename__ = "api_tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell tokens apart
-    label: Mapped[str | None] = mapped_column(String(128))
+    token_sha256: Mapped[str] = mapped_column(SafeString(64, key=True), unique=True)
+    prefix: Mapped[str] = mapped_column(SafeString(16))  # the token's first characters, to tell tokens apart
+    label: Mapped[str | None] = mapped_column(SafeString(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]
@@ -246,5 +248,5 @@ class SiteSetting(Base):
     """Facts about the data dir itself (``site_key_fingerprint``: which site key its hashes use)."""
 
     __tablename__ = "site_settings"
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(SafeString(64, key=True), primary_key=True)
+    value: Mapped[str] = mapped_column(SafeText)
