@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import children, wait_gone
 from sqlalchemy import func, select
 
 from echosearch.index import Space
@@ -78,25 +79,6 @@ def test_kill_9_mid_run_then_rerun_is_exact(tmp_path, tiny_task_bundle):
     assert checks and all(c.ok for c in checks)
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(stat.parent.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_kill_9_of_the_indexer_leaves_no_reader_process(tmp_path, tiny_task_bundle):
@@ -110,13 +92,10 @@ def test_kill_9_of_the_indexer_leaves_no_reader_process(tmp_path, tiny_task_bund
     try:
         while len(readers) < 2 and proc.poll() is None:  # the pool's readers (and its resource tracker)
             assert time.monotonic() < deadline, "the indexer started no readers"
-            readers = _children(proc.pid)
+            readers = children(proc.pid)
             time.sleep(0.05)
     finally:
         proc.kill()  # kill -9 of the indexer alone: its readers get no signal from us
         proc.wait()
-    deadline = time.monotonic() + 10
-    while any(_alive(p) for p in readers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [p for p in readers if _alive(p)]
-    assert not left, f"reader processes outlived the indexer: {left}"
+    left = wait_gone(set(readers), 10)
+    assert not left, f"reader processes outlived the indexer: {sorted(left)}"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from procs import descendants, wait_gone
 from sqlalchemy import func, select
 
 from echosearch.index import Space
@@ -27,45 +28,14 @@ from echosearch.synth import synthesize_archive
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'echosearch[ray]')")
 
 
-def _descendants(root: int) -> set[int]:
-    """Live processes under ``root`` (from /proc): the Ray cluster this test process started."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z":
-            parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {root}
-    while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _wait_gone(pids: set[int], seconds: float) -> set[int]:
-    deadline = time.monotonic() + seconds
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return {p for p in pids if _alive(p)}
-
-
 @pytest.fixture(scope="module")
 def ray_cluster():
     # logical CPUs (Ray does not pin them): two encoders of one thread each and a reader
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
-    cluster = _descendants(os.getpid()) if sys.platform.startswith("linux") else set()
+    cluster = descendants(os.getpid()) if sys.platform.startswith("linux") else set()
     ray.shutdown()
-    left = _wait_gone(cluster, 30)  # whatever the tests did, the cluster leaves no process behind
+    left = wait_gone(cluster, 30)  # whatever the tests did, the cluster leaves no process behind
     assert not left, f"Ray processes outlived ray.shutdown(): {sorted(left)}"
 
 
@@ -168,7 +138,7 @@ def _indexed_so_far(db_path: Path) -> int:
 def _encoder_processes() -> set[int]:
     """This test's cluster's encoder actor processes (Ray titles them ``ray::_EncoderActor...``)."""
     out = set()
-    for pid in _descendants(os.getpid()):
+    for pid in descendants(os.getpid()):
         try:
             if b"_EncoderActor" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 out.add(pid)
@@ -222,4 +192,4 @@ def test_a_driver_killed_mid_run_is_finished_by_a_rerun(tmp_path, tiny_task_bund
     verified = cli("verify", "--data", str(data))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     # Both drivers are gone: their encoder actors with them (Ray ends a dead driver's actors).
-    assert not _wait_gone(_encoder_processes(), 30), "encoder actors outlived their driver"
+    assert not wait_gone(_encoder_processes(), 30), "encoder actors outlived their driver"

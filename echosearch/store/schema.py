@@ -173,7 +173,7 @@ class SourceRoot(Base):
 
     __tablename__ = "source_roots"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(String(1024), unique=True)
+    path: Mapped[str] = mapped_column(SafeString(1024, key=True), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -1,0 +1,48 @@
+"""Processes seen through /proc, for the tests that kill a run and check nothing outlives it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def _stats() -> dict[int, list[str]]:
+    """``{pid: the fields of /proc/PID/stat after the command name}`` of every process."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            out[int(stat.parent.name)] = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+    return out
+
+
+def children(pid: int) -> list[int]:
+    """Live (not zombie) direct children of ``pid``."""
+    return [p for p, fields in _stats().items() if int(fields[1]) == pid and fields[0] != "Z"]
+
+
+def descendants(root: int) -> set[int]:
+    """Live processes anywhere under ``root``."""
+    parents = {p: int(fields[1]) for p, fields in _stats().items() if fields[0] != "Z"}
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def wait_gone(pids: set[int], seconds: float) -> set[int]:
+    """Wait up to ``seconds`` for ``pids`` to end; those still alive."""
+    deadline = time.monotonic() + seconds
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return {p for p in pids if alive(p)}
