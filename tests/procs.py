@@ -46,3 +46,11 @@ def wait_gone(pids: set[int], seconds: float) -> set[int]:
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     return {p for p in pids if alive(p)}
+
+
+def cmdline(pid: int) -> str:
+    """The command line of ``pid`` ("" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from procs import descendants, wait_gone
+from procs import cmdline, descendants, wait_gone
 from sqlalchemy import func, select
 
 from echosearch.index import Space
@@ -33,9 +33,12 @@ def ray_cluster():
     # logical CPUs (Ray does not pin them): two encoders of one thread each and a reader
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
-    cluster = descendants(os.getpid()) if sys.platform.startswith("linux") else set()
+    # Ray's own processes (raylet, GCS, workers, ray::actors): not, say, the multiprocessing resource
+    # tracker a local-engine run in this module started, which lives as long as pytest does
+    others = descendants(os.getpid()) if sys.platform.startswith("linux") else set()
+    cluster = {pid for pid in others if "ray" in cmdline(pid).lower()}
     ray.shutdown()
-    left = wait_gone(cluster, 30)  # whatever the tests did, the cluster leaves no process behind
+    left = wait_gone(cluster, 60)  # whatever the tests did, the cluster leaves no process behind
     assert not left, f"Ray processes outlived ray.shutdown(): {sorted(left)}"
 
 
