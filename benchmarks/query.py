@@ -98,6 +98,17 @@ def rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def rss_parts_gib() -> dict[str, float]:
+    """Resident memory now, split: anonymous (heap: model, ids, buffers) and file-backed (the pages
+    of memory-mapped index files that queries touched, which the kernel may drop under pressure)."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile"):
+            fields[key] = int(value.split()[0]) / 2**20
+    return {"rss_anon_gib": fields.get("RssAnon", 0.0), "rss_file_gib": fields.get("RssFile", 0.0)}
+
+
 def latencies(fn, items) -> np.ndarray:
     """Milliseconds per call of ``fn(item)``, after one warm-up call."""
     fn(items[0])
@@ -145,6 +156,7 @@ def search_phase(n: int, args, folder: str, out: mp.Queue) -> None:
 
         faiss.omp_set_num_threads(args.threads)
     encode_text = load_text_encoder(args.text_model, args.precision, args.dim) if not args.no_text else None
+    model_rss = rss_gib()
     t0 = time.perf_counter()
     idx = VectorIndex.load(Path(folder) / "index.faiss", config(args), mmap=None)  # as the Engine opens it
     load_s = time.perf_counter() - t0
@@ -158,6 +170,8 @@ def search_phase(n: int, args, folder: str, out: mp.Queue) -> None:
     row = {
         "load_s": load_s,
         "rss_gib": rss_gib(),
+        "model_rss_gib": model_rss,
+        **rss_parts_gib(),
         "v2v_p50_ms": float(np.percentile(v2v, 50)),
         "v2v_p95_ms": float(np.percentile(v2v, 95)),
         "v2v_filtered_p50_ms": float(np.percentile(v2v_f, 50)),
@@ -219,7 +233,8 @@ def run_size(n: int, args) -> dict:
 COLS = [
     ("n", "N", "{:>10,}"), ("index", "index", "{:<32}"), ("build_s", "build s", "{:>8.1f}"),
     ("build_rss_gib", "build RSS", "{:>9.2f}"), ("disk_gib", "disk GiB", "{:>8.2f}"),
-    ("rss_gib", "RSS GiB", "{:>7.2f}"), ("load_s", "load s", "{:>6.2f}"), ("v2v_p50_ms", "v2v p50", "{:>7.2f}"),
+    ("rss_gib", "RSS GiB", "{:>7.2f}"), ("model_rss_gib", "model", "{:>5.2f}"), ("rss_anon_gib", "anon", "{:>5.2f}"),
+    ("rss_file_gib", "mapped", "{:>6.2f}"), ("load_s", "load s", "{:>6.2f}"), ("v2v_p50_ms", "v2v p50", "{:>7.2f}"),
     ("v2v_p95_ms", "v2v p95", "{:>7.2f}"), ("v2v_filtered_p50_ms", "filt p50", "{:>8.2f}"),
     ("recall_at_10", "R@10", "{:>5.3f}"), ("t2v_p50_ms", "t2v p50", "{:>7.1f}"), ("t2v_p95_ms", "t2v p95", "{:>7.1f}"),
 ]  # fmt: skip

@@ -11,8 +11,8 @@ Index kinds, chosen by size (thresholds in :class:`IndexConfig`):
 * ``ivf-sq8`` / ``ivf-pq`` — IVF with 8-bit scalar codes (4x smaller than float32) or product
   quantisation codes (``pq_m`` bytes per vector), chosen when the exact vectors would not fit the
   space's memory budget (``--index-memory``, :meth:`IndexConfig.kind_for`, after the way autofaiss
-  picks an index). Above ``hnsw_quantizer_nlist`` lists the coarse quantizer is an HNSW graph over
-  the centroids, so assigning a vector does not scan every list. Their exact vectors live on disk
+  picks an index). Above ``hnsw_quantizer_nlist`` lists (some 70M vectors) the coarse quantizer is
+  an HNSW graph over the centroids, so assigning a vector does not scan every list. Their exact vectors live on disk
   beside the index (:mod:`echosearch.index.vectorfile`, memory-mapped): every query re-ranks its
   ``k * refine_factor`` best candidates with them, and ``reconstruct``/rebuilds read them, so the
   compressed codes never degrade similar-clip vectors. Opened by a query server, the codes are
@@ -86,7 +86,8 @@ class IndexConfig:
     nprobe: int | None = None  # IVF lists probed per query; None = auto (3% of nlist, 16..64)
     pq_m: int | None = None  # PQ bytes per vector; None = the most that fit the budget
     refine_factor: int = 8  # compressed kinds re-rank k * this many candidates with exact vectors
-    hnsw_quantizer_nlist: int = 4096  # above this many IVF lists, an HNSW graph assigns vectors
+    # above this many IVF lists an HNSW graph assigns vectors (below, exact assignment costs little)
+    hnsw_quantizer_nlist: int = 16384
     train_per_list: int = 40  # IVF training vectors per list (sampled)
     rebuild_growth: float = 4.0  # rebuild an IVF once it has grown this many times past its training size
     hnsw_m: int = 32
@@ -367,6 +368,9 @@ class VectorIndex:
             spec = f"IVF{nlist}{quantizer},{codes[kind]}"
             # (not downcast_index: its proxy does not own the index, which the factory's proxy frees)
             ivf = faiss.index_factory(self.dim, spec, faiss.METRIC_INNER_PRODUCT)
+            if quantizer:  # FAISS's default (16 candidates) misassigns vectors: impure lists, lost recall
+                graph = faiss.downcast_index(ivf.quantizer).hnsw
+                graph.efSearch, graph.efConstruction = 128, 80
         ivf.cp.niter = 10
         if kind == "ivf-pq":  # polysemous codes serve Hamming pre-filtering, which we never use
             ivf.do_polysemous_training = False

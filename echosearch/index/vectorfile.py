@@ -18,6 +18,7 @@ crash mid-append leaves a torn tail that opening ignores (rows = the shorter of 
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 from collections.abc import Iterable
@@ -40,6 +41,22 @@ def vector_paths(index_path: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(index_path)
     stem = p.with_suffix("")
     return stem.with_name(stem.name + VEC_SUFFIX), stem.with_name(stem.name + IDS_SUFFIX)
+
+
+def _map_random(path: Path, dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only memory map of ``path`` as an array, advised for random access.
+
+    Why the advice: re-ranking gathers scattered rows of 1 KiB; with the kernel's default read-ahead
+    every such row pulls in its neighbours too, and a few thousand queries leave gigabytes of the file
+    resident (seen: the whole 2 GiB file of a 2M-clip index after 230 queries)."""
+    count = int(np.prod(shape))
+    if not count:
+        return np.empty(shape, dtype)
+    with open(path, "rb") as fh:
+        mm = mmap.mmap(fh.fileno(), count * np.dtype(dtype).itemsize, access=mmap.ACCESS_READ)
+    if hasattr(mmap, "MADV_RANDOM"):
+        mm.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mm, dtype=dtype, count=count).reshape(shape)
 
 
 def _append(path: Path, data: np.ndarray) -> None:
@@ -75,12 +92,8 @@ class VectorFile:
                 "run `echosearch verify --repair` (it rebuilds them from the frame store)"
             )
         rows = min(vec_path.stat().st_size // (2 * self.dim), ids_path.stat().st_size // 8)
-        self._vecs = (
-            np.memmap(vec_path, np.float16, "r", shape=(rows, self.dim))
-            if rows
-            else np.empty((0, self.dim), np.float16)
-        )
-        self._row_ids = np.memmap(ids_path, np.int64, "r", shape=(rows,)) if rows else np.empty(0, np.int64)
+        self._vecs = _map_random(vec_path, np.float16, (rows, self.dim))
+        self._row_ids = np.asarray(_map_random(ids_path, np.int64, (rows,)))
         self._index_rows()
 
     def _index_rows(self) -> None:
