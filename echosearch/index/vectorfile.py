@@ -29,6 +29,8 @@ import numpy as np
 from echosearch.errors import EchosearchError
 
 VEC_SUFFIX = ".vectors.f16"
+#: Rows gathered from the file between two releases of its pages (peak: ~64 KiB mapped per row).
+GATHER_ROWS = 2048
 IDS_SUFFIX = ".vectors.ids"
 
 
@@ -43,20 +45,18 @@ def vector_paths(index_path: str | os.PathLike) -> tuple[Path, Path]:
     return stem.with_name(stem.name + VEC_SUFFIX), stem.with_name(stem.name + IDS_SUFFIX)
 
 
-def _map_random(path: Path, dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """A read-only memory map of ``path`` as an array, advised for random access.
-
-    Why the advice: re-ranking gathers scattered rows of 1 KiB; with the kernel's default read-ahead
-    every such row pulls in its neighbours too, and a few thousand queries leave gigabytes of the file
-    resident (seen: the whole 2 GiB file of a 2M-clip index after 230 queries)."""
+def _map_random(path: Path, dtype, shape: tuple[int, ...]) -> tuple[np.ndarray, mmap.mmap | None]:
+    """A read-only memory map of ``path`` as an array (and the map), advised for random access:
+    re-ranking gathers scattered rows of 1 KiB, which the default read-ahead would pad with the
+    rows around them (seen: the whole 2 GiB file of a 2M-clip index resident after 230 queries)."""
     count = int(np.prod(shape))
     if not count:
-        return np.empty(shape, dtype)
+        return np.empty(shape, dtype), None
     with open(path, "rb") as fh:
         mm = mmap.mmap(fh.fileno(), count * np.dtype(dtype).itemsize, access=mmap.ACCESS_READ)
     if hasattr(mmap, "MADV_RANDOM"):
         mm.madvise(mmap.MADV_RANDOM)
-    return np.frombuffer(mm, dtype=dtype, count=count).reshape(shape)
+    return np.frombuffer(mm, dtype=dtype, count=count).reshape(shape), mm
 
 
 def _append(path: Path, data: np.ndarray) -> None:
@@ -73,6 +73,7 @@ class VectorFile:
         self.dim = int(dim)
         self.path: Path | None = Path(index_path) if index_path is not None else None
         self._vecs = np.empty((0, self.dim), np.float16)
+        self._mm: mmap.mmap | None = None
         self._row_ids = np.empty(0, np.int64)
         self._sorted_ids = np.empty(0, np.int64)  # unique ids with a row on disk, sorted
         self._sorted_rows = np.empty(0, np.int64)  # the live (last) row of each
@@ -92,8 +93,12 @@ class VectorFile:
                 "run `echosearch verify --repair` (it rebuilds them from the frame store)"
             )
         rows = min(vec_path.stat().st_size // (2 * self.dim), ids_path.stat().st_size // 8)
-        self._vecs = _map_random(vec_path, np.float16, (rows, self.dim))
-        self._row_ids = np.asarray(_map_random(ids_path, np.int64, (rows,)))
+        self._vecs, self._mm = _map_random(vec_path, np.float16, (rows, self.dim))
+        ids, ids_mm = _map_random(ids_path, np.int64, (rows,))
+        self._row_ids = np.array(ids)  # 8 bytes a clip, read once (the id -> row table is built from it)
+        del ids
+        if ids_mm is not None:
+            ids_mm.close()
         self._index_rows()
 
     def _index_rows(self) -> None:
@@ -155,9 +160,19 @@ class VectorFile:
             rows = self._sorted_rows[at]
             order = np.argsort(rows)  # read the file in row order: sequential pages where possible
             gathered = np.empty((rows.size, self.dim), np.float32)
-            gathered[order] = self._vecs[rows[order]]
+            for part in range(0, rows.size, GATHER_ROWS):
+                sel = order[part : part + GATHER_ROWS]
+                gathered[sel] = self._vecs[rows[sel]]
+                self._release()
             out[todo] = gathered
         return out
+
+    def _release(self) -> None:
+        """Unmap the pages a gather touched (the page cache keeps them: the next read of a hot vector
+        costs no disk access). Why: each scattered 1 KiB row maps its cached neighbours too (the
+        kernel's fault-around, 64 KiB), so a query server kept gigabytes of this file resident."""
+        if self._mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._mm.madvise(mmap.MADV_DONTNEED)
 
     def flush(self, index_path: str | os.PathLike) -> None:
         """Append the pending rows to the files of ``index_path`` (copying the old files first
