@@ -28,13 +28,20 @@ class DataDirBusy(EchosearchError):
     """Another process is writing to the data dir."""
 
 
+def running_command() -> str:
+    """``echosearch SUBCOMMAND`` of this process, without its arguments: they name archive folders
+    (often by MRN or accession) and the lock file sits in the data dir, readable while the run lasts."""
+    sub = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    return f"echosearch {sub}".strip()
+
+
 class WriterLock:
     """``with WriterLock(data_dir, "index"):`` hold the data dir's writer lock, or raise
     :class:`DataDirBusy` naming the holder (pid, host, command, since when) at once."""
 
     def __init__(self, data_dir: str | os.PathLike, command: str | None = None) -> None:
         self.path = Path(data_dir) / LOCK_FILE
-        self.command = command or " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])
+        self.command = command or running_command()
         self._fd: int | None = None
 
     def acquire(self) -> WriterLock:

@@ -92,3 +92,18 @@ def test_audit_writes_at_full_speed_never_fail_a_running_indexer(tmp_path, tiny_
         assert s.scalar(select(func.count()).select_from(AuditLog)) == audits[0] > 20
         assert s.scalar(select(func.count()).select_from(Failure)) == 20
     db.close()
+
+
+def test_the_lock_file_names_the_command_but_no_path(tmp_path, monkeypatch):
+    """The holder's arguments name archive folders (MRN/accession layouts): the lock says which
+    command holds it, never the paths it was given."""
+    from echosearch.lock import LOCK_FILE
+
+    monkeypatch.setattr(
+        sys, "argv", ["echosearch", "index", "/pacs/MRN12345/ACC987", "--data", str(tmp_path)]
+    )
+    with WriterLock(tmp_path):
+        text = (tmp_path / LOCK_FILE).read_text()
+        with pytest.raises(DataDirBusy, match="`echosearch index`"):
+            WriterLock(tmp_path).acquire()
+    assert "echosearch index" in text and "MRN12345" not in text and str(tmp_path) not in text
