@@ -38,6 +38,7 @@ from echosearch.batching import batches
 from echosearch.errors import UsageError
 from echosearch.fsutil import atomic_write_text
 from echosearch.labels.encoding import class_row, derived_keys, score_rows
+from echosearch.sources import path_tails
 
 PROBES_DIR = "probes"
 KINDS = ("binary", "categorical", "regression")
@@ -419,10 +420,8 @@ def labelled_vectors(
     by_sop = {v.sop_uid: v.id for v in videos if v.sop_uid}
     by_path: dict[str, int] = {}
     for v in videos:
-        suffixes: set[str] = set()
-        for text in (v.path, engine.archive.location(v.path)):  # the key as stored, and the file
-            parts = Path(text).as_posix().split("/")
-            suffixes |= {"/".join(parts[i:]) for i in range(len(parts))}
+        # the key as stored, and the file
+        suffixes = set(path_tails(v.path)) | set(path_tails(engine.archive.location(v.path)))
         for suffix in suffixes:  # every suffix: "a/b/c.dcm", "b/c.dcm", "c.dcm" (ambiguous ones dropped)
             by_path[suffix] = -1 if suffix in by_path and by_path[suffix] != v.id else v.id
     ids, labels, missing = [], [], 0

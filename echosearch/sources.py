@@ -125,6 +125,13 @@ def dimse_base(calling_ae: str) -> str:
 # ---------------------------------------------------------------- files under registered roots
 
 
+def path_tails(text: str) -> list[str]:
+    """A path's spellings a labels CSV may use: whole, then every tail ("a/b/c.dcm", "b/c.dcm",
+    "c.dcm"), "/"-separated."""
+    parts = Path(text).as_posix().split("/")
+    return ["/".join(parts[i:]) for i in range(len(parts))]
+
+
 def root_key(root_id: int, below: str) -> str:
     """The key of the file ``below`` (as stored, "/"-separated) the source root ``root_id``."""
     return f"root:{int(root_id)}/{below}"

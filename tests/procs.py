@@ -54,3 +54,35 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def indexed_so_far(db_path) -> int:  # noqa: ANN001
+    """Clips a running indexer has committed to its SQLite database (0 before it exists)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("SELECT count(*) FROM videos WHERE status = 'indexed'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def kill_9_once_committed(cmd: list[str], db_path, at_least: int, seconds: float, what: str) -> str:  # noqa: ANN001
+    """Start ``cmd`` in its own session, kill -9 it and all it started once ``at_least`` clips are
+    committed (or it ended by itself); its stderr."""
+    import os
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + seconds
+    try:
+        while indexed_so_far(db_path) < at_least and proc.poll() is None:
+            assert time.monotonic() < deadline, f"{what} made no progress"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and what it started, no clean-up
+        _, err = proc.communicate()
+    return err

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from procs import children, wait_gone
+from procs import children, indexed_so_far, kill_9_once_committed, wait_gone
 from sqlalchemy import func, select
 
 from echosearch.index import Space
@@ -23,14 +19,6 @@ from echosearch.synth import synthesize_archive
 from echosearch.synth.archive import read_manifest
 
 
-def _indexed_so_far(db_path: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as conn:
-            return conn.execute("SELECT count(*) FROM videos WHERE status = 'indexed'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 @pytest.mark.slow
 def test_kill_9_mid_run_then_rerun_is_exact(tmp_path, tiny_task_bundle):
     src, data = tmp_path / "archive", tmp_path / "data"
@@ -38,16 +26,8 @@ def test_kill_9_mid_run_then_rerun_is_exact(tmp_path, tiny_task_bundle):
     clips = len(read_manifest(src))
     cmd = [sys.executable, "-m", "echosearch", "index", str(src), "--data", str(data), "--model",
            str(tiny_task_bundle), "--frames", "uniform:4", "--commit-every", "1", "--workers", "1"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 120
-    try:
-        while _indexed_so_far(data / "echosearch.db") < 2 and proc.poll() is None:
-            assert time.monotonic() < deadline, "indexer made no progress"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the indexer and its reader processes, no clean-up
-        proc.wait()
-    killed_at = _indexed_so_far(data / "echosearch.db")
+    kill_9_once_committed(cmd, data / "echosearch.db", 2, 120, "the indexer")
+    killed_at = indexed_so_far(data / "echosearch.db")
     assert 0 < killed_at < clips, f"the kill should land mid-run ({killed_at}/{clips} indexed)"
 
     summary = run_index(

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sqlite3
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from procs import cmdline, descendants, wait_gone
+from procs import cmdline, descendants, indexed_so_far, kill_9_once_committed, wait_gone
 from sqlalchemy import func, select
 
 from echosearch.index import Space
@@ -130,14 +126,6 @@ def test_a_killed_encoder_actor_loses_no_clip_and_writes_none_twice(
     db.close()
 
 
-def _indexed_so_far(db_path: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as conn:
-            return conn.execute("SELECT count(*) FROM videos WHERE status = 'indexed'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def _encoder_processes() -> set[int]:
     """This test's cluster's encoder actor processes (Ray titles them ``ray::_EncoderActor...``)."""
     out = set()
@@ -165,16 +153,8 @@ def test_a_driver_killed_mid_run_is_finished_by_a_rerun(tmp_path, tiny_task_bund
     cmd = [sys.executable, "-m", "echosearch", "index", str(src), "--data", str(data), "--model",
            str(tiny_task_bundle), "--frames", "uniform:4", "--commit-every", "1", "--batch-size", "4",
            "--engine", "ray", "--ray-address", ray_cluster]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 180
-    try:
-        while _indexed_so_far(data / "echosearch.db") < 2 and proc.poll() is None:
-            assert time.monotonic() < deadline, "the Ray driver made no progress"
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and anything it started; the cluster is not its
-        _, err = proc.communicate()
-    killed_at = _indexed_so_far(data / "echosearch.db")
+    err = kill_9_once_committed(cmd, data / "echosearch.db", 2, 180, "the Ray driver")
+    killed_at = indexed_so_far(data / "echosearch.db")
     assert 0 < killed_at < clips, (
         f"the kill should land mid-run ({killed_at}/{clips} indexed): {err[-2000:]!r}"
     )

@@ -58,6 +58,7 @@ import numpy as np
 from echosearch.batching import batches
 from echosearch.errors import EchosearchError, UsageError
 from echosearch.fsutil import atomic_path
+from echosearch.index.header import read_header
 from echosearch.index.vectorfile import VectorFile, VectorFileError, vector_paths
 
 log = logging.getLogger(__name__)
@@ -697,13 +698,14 @@ class VectorIndex:
         path = Path(path)
         if not path.is_file():
             raise VectorIndexError(f"no vector index at {path}")
-        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+        if mmap is None:  # the header names the kind: one read of the file, not two
+            try:
+                mmap = read_header(path).kind in COMPRESSED
+            except (OSError, ValueError):
+                mmap = False  # FAISS's own reader says what is wrong below
+        flags = (faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY) if mmap else 0
         try:
-            index = faiss.read_index(str(path), flags if mmap in (True, None) else 0)
-            if mmap is None:
-                mmap = isinstance(index, (faiss.IndexIVFScalarQuantizer, faiss.IndexIVFPQ))
-                if not mmap:
-                    index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), flags)
         except RuntimeError as exc:
             raise VectorIndexError(f"cannot read vector index {path}: {str(exc).splitlines()[0]}") from exc
         self = cls(index.d, config)

@@ -306,22 +306,24 @@ class Engine:
         frame at the clip's frame rate), made on first use and kept under ``DATA/cine/``."""
         from echosearch.cine import make_cine, make_pacs_cine
 
-        source = self.source_file(video_id)
+        key = self._key(video_id)
+        source = self.archive.source_file(key)
         if source is None:  # indexed from a PACS: fetched back over DICOMweb for the loop
-            with self.db.session() as s:
-                key = s.get(Video, int(video_id)).path
             return make_pacs_cine(self.data_dir, int(video_id), key)
         return make_cine(self.data_dir, int(video_id), source)
 
     def source_file(self, video_id: int) -> str | None:
         """The file on disk an indexed clip was read from (through its registered source root,
         :mod:`echosearch.sources`); None for a clip that came over DICOMweb or C-STORE."""
+        return self.archive.source_file(self._key(video_id))
+
+    def _key(self, video_id: int) -> str:
+        """The stored key (``videos.path``) of a clip."""
         with self.db.session() as s:
             video = s.get(Video, int(video_id))
-            key = video.path if video is not None else None
-        if key is None:
-            raise UsageError(f"no video {video_id}")
-        return self.archive.source_file(key)
+            if video is None:
+                raise UsageError(f"no video {video_id}")
+            return video.path
 
     # -------------------------------------------------------------- labels
 

@@ -132,6 +132,7 @@ def calibrate_index(
     from sqlalchemy import select
 
     from echosearch.labels.tasks import load_tasks
+    from echosearch.sources import path_tails
     from echosearch.store.schema import STATUS_INDEXED, Study, Video
 
     if tasks_file and out is None:
@@ -153,7 +154,7 @@ def calibrate_index(
     ids, rows, names = [], [], []
     for v in videos:
         where = engine.archive.location(v.path)
-        paths = _path_suffixes(v.path) + _path_suffixes(where)
+        paths = path_tails(v.path) + path_tails(where)
         row = labels.row_for(v.study_uid, v.sop_uid, paths)
         if row and int(v.id) in frames:
             ids.append(int(v.id))
@@ -173,12 +174,6 @@ def calibrate_index(
 
 def _known(values: np.ndarray | None, n: int) -> np.ndarray:
     return values if values is not None else np.full(n, np.nan)
-
-
-def _path_suffixes(text: str) -> list[str]:
-    """A stored path's spellings a labels CSV may use: whole, then every tail ("a/b/c.dcm", "b/c.dcm"...)."""
-    parts = Path(text).as_posix().split("/")
-    return ["/".join(parts[i:]) for i in range(len(parts))]
 
 
 def score_clips(tasks, frame_embs: list[np.ndarray], encode_text):
