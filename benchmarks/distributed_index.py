@@ -60,14 +60,8 @@ def main() -> None:
         t0 = time.perf_counter()
         ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False)
         start = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        dist = run_index(
-            IndexOptions(
-                [str(root / "archive")], str(root / "ray"), engine="ray", encoders=args.encoders,
-                cpus_per_encoder=args.cpus_per_encoder, **base,
-            )
-        )  # fmt: skip
-        rows.append(("ray", dist.new, time.perf_counter() - t0))
+        dist, seconds = ray_run(args, root, "ray", base)
+        rows.append(("ray", dist.new, seconds))
         ray.shutdown()
         if args.two_nodes:
             two, seconds = two_node_run(args, root, base)
@@ -86,6 +80,18 @@ def main() -> None:
             print(f"  {what:<9}" + ", ".join(f"{node}: {n}" for node, n in sorted(per_node.items())))
 
 
+def ray_run(args, root: Path, name: str, base: dict):
+    """Index the archive into ``root/name`` with the Ray engine on the connected cluster; (summary, seconds)."""
+    t0 = time.perf_counter()
+    summary = run_index(
+        IndexOptions(
+            [str(root / "archive")], str(root / name), engine="ray", encoders=args.encoders,
+            cpus_per_encoder=args.cpus_per_encoder, **base,
+        )
+    )  # fmt: skip
+    return summary, time.perf_counter() - t0
+
+
 def two_node_run(args, root: Path, base: dict):
     """Index the archive on a head + worker Ray cluster on this machine; (summary, seconds)."""
     import ray
@@ -98,14 +104,7 @@ def two_node_run(args, root: Path, base: dict):
     cluster.add_node(num_cpus=max(1, args.ray_cpus - head_cpus))
     try:
         ray.init(address=cluster.address, log_to_driver=False)
-        t0 = time.perf_counter()
-        summary = run_index(
-            IndexOptions(
-                [str(root / "archive")], str(root / "ray2"), engine="ray", encoders=args.encoders,
-                cpus_per_encoder=args.cpus_per_encoder, **base,
-            )
-        )  # fmt: skip
-        return summary, time.perf_counter() - t0
+        return ray_run(args, root, "ray2", base)
     finally:
         ray.shutdown()
         cluster.shutdown()
