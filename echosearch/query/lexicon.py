@@ -51,7 +51,7 @@ _CLINICAL_KEYS = {
     "organ_findings",
 }
 _FINDING_RULE_KEYS = {"when", "graded", "number", "graded_as"}
-_MODEL_KEYS = {"version", "vocabulary", "severity_values", "findings"}
+_MODEL_KEYS = {"version", "vocabulary", "severity_values", "findings", "study_share"}
 _REALISATION_KEYS = {"present", "absent", "value", "label", "weight"}
 _LABEL_KEYS = {"task", "view", "ef_task"}
 
@@ -106,6 +106,7 @@ class Lexicon:
     findings: dict[str, Realisation]
     known_words: set[str] = field(default_factory=set)
     max_surface: int = 1
+    study_share: float = 0.0  # how much a clip's label evidence is its study's mean (rank.study_pooled)
     source: str = ""
 
     @cached_property
@@ -315,6 +316,10 @@ def _read_model(path: Path, lex: Lexicon) -> None:
         if grade not in GRADES:
             raise ConfigError(f"{path}: severity_values: unknown grade {grade!r}")
         lex.severity_values[grade] = tuple(_str_list(f"{path}: severity_values.{grade}", values))
+    share = data.get("study_share", 0.0)
+    if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1:
+        raise ConfigError(f"{path}: study_share: expected a number from 0 to 1")
+    lex.study_share = float(share)
     for name, raw in (data["findings"] or {}).items():
         if name not in lex.rules:
             raise ConfigError(f"{path}: findings.{name}: not a finding of clinical.yaml")

@@ -9,6 +9,7 @@ space cannot answer is dropped with a note, never turned into an empty result.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +26,29 @@ class LabelSource:
 
     kind: str  # binary | categorical | regression
     decision: str | None = None  # "<task>.positive" when the space stores decisions
+    probability: str | None = None  # "<task>.probability" when the space stores calibrated ones
     threshold: float = 0.0
     class_grades: dict[str, str] = field(default_factory=dict)  # class name -> plain grade
+    by_view: dict[str | None, np.ndarray] | None = None  # sorted raw scores of the space, per view
+
+
+#: Fewest clips of a view whose own score distribution ranks its clips (else all views' together).
+MIN_VIEW_CLIPS = 20
+
+
+def view_percentile(value: float, view: Any, by_view: dict[str | None, np.ndarray]) -> float:
+    """Where a raw score sits among the space's scores of clips of the same view, in [0, 1].
+
+    Why: a zero-shot score also measures how much a view looks like the finding's sentence (every
+    A3C clip of the demo model scores "pacemaker" higher than an A4C with a lead); ranked within its
+    view, a clip is compared with clips that look like it.
+    """
+    scores = by_view.get(view)
+    if scores is None or scores.size < MIN_VIEW_CLIPS:
+        scores = by_view.get("*")
+    if scores is None or scores.size == 0:
+        return 0.5
+    return float(np.searchsorted(scores, value, side="right")) / scores.size
 
 
 def class_grades(classes: list[str], lex: Lexicon) -> dict[str, str]:
@@ -41,10 +63,13 @@ def class_grades(classes: list[str], lex: Lexicon) -> dict[str, str]:
 
 
 def _in_range(value: float, low: float | None, high: float | None) -> float:
-    """1 inside [low, high), fading to 0 over EF_TOLERANCE outside (the estimate's error)."""
-    below = (low - value) if low is not None and value < low else 0.0
-    above = (value - high) if high is not None and value >= high else 0.0
-    return max(0.0, 1.0 - max(below, above) / EF_TOLERANCE) if (below or above) else 1.0
+    """How likely the true value lies in [low, high) given the estimate, its error taken as normal
+    with a spread of 0.8 * EF_TOLERANCE (8 EF points): graded, so an estimate of 75 ranks above one
+    of 62 for "EF > 60", and one just outside a range still counts a little."""
+    sigma = 0.8 * EF_TOLERANCE
+    upper = 1.0 if high is None else 0.5 * (1.0 + math.erf((high - value) / (sigma * math.sqrt(2))))
+    lower = 0.0 if low is None else 0.5 * (1.0 + math.erf((low - value) / (sigma * math.sqrt(2))))
+    return max(0.0, upper - lower)
 
 
 def signal(cond: Condition, source: LabelSource, labels: dict[str, Any]) -> float:
@@ -53,6 +78,12 @@ def signal(cond: Condition, source: LabelSource, labels: dict[str, Any]) -> floa
     if cond.kind == "range":
         return _in_range(float(value), cond.low, cond.high) if isinstance(value, (int, float)) else 0.0
     if source.kind == "binary":
+        if source.by_view is not None and isinstance(value, (int, float)):
+            p = view_percentile(float(value), labels.get("view"), source.by_view)
+            return p if cond.present else 1.0 - p
+        probability = labels.get(source.probability) if source.probability else None
+        if isinstance(probability, (int, float)):  # graded evidence ranks better than a yes/no
+            return float(probability) if cond.present else 1.0 - float(probability)
         decision = labels.get(source.decision) if source.decision else None
         if decision is None and isinstance(value, (int, float)):
             decision = float(value >= source.threshold)
@@ -82,6 +113,21 @@ def sql_condition(cond: Condition, source: LabelSource, classes: list[str]) -> l
         if index and index == list(range(index[0], index[-1] + 1)):  # a run of classes: one range
             return [q.LabelCondition(cond.task, ">=", index[0]), q.LabelCondition(cond.task, "<=", index[-1])]
     return []
+
+
+def study_pooled(signals: np.ndarray, own: list[int], members: list[list[int]], share: float) -> np.ndarray:
+    """Each candidate's signals (row ``own[i]`` of ``signals``) mixed with the mean over its study's
+    clips (rows ``members[i]``): ``(1 - share) * own + share * study mean``.
+
+    Why: a finding belongs to the study (its report says it), while one clip often cannot show it
+    (a lead is not cut by every view, an EF read off a PSAX at the aortic valve is noise); the
+    study's other clips are more evidence about the same heart, as multi-view models pool them.
+    """
+    mine = signals[own] if signals.size else signals.reshape(len(own), 0)
+    if mine.size == 0 or share <= 0:
+        return mine
+    study = np.stack([signals[m].mean(axis=0) for m in members])
+    return (1.0 - share) * mine + share * study
 
 
 def combined_scores(similarity: np.ndarray, signals: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 
 from echosearch.errors import UsageError
 from echosearch.labels.calibration import binary_threshold
-from echosearch.labels.encoding import positive_key
+from echosearch.labels.encoding import positive_key, probability_key
 from echosearch.search.context import OpenSpace
 from echosearch.search.hits import Hits
 from echosearch.search.label_stats import LabelStats
@@ -204,13 +204,21 @@ class VideoSearch:
                 continue
             classes = list(task.classes) if task.kind == "categorical" else []
             decision = positive_key(task.name) if positive_key(task.name) in stored else None
+            probability = probability_key(task.name) if probability_key(task.name) in stored else None
             threshold = binary_threshold(thresholds.get(task.name)) if task.kind == "binary" else None
             source = LabelSource(
                 task.kind,
                 decision,
+                probability,
                 threshold if threshold is not None else 0.0,
                 class_grades(classes, self.vectors.lexicon),
             )
+            if task.kind == "binary":
+                with self.archive.db.session() as s:
+                    by_view = q.label_values_by_view(s, task.name, self.archive.space_id)
+                if by_view:
+                    by_view["*"] = np.sort(np.concatenate(list(by_view.values())))
+                    source.by_view = by_view
             out[task.name] = (source, classes)
         return out
 
@@ -253,7 +261,7 @@ class VideoSearch:
     def _ranked(self, vec: np.ndarray, k: int, filters: q.VideoFilter | None, prefs: list) -> list[VideoHit]:
         """Search by the text vector alone, or, with label preferences, rank a candidate pool (the
         nearest clips by text plus the clips each preferred label picks) by similarity + preferences."""
-        from echosearch.query.rank import combined_scores, signal, sql_condition
+        from echosearch.query.rank import combined_scores, signal, sql_condition, study_pooled
 
         if not prefs:
             return self.nearest(vec, k, filters)
@@ -278,9 +286,16 @@ class VideoSearch:
             ids = ids[archive.index.live(ids)]
             if ids.size == 0:
                 return []
-            labels = q.labels_for(s, ids.tolist(), archive.space_id)
+            mates = q.study_clips(s, ids.tolist())
+            everyone = sorted({m for i in ids for m in mates.get(int(i), [int(i)])})
+            labels = q.labels_for(s, everyone, archive.space_id)
         similarity = archive.index.reconstruct(ids) @ vec.astype(np.float32)
-        signals = np.array([[signal(c, src, labels[int(i)]) for c, src, _ in prefs] for i in ids], np.float32)
+        row = {v: n for n, v in enumerate(everyone)}
+        signals = np.array([[signal(c, src, labels[v]) for c, src, _ in prefs] for v in everyone], np.float32)
+        own = [row[int(i)] for i in ids]
+        members = [[row[m] for m in mates.get(int(i), [int(i)])] for i in ids]
+        signals = signals.reshape(len(everyone), len(prefs))
+        signals = study_pooled(signals, own, members, self.vectors.lexicon.study_share)
         weights = np.array([c.weight for c, _, _ in prefs], np.float32)
         scores = combined_scores(similarity, signals, weights)
         order = np.argsort(-scores, kind="stable")[:k]

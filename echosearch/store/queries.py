@@ -147,6 +147,19 @@ def videos_of_study(s: Session, study_id: int, *, indexed_only: bool = True) -> 
     return list(s.scalars(q.order_by(Video.id)))
 
 
+def study_clips(s: Session, video_ids: Iterable[int]) -> dict[int, list[int]]:
+    """``{video_id: the indexed clip ids of its study, itself included}`` for each given clip."""
+    study_of: dict[int, int] = {}
+    for batch in batches([int(i) for i in video_ids], SQL_IN_BATCH):
+        study_of.update(s.execute(select(Video.id, Video.study_id).where(Video.id.in_(batch))).all())
+    members: dict[int, list[int]] = {}
+    for batch in batches(sorted(set(study_of.values())), SQL_IN_BATCH):
+        q = select(Video.study_id, Video.id).where(Video.study_id.in_(batch), Video.status == STATUS_INDEXED)
+        for study_id, video_id in s.execute(q.order_by(Video.id)):
+            members.setdefault(study_id, []).append(video_id)
+    return {v: members.get(study, [v]) for v, study in study_of.items()}
+
+
 def is_unchanged(s: Session, path: str, size: int, mtime: float) -> bool:
     """True when ``path`` is already indexed with this size and mtime (the incremental-index test)."""
     v = video_by_path(s, path)
@@ -329,6 +342,27 @@ def label_values(s: Session, task: str, space_id: int | None) -> np.ndarray:
     if space_id is not None:
         stmt = stmt.where(Label.space_id == space_id)
     return np.asarray(s.scalars(stmt).all(), dtype=np.float32)
+
+
+#: Most clips read to learn how a label's scores spread within each view (a sample past that).
+VIEW_SAMPLE = 100_000
+
+
+def label_values_by_view(s: Session, task: str, space_id: int | None) -> dict[str | None, np.ndarray]:
+    """One numeric label's values, sorted, per view (None: no view stored), read from every indexed
+    clip or, in a larger archive, from every m-th clip id (about :data:`VIEW_SAMPLE`: a percentile
+    needs a sample, not ten million rows at a query server's first search)."""
+    stmt = select(Video.view, Label.value).join(Video, Video.id == Label.video_id)
+    stmt = stmt.where(Label.task == task, Video.status == STATUS_INDEXED, Label.value.is_not(None))
+    if space_id is not None:
+        stmt = stmt.where(Label.space_id == space_id)
+    total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    if total > VIEW_SAMPLE:
+        stmt = stmt.where(Label.video_id % (total // VIEW_SAMPLE + 1) == 0)
+    out: dict[str | None, list[float]] = {}
+    for view, value in s.execute(stmt):
+        out.setdefault(view, []).append(value)
+    return {view: np.sort(np.asarray(values, dtype=np.float32)) for view, values in out.items()}
 
 
 def label_category_counts(s: Session, task: str, space_id: int | None) -> dict[str, int]:
