@@ -112,3 +112,39 @@ def test_usage_errors(indexed, tmp_path, cli):
         "calibrate", "--data", str(indexed["data"]), "--labels", str(wrong), "--out", str(tmp_path / "t.json")
     )
     assert bad.returncode == 1 and "'maybe' is not a binary label" in bad.stderr
+
+
+def test_a_view_with_enough_labelled_clips_of_each_class_gets_its_own_sigmoid(tmp_path):
+    import numpy as np
+    import yaml
+
+    from echosearch.labels.scoring import ScoreResults
+    from echosearch.labels.tasks import load_tasks
+    from echosearch.training.calibrate import fit_calibration
+
+    path = tmp_path / "tasks.yaml"
+    view = {"kind": "categorical", "classes": {"A4C": ["A. "], "A3C": ["B. "], "PLAX": ["C. "]}}
+    path.write_text(
+        yaml.safe_dump(
+            {"version": 1, "tasks": {"pacer": {"kind": "binary", "prompts": ["P. "]}, "view": view}},
+            sort_keys=False,
+        )
+    )
+    tasks = load_tasks(path)
+    rng = np.random.default_rng(2)
+    views = np.repeat([0, 1, 2], 40)  # A4C, A3C, PLAX
+    y = (rng.random(120) < 0.4).astype(float)
+    y[80:] = 0.0  # PLAX: negatives only, no fit of its own (MIN_VIEW_CLASS positives needed)
+    # in A4C the score shows the lead; in A3C every clip scores high whatever it shows
+    score = np.where(views == 0, 0.1 * y, 0.3) + 0.01 * rng.normal(size=120)
+    scores = ScoreResults()
+    scores["pacer"] = score.astype(np.float32)
+    scores["view"] = views
+    scores.classes["view"] = ("A4C", "A3C", "PLAX")
+    scores.class_scores["view"] = np.eye(3, dtype=np.float32)[views]
+    truth = {"pacer": y, "view": views.astype(float)}
+    fitted, skipped = fit_calibration(tasks, scores, lambda task: truth[task.name])
+    assert skipped == [] and set(fitted["pacer"]["views"]) == {"A4C", "A3C"}
+    a4c, a3c = fitted["pacer"]["views"]["A4C"], fitted["pacer"]["views"]["A3C"]
+    assert a4c["slope"] > a3c["slope"] * 5  # the A4C score carries the finding, the A3C one does not
+    assert {"threshold", "slope", "intercept"} == set(a4c)

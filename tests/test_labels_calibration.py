@@ -15,13 +15,15 @@ from echosearch.labels.calibration import (
     CalibrationError,
     accuracy_offsets,
     f1_threshold,
+    fit_binary,
     load_thresholds,
     platt_scaling,
     probability,
     resolve_tasks,
     save_thresholds,
+    view_calibrations,
 )
-from echosearch.labels.tasks import task_to_dict
+from echosearch.labels.tasks import load_tasks, task_to_dict
 
 
 @pytest.mark.parametrize(
@@ -180,3 +182,29 @@ def test_a_probability_anchored_at_the_threshold_agrees_with_the_decision():
     slope, intercept = platt_scaling(s, y, midpoint=threshold)
     p = probability(s, slope, intercept)
     assert slope > 0 and np.array_equal(p >= 0.5, s >= threshold)
+
+
+def test_a_fitted_binary_entry_says_yes_exactly_when_its_probability_is_at_least_one_half():
+    rng = np.random.default_rng(6)
+    y = rng.random(300) < 0.25
+    s = 0.04 * y + 0.03 * rng.normal(size=300)
+    entry = fit_binary(s, y)
+    p = probability(s, entry["slope"], entry["intercept"])
+    assert np.array_equal(p >= 0.5, s >= entry["threshold"] - 1e-9)
+    # a free sigmoid is better calibrated than one pinned to the F1 threshold (mean p vs prevalence)
+    pinned = probability(s, *platt_scaling(s, y, midpoint=f1_threshold(s, y)))
+    assert abs(p.mean() - y.mean()) <= abs(pinned.mean() - y.mean()) + 1e-6
+    # a task whose score falls with the finding keeps its F1 threshold for decisions
+    assert fit_binary(-s, y)["threshold"] == pytest.approx(f1_threshold(-s, y))
+
+
+def test_per_view_fits_round_trip_and_are_checked(tmp_path, task_file):
+    a4c = {"threshold": 0.05, "slope": 40.0, "intercept": -2.0}
+    entry = {"threshold": 0.1, "slope": 30.0, "intercept": -3.0, "views": {"A4C": a4c}}
+    path = save_thresholds(tmp_path / "t.json", {"pacer": entry})
+    assert load_thresholds(path) == {"pacer": entry}
+    pacer = next(t for t in load_tasks(task_file) if t.kind == "binary")
+    assert view_calibrations(pacer, entry) == {"A4C": (0.05, 40.0, -2.0)}
+    assert view_calibrations(pacer, {"threshold": 0.1}) == {} and view_calibrations(pacer, 0.1) == {}
+    with pytest.raises(ConfigError, match="views.A4C needs exactly"):
+        view_calibrations(pacer, {**entry, "views": {"A4C": {"slope": 1.0}}})

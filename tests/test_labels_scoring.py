@@ -233,3 +233,32 @@ def test_score_tasks_applies_class_offsets_and_rejects_mismatched_entries(task_f
         score_tasks([lv], frames, encode_text, {"lv_size": {"huge": 0.1}})
     with pytest.raises(ConfigError, match="task 'pacer' is binary"):
         score_tasks([tasks["pacer"]], frames, encode_text, {"pacer": {"yes": 0.1}})
+
+
+def test_a_binary_task_calibrated_per_view_uses_the_sigmoid_of_the_view_each_clip_is_placed_in(tmp_path):
+    data = example_tasks("pacer")
+    data["tasks"] = {
+        "pacer": data["tasks"]["pacer"],
+        "view": {"kind": "categorical", "classes": {"A4C": ["APICAL FOUR. "], "PLAX": ["LONG AXIS. "]}},
+    }
+    path = tmp_path / "tasks.yaml"
+    path.write_text(yaml.safe_dump(data))
+    tasks = load_tasks(path)
+    rng = np.random.default_rng(8)
+    table = {t: rng.normal(size=8) for task in tasks for t in task.expanded()[0]}
+    table = {t: v / np.linalg.norm(v) for t, v in table.items()}
+    frames = rng.normal(size=(40, 3, 8)).astype(np.float32)
+    frames /= np.linalg.norm(frames, axis=-1, keepdims=True)
+    a4c_fit = {"threshold": 0.5, "slope": 10.0, "intercept": -5.0}
+    entry = {"threshold": -0.5, "slope": 10.0, "intercept": 5.0, "views": {"A4C": a4c_fit}}
+    out = score_tasks(tasks, frames, lambda texts: np.stack([table[t] for t in texts]), {"pacer": entry})
+    in_a4c = out["view"] == 0
+    assert in_a4c.any() and (~in_a4c).any()
+    expected = np.where(
+        in_a4c, 1 / (1 + np.exp(-(10 * out["pacer"] - 5))), 1 / (1 + np.exp(-(10 * out["pacer"] + 5)))
+    )
+    np.testing.assert_allclose(out.probabilities["pacer"], expected, rtol=1e-5)
+    assert (
+        out.decisions["pacer"].tolist()
+        == np.where(in_a4c, out["pacer"] >= 0.5, out["pacer"] >= -0.5).tolist()
+    )

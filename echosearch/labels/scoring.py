@@ -33,7 +33,8 @@ import numpy as np
 from echosearch.batching import batches
 from echosearch.errors import UsageError
 from echosearch.labels.arrays import as_numpy
-from echosearch.labels.calibration import binary_calibration, class_offsets, probability
+from echosearch.labels.calibration import binary_calibration, class_offsets, probability, view_calibrations
+from echosearch.labels.encoding import VIEW_TASK
 from echosearch.labels.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -267,4 +268,29 @@ def score_tasks(
             results.classes[task.name] = pred.classes
             results.class_scores[task.name] = pred.scores
         log.debug("scored zero-shot task %s (%d prompts)", task.name, len(texts))
+    _apply_view_calibrations(tasks, results, thresholds)
     return results
+
+
+def _apply_view_calibrations(
+    tasks: Sequence[Task], results: ScoreResults, thresholds: Mapping[str, Any]
+) -> None:
+    """Binary tasks calibrated per view: clips the view task places in such a view get that view's
+    probability and decision (the score of a finding depends on the view: an apical 3-chamber clip
+    scores "pacemaker" higher than a 4-chamber one with a lead in it)."""
+    if VIEW_TASK not in results.classes:
+        return
+    views = np.asarray(results.classes[VIEW_TASK], dtype=object)[
+        np.asarray(results[VIEW_TASK], dtype=np.int64)
+    ]
+    for task in tasks:
+        per_view = view_calibrations(task, thresholds.get(task.name)) if task.kind == "binary" else {}
+        if not per_view or task.name not in results.probabilities:
+            continue
+        score = results[task.name]
+        for view, (threshold, slope, intercept) in per_view.items():
+            mask = views == view
+            if mask.any():
+                results.probabilities[task.name][mask] = probability(score[mask], slope, intercept)
+                if task.name in results.decisions:
+                    results.decisions[task.name][mask] = score[mask] >= threshold

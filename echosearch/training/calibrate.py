@@ -1,14 +1,16 @@
-"""F1-optimal zero-shot thresholds, Platt probabilities, categorical class offsets and regression
-errors from a labelled archive, written where the indexer's labels read them: the model's site
-thresholds file in the cache dir (never the bundle, unless asked), or a file of the caller's.
+"""Zero-shot probabilities and thresholds, categorical class offsets and regression errors from a
+labelled archive, written where the indexer's labels read them: the model's site thresholds file in
+the cache dir (never the bundle, unless asked), or a file of the caller's.
 
-A binary task's entry is ``{threshold, slope, intercept}``: the F1-optimal threshold and the sigmoid
-that turns its raw score into a probability (:func:`echosearch.labels.calibration.platt_scaling`); a regression
-task's is ``{mae}``, the mean absolute error on the archive, shown as "±" next to its estimates.
+A binary task's entry is ``{threshold, slope, intercept}``: the sigmoid that turns its raw score into
+a probability (:func:`echosearch.labels.calibration.fit_binary`) and the score where it crosses 0.5,
+plus ``views``, the same per view where the model names views and a view has enough labelled clips;
+a regression task's is ``{mae}``, the mean absolute error on the archive, shown as "±" next to its
+estimates.
 
 Why calibrate on a separate archive: a binary score (mean prompt cosine) is small and model-specific,
-so a fixed cut-off is meaningless; the paper picked its pacemaker threshold by maximising F1 on
-labelled data. Calibrating on the evaluation archive would overstate the F1 the threshold gives.
+so a fixed cut-off is meaningless (the EchoCLIP paper picked its pacemaker threshold on labelled
+data). Calibrating on the evaluation archive would overstate how well the threshold does.
 A categorical task gets one offset per class, added to its class scores, that maximises accuracy
 (:func:`echosearch.labels.calibration.accuracy_offsets`): zero-shot class scores favour some wordings.
 """
@@ -25,11 +27,11 @@ import numpy as np
 from echosearch.errors import UsageError
 from echosearch.labels.calibration import (
     accuracy_offsets,
-    f1_threshold,
+    fit_binary,
     load_thresholds,
-    platt_scaling,
     save_thresholds,
 )
+from echosearch.labels.encoding import VIEW_TASK
 from echosearch.labels.scoring import score_tasks
 from echosearch.models.bundle import write_manifest
 from echosearch.paths import package_data
@@ -88,12 +90,15 @@ def calibrate(
 
 
 def fit_calibration(tasks, scores, truth) -> tuple[dict[str, Any], list[str]]:
-    """Per task, from its scores and ``truth(task)`` (NaN where unknown): a binary task's F1 threshold
-    and Platt sigmoid, a categorical task's class offsets, a regression task's MAE; and the tasks
-    skipped (no labels, or one class only)."""
+    """Per task, from its scores and ``truth(task)`` (NaN where unknown): a binary task's Platt
+    sigmoid and the threshold where it says 0.5, overall and per view where the model has a view task
+    and a view has enough labelled clips of both classes (:data:`MIN_VIEW_CLASS`); a categorical
+    task's class offsets; a regression task's MAE; and the tasks skipped (no labels, or one class only).
+    Categorical tasks go first, so the per-view fits use the views the calibrated view task picks."""
     thresholds: dict[str, Any] = {}
     skipped: list[str] = []
-    for task in tasks:
+    ordered = sorted(tasks, key=lambda task: task.kind == "binary")
+    for task in ordered:
         y = truth(task)
         known = ~np.isnan(y)
         if task.kind == "regression":
@@ -108,14 +113,40 @@ def fit_calibration(tasks, scores, truth) -> tuple[dict[str, Any], list[str]]:
             log.warning("task %s: the labels hold one class only (or none); not calibrated", task.name)
             continue
         if task.kind == "binary":
-            s, y_known = scores[task.name][known], y[known].astype(int)
-            threshold = f1_threshold(s, y_known)
-            slope, intercept = platt_scaling(s, y_known, midpoint=threshold)  # p >= 0.5 exactly when "yes"
-            thresholds[task.name] = {"threshold": threshold, "slope": slope, "intercept": intercept}
+            entry = fit_binary(scores[task.name][known], y[known].astype(int))
+            views = _fit_per_view(scores[task.name], y, _clip_views(tasks, scores, thresholds))
+            thresholds[task.name] = {**entry, "views": views} if views else entry
         else:
             offsets = accuracy_offsets(scores.class_scores[task.name][known], y[known].astype(int))
             thresholds[task.name] = dict(zip(task.class_names, offsets.tolist(), strict=True))
     return thresholds, skipped
+
+
+#: Fewest labelled clips of each class a view needs for a sigmoid of its own.
+MIN_VIEW_CLASS = 5
+
+
+def _clip_views(tasks, scores, thresholds: dict[str, Any]) -> np.ndarray | None:
+    """Each clip's view as the model (with this calibration's class offsets, when fitted) names it."""
+    view_task = next((t for t in tasks if t.name == VIEW_TASK and t.kind == "categorical"), None)
+    if view_task is None or VIEW_TASK not in scores.class_scores:
+        return None
+    offsets = thresholds.get(VIEW_TASK) or {}
+    shift = np.asarray([offsets.get(c, 0.0) for c in view_task.class_names], np.float32)
+    return np.asarray(view_task.class_names, dtype=object)[(scores.class_scores[VIEW_TASK] + shift).argmax(1)]
+
+
+def _fit_per_view(score: np.ndarray, y: np.ndarray, views: np.ndarray | None) -> dict[str, dict[str, float]]:
+    """``{view: fit_binary(...)}`` for each view with MIN_VIEW_CLASS labelled clips of each class."""
+    if views is None:
+        return {}
+    out = {}
+    for view in sorted(set(views.tolist())):
+        mask = (views == view) & ~np.isnan(y)
+        positives = int((y[mask] > 0).sum())
+        if positives >= MIN_VIEW_CLASS and mask.sum() - positives >= MIN_VIEW_CLASS:
+            out[str(view)] = fit_binary(score[mask], (y[mask] > 0).astype(int))
+    return out
 
 
 def calibrate_index(
