@@ -154,6 +154,7 @@ def test_documented_thresholds_example_loads(tmp_path):
     path.write_text(section.split("```yaml\n", 1)[1].split("```", 1)[0])
     loaded = load_thresholds(path)
     assert loaded["pacemaker"]["threshold"] == 0.2125 and loaded["tavr"] == 0.198
+    assert loaded["pacemaker"]["views"]["A4C"]["slope"] == 70.2
     assert loaded["ejection_fraction"] == {"mae": 7.1}
     assert set(loaded["lv_size"]) == {
         "normal",
