@@ -256,3 +256,22 @@ def test_without_a_named_space_the_registry_default_model_wins_over_the_newest(t
     assert default_space([newer]) is newer
     site_a = space("site-a", "/models/a", "2026-01-01T00:00:00+00:00")
     assert default_space([site_a, newer]) is newer  # neither is the default: the latest indexed
+
+
+def test_phrase_vectors_are_encoded_once_and_then_remembered(engine, monkeypatch):
+    encoder = engine.vectors.archive.encoder
+    real, seen = encoder.encode_text, []
+
+    def counting(texts):
+        seen.append(list(texts))
+        return real(texts)
+
+    monkeypatch.setattr(encoder, "encode_text", counting)
+    engine.vectors._texts.clear()
+    first = engine.search_text("severe LV dysfunction, pacemaker", k=5)
+    encoded = [t for batch in seen for t in batch]
+    assert encoded and len(encoded) == len(set(encoded))
+    again = engine.search_text("pacemaker and severe LV dysfunction", k=5)
+    assert [t for batch in seen for t in batch] == encoded  # the same phrases: no new encoding
+    assert [h.video_id for h in again.results] == [h.video_id for h in first.results]
+    np.testing.assert_allclose(engine.vectors.encode_texts([PACER])[0], real([PACER]).numpy()[0], atol=2e-3)
