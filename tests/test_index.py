@@ -314,3 +314,26 @@ def test_spaces_layout(tmp_path):
         Space.open(tmp_path, "nope")
     with pytest.raises(UsageError):
         Space.create(tmp_path, SpaceInfo(name="../evil", model_name="m", dim=8))
+
+
+def test_a_search_of_one_query_runs_on_one_thread_and_leaves_the_thread_count_as_it_was(monkeypatch):
+    import faiss
+
+    from echosearch.index import faiss_index
+
+    index = VectorIndex(8)
+    rng = np.random.default_rng(0)
+    index.add(np.arange(50), rng.standard_normal((50, 8)).astype(np.float32))
+    seen = []
+    real = index._index.search
+
+    def watching(*args, **kwargs):
+        seen.append(faiss.omp_get_max_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(index._index, "search", watching)
+    before = faiss.omp_get_max_threads()
+    single = index.search(rng.standard_normal(8).astype(np.float32), 5)[0]
+    index.search(rng.standard_normal((faiss_index.FEW_QUERIES + 1, 8)).astype(np.float32), 5)
+    assert seen == [1, before] and faiss.omp_get_max_threads() == before
+    assert len(single.ids) == 5
