@@ -12,7 +12,7 @@ import numpy as np
 
 from echosearch.errors import UsageError
 from echosearch.labels.calibration import binary_threshold
-from echosearch.labels.encoding import positive_key, probability_key
+from echosearch.labels.encoding import VIEW_TASK, positive_key, probability_key
 from echosearch.search.context import OpenSpace
 from echosearch.search.hits import Hits
 from echosearch.search.label_stats import LabelStats
@@ -288,7 +288,10 @@ class VideoSearch:
                 return []
             mates = q.study_clips(s, ids.tolist())
             everyone = sorted({m for i in ids for m in mates.get(int(i), [int(i)])})
-            labels = q.labels_for(s, everyone, archive.space_id)
+            needed = {VIEW_TASK} | {
+                key for c, src, _ in prefs for key in (c.task, src.decision, src.probability) if key
+            }
+            labels = q.labels_for(s, everyone, archive.space_id, tasks=needed)
         similarity = archive.index.reconstruct(ids) @ vec.astype(np.float32)
         row = {v: n for n, v in enumerate(everyone)}
         signals = np.array([[signal(c, src, labels[v]) for c, src, _ in prefs] for v in everyone], np.float32)
