@@ -254,13 +254,17 @@ def move_root(s: Session, root_id: int, new_folder: str | os.PathLike) -> tuple[
     if not new.is_dir():
         raise UsageError(f"no such folder: {storable_path(new)}")
     old, text = roots[root_id], storable_path(new)
-    taken = [rid for rid, p in roots.items() if p == text and rid != root_id]
-    if taken:
-        raise UsageError(f"{text} is source root {taken[0]} already")
-    q.set_source_root_path(s, root_id, text)
-    for rid, path in roots.items():  # roots inside the moved one moved with it
+    planned = {root_id: text}  # the root and the roots inside it, which move with it
+    for rid, path in roots.items():
         if rid != root_id and path.startswith(_prefix(old)):
-            q.set_source_root_path(s, rid, _prefix(text) + path[len(_prefix(old)) :])
+            planned[rid] = _prefix(text) + path[len(_prefix(old)) :]
+    staying = {path: rid for rid, path in roots.items() if rid not in planned}
+    for rid, path in planned.items():
+        if path in staying:
+            what = "" if rid == root_id else f" (where root {rid}, inside it, would go)"
+            raise UsageError(f"{path}{what} is source root {staying[path]} already")
+    for rid, path in sorted(planned.items(), key=lambda item: -len(item[1])):  # deepest first: no
+        q.set_source_root_path(s, rid, path)  # transient clash when a root moves into its own subfolder
     return old, text
 
 

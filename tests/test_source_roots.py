@@ -254,3 +254,31 @@ def test_describe_path_keys_what_lies_below_a_root(tmp_path):
     assert below.startswith("root:1/<path:") and "MRN9" not in below
     assert below == describe_path(str(tmp_path / "MRN9") + "/", roots, key)  # same folder, same mark
     assert describe_path("dicomweb+https://pacs/x", roots, key) == "dicomweb+https://pacs/x"
+
+
+def test_a_move_that_would_land_a_nested_root_on_another_root_is_refused_and_changes_nothing(
+    tmp_path, db_backend
+):
+    from echosearch.errors import UsageError
+    from echosearch.sources import move_root
+    from echosearch.store import queries as q
+
+    for folder in ("x/a/b", "y/b", "z/a/b"):
+        (tmp_path / folder).mkdir(parents=True)
+    db = open_db(tmp_path / "data")
+    with db.session() as s:
+        outer = q.add_source_root(s, str(tmp_path / "x" / "a"))
+        inner = q.add_source_root(s, str(tmp_path / "x" / "a" / "b"))
+        other = q.add_source_root(s, str(tmp_path / "y" / "b"))
+    with pytest.raises(UsageError, match=f"root {inner}, inside it.*is source root {other} already"):
+        with db.session() as s:
+            move_root(s, outer, tmp_path / "y")
+    with db.session() as s:
+        assert q.source_roots(s)[inner] == str(tmp_path / "x" / "a" / "b")
+        move_root(s, outer, tmp_path / "z" / "a")  # a free place: both move
+    with db.session() as s:
+        assert q.source_roots(s)[inner] == str(tmp_path / "z" / "a" / "b")
+        move_root(s, outer, tmp_path / "z" / "a" / "b")  # into its own subfolder: no transient clash
+    with db.session() as s:
+        assert q.source_roots(s)[inner] == str(tmp_path / "z" / "a" / "b" / "b")
+    db.close()
