@@ -31,7 +31,8 @@ from echosearch.indexer.writer import Writer
 from echosearch.pacs.credentials import Credentials
 from echosearch.pacs.dicomweb import InstanceError, SourceError, list_instances, make_client, retrieve_to
 from echosearch.sources import dicomweb_base, parse_key
-from echosearch.store.schema import SiteSetting
+from echosearch.store.schema import SiteSetting, Video
+from echosearch.store.types import stored_form
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class DicomwebRunner(Runner):
         self._load_known()
         jobs = []
         for ref in listing.instances:
-            if ref.sop_uid in indexed:
+            if stored_form(Video.sop_uid, ref.sop_uid) in indexed:  # compared as the column stores it
                 summary.unchanged += 1
             elif ref.key in self._failed and not self.opts.retry_failed:
                 summary.skipped_failed += 1
