@@ -18,9 +18,10 @@ recognise the patient instead of the finding); a probe (:func:`echosearch.probes
 code ``echosearch probe train`` runs) is fitted on their stored clip vectors and scored on every
 held-out clip, next to the zero-shot prompt's score of the same clips. Mean (min-max) over repeats.
 
-Findings: RV dilation (``rv_size`` >= 1; the demo model has no task for it: its zero-shot prompt here
-is the demo vocabulary's "DILATED RIGHT VENTRICLE" sentences against the normal-size one) and
-MitraClip (the model's own ``mitraclip`` task, as indexed).
+Findings: RV dilation (``rv_size`` >= 1; no yes/no task of the model names it — since demo 0.6.0 a
+graded ``rv_size`` task does — so its zero-shot prompt here is the demo vocabulary's "DILATED RIGHT
+VENTRICLE" sentences against the normal-size one) and MitraClip (the model's own ``mitraclip`` task,
+as indexed).
 
     .venv/bin/python benchmarks/labels.py                         # 120 patients, 5 repeats
     .venv/bin/python benchmarks/labels.py --work /tmp/lbl          # keep (and reuse) the index
