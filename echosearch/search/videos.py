@@ -288,10 +288,10 @@ class VideoSearch:
                 return []
             mates = q.study_clips(s, ids.tolist())
             everyone = sorted({m for i in ids for m in mates.get(int(i), [int(i)])})
-            needed = {VIEW_TASK} | {
-                key for c, src, _ in prefs for key in (c.task, src.decision, src.probability) if key
-            }
+            needed = {key for c, src, _ in prefs for key in (c.task, src.decision, src.probability) if key}
             labels = q.labels_for(s, everyone, archive.space_id, tasks=needed)
+            for vid, view in q.views_of(s, everyone).items():  # as label_values_by_view groups them
+                labels[vid][VIEW_TASK] = view
         similarity = archive.index.reconstruct(ids) @ vec.astype(np.float32)
         row = {v: n for n, v in enumerate(everyone)}
         signals = np.array([[signal(c, src, labels[v]) for c, src, _ in prefs] for v in everyone], np.float32)

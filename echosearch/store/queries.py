@@ -160,6 +160,14 @@ def study_clips(s: Session, video_ids: Iterable[int]) -> dict[int, list[int]]:
     return {v: members.get(study, [v]) for v, study in study_of.items()}
 
 
+def views_of(s: Session, video_ids: Iterable[int]) -> dict[int, str | None]:
+    """``{video_id: videos.view}`` (the model's view task's pick, else the DICOM's, else None)."""
+    out: dict[int, str | None] = {}
+    for batch in batches([int(i) for i in video_ids], SQL_IN_BATCH):
+        out.update(s.execute(select(Video.id, Video.view).where(Video.id.in_(batch))).all())
+    return out
+
+
 def is_unchanged(s: Session, path: str, size: int, mtime: float) -> bool:
     """True when ``path`` is already indexed with this size and mtime (the incremental-index test)."""
     v = video_by_path(s, path)
