@@ -29,9 +29,8 @@ class LabelSource:
     probability: str | None = None  # "<task>.probability" when the space stores calibrated ones
     threshold: float = 0.0
     class_grades: dict[str, str] = field(default_factory=dict)  # class name -> plain grade
-    by_view: dict[str | None, np.ndarray] | None = (
-        None  # sorted raw scores per videos.view ("view" in labels)
-    )
+    #: the space's raw scores, sorted, per ``videos.view`` (a clip's is its labels' "view")
+    by_view: dict[str | None, np.ndarray] | None = None
 
 
 #: Fewest clips of a view whose own score distribution ranks its clips (else all views' together).
