@@ -20,8 +20,12 @@ held-out clip, next to the zero-shot prompt's score of the same clips. Mean (min
 
 Findings: RV dilation (``rv_size`` >= 1; no yes/no task of the model names it — since demo 0.6.0 a
 graded ``rv_size`` task does — so its zero-shot prompt here is the demo vocabulary's "DILATED RIGHT
-VENTRICLE" sentences against the normal-size one) and MitraClip (the model's own ``mitraclip`` task,
-as indexed).
+VENTRICLE" sentences against the normal-size one), MitraClip (the model's own ``mitraclip`` task,
+as indexed) and an LV apical thrombus (``lv_thrombus``): drawn by the synthesiser but never written in a
+report, so no demo model was trained to name it — the finding a site would teach with a probe. Its
+zero-shot prompt is EchoCLIP-R's thrombus sentence against its no-thrombus one; a template model's
+vocabulary that has no such phrase cannot be asked at all (zero-shot AUC 0.5 by construction, shown
+as "no phrase").
 
     .venv/bin/python benchmarks/labels.py                         # 120 patients, 5 repeats
     .venv/bin/python benchmarks/labels.py --work /tmp/lbl          # keep (and reuse) the index
@@ -59,6 +63,12 @@ RV_TASK = Task(
     prompts=tuple(f"{g} DILATED RIGHT VENTRICLE. " for g in ("MILD", "MODERATE", "SEVERE")),
     negative_prompts=("NORMAL RIGHT VENTRICULAR CAVITY SIZE. ",),
 )
+THROMBUS_TASK = Task(
+    "lv_thrombus",
+    "binary",
+    prompts=("THERE IS EVIDENCE OF A LEFT VENTRICULAR APICAL MURAL THROMBUS. ",),
+    negative_prompts=("NO LEFT VENTRICULAR THROMBUS IS SEEN. ",),
+)
 
 
 def _index(work: Path, patients: int, model: str) -> tuple[Path, Path]:
@@ -70,23 +80,33 @@ def _index(work: Path, patients: int, model: str) -> tuple[Path, Path]:
     return archive, data
 
 
+def _sayable(engine: Engine, task: Task) -> bool:
+    """Whether the model's tokenizer reads every prompt of the task (a template vocabulary may not)."""
+    tok = engine.encoder.tokenizer
+    return all(not tok.explain(p).unmatched and not tok.explain(p).matched_nothing
+               for p in task.prompts + task.negative_prompts)  # fmt: skip
+
+
 def _zero_shot(engine: Engine, ids: list[int]) -> dict[str, np.ndarray]:
-    """Zero-shot scores of the clips: RV dilation from the frame store, MitraClip as indexed."""
+    """Zero-shot scores of the clips: RV dilation and LV thrombus from the frame store (NaN where the
+    vocabulary cannot say the prompt), MitraClip as indexed."""
     frames = engine.space.frames()
     by_len: dict[int, list[int]] = {}
     for i, vid in enumerate(ids):
         by_len.setdefault(len(frames.get(vid)), []).append(i)
-    rv = np.zeros(len(ids), np.float32)
+    tasks = [t for t in (RV_TASK, THROMBUS_TASK) if _sayable(engine, t)]
+    out = {t.name: np.full(len(ids), np.nan, np.float32) for t in (RV_TASK, THROMBUS_TASK)}
     for rows in by_len.values():
         stacked = np.stack([np.asarray(frames.get(ids[i]), np.float32) for i in rows])
-        rv[rows] = score_tasks([RV_TASK], stacked, lambda t: engine.encoder.encode_text(t).numpy())[
-            "rv_dilation"
-        ]
+        scores = score_tasks(tasks, stacked, lambda t: engine.encoder.encode_text(t).numpy())
+        for t in tasks:
+            out[t.name][rows] = scores[t.name]
     from echosearch.store import queries as q
 
     with engine.db.session() as s:
         labels = q.labels_for(s, ids, engine.space_id)
-    return {"rv_dilation": rv, "mitraclip": np.array([labels[v].get("mitraclip", np.nan) for v in ids])}
+    out["mitraclip"] = np.array([labels[v].get("mitraclip", np.nan) for v in ids])
+    return out
 
 
 def main() -> None:
@@ -112,6 +132,7 @@ def main() -> None:
                 "mitraclip",
                 np.array([r["mitraclip"] in ("1", "True", "true") for r in matched], int),
             ),
+            "lv_thrombus": ("lv_thrombus", np.array([r.get("lv_thrombus") == "1" for r in matched], int)),
         }
         patient = np.array([r["patient_id"] for r in matched])
         print(f"model {args.model}; {len(ids)} clips of {len(set(patient))} patients ({missing} unmatched)")
@@ -134,6 +155,8 @@ def main() -> None:
                     zs_aucs.append(result[1])
 
             def cell(v):
+                if v and np.isnan(v).all():
+                    return "no phrase (0.500)"
                 return f"{np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f})" if v else "n/a (too few)"
 
             print(f"| {name} | {int(y.sum())} / {len(y)} | {n} | {cell(probe_aucs)} | {cell(zs_aucs)} |")
@@ -205,7 +228,8 @@ def _one(x, y, patient, zero_shot, n, rng, name) -> tuple[float, float] | None:
     if pos < n or neg < n or y[test].sum() < 5 or (1 - y[test]).sum() < 5:
         return None
     probe = fit_probe(name, "binary", x[chosen], y[chosen])
-    return auc(probe.scores(x[test]), y[test]), auc(zero_shot[test], y[test])
+    said = np.nan if np.isnan(zero_shot[test]).any() else auc(zero_shot[test], y[test])
+    return auc(probe.scores(x[test]), y[test]), said
 
 
 if __name__ == "__main__":

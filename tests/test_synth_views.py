@@ -21,7 +21,17 @@ from echosearch.synth.anatomy import SEVERITIES, Anatomy, draw_baseline, follow_
 from echosearch.synth.archive import study_views
 from echosearch.synth.render import GEOM, render_sector
 from echosearch.synth.reports import WORDINGS, load_vocabulary, match_phrase, sentences, study_report
-from echosearch.synth.views import ALL_VIEWS, AV, DEFAULT_VIEWS, LEGACY_VIEWS, MV, VIEW_SPECS, parse_views
+from echosearch.synth.views import (
+    ALL_VIEWS,
+    APEX,
+    AV,
+    DEFAULT_VIEWS,
+    LEGACY_VIEWS,
+    MV,
+    VIEW_SPECS,
+    parse_views,
+    shows_finding,
+)
 from echosearch.tokenizers import TemplateTokenizer
 
 SEED = 23
@@ -108,6 +118,48 @@ def test_devices_are_drawn_only_in_views_that_show_their_structure(view, finding
         assert bright > 40
     else:
         assert bright == 0
+
+
+@pytest.mark.parametrize("view", ALL_VIEWS)
+def test_lv_thrombus_is_a_mass_filling_the_apex_of_the_apical_views_only(view):
+    blood_lost = (_blood(view) & ~((_render(view, 2, lv_thrombus=True)[0] < 35) & GEOM.sector)).sum()
+    if APEX in VIEW_SPECS[view].shows:
+        assert blood_lost > 100  # ~1.5 x 1.2 cm of cavity turned to tissue
+        assert shows_finding(view, "lv_thrombus")
+    else:
+        assert blood_lost == 0
+        assert not shows_finding(view, "lv_thrombus")
+
+
+def test_lv_thrombus_is_in_the_manifest_never_in_a_report_and_changes_no_other_draw(archive, tmp_path):
+    assert {r["lv_thrombus"] for r in read_manifest(archive)} <= {"0", "1"}
+    # an archive where every study has one and the same archive where none has: the thrombus has its
+    # own random stream, so every other column, every report and every clip that cannot show it agree
+    made = {}
+    for present in (False, True):
+        made[present] = out = tmp_path / str(present)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("echosearch.synth.archive.draw_thrombus", lambda prev, rng, v=present: v)
+            synthesize_archive(out, **ARGS)
+    rows = {k: read_manifest(v) for k, v in made.items()}
+    assert {r["lv_thrombus"] for r in rows[True]} == {"1"} and {r["lv_thrombus"] for r in rows[False]} == {"0"}
+    drop = lambda r: {k: v for k, v in r.items() if k != "lv_thrombus"}  # noqa: E731
+    assert [drop(r) for r in rows[True]] == [drop(r) for r in rows[False]]
+    assert _reports(made[True]) == _reports(made[False])
+    assert "THROMB" not in " ".join(_reports(made[True]).values()).upper()
+    for r in rows[True]:
+        same = (made[True] / r["path"]).read_bytes() == (made[False] / r["path"]).read_bytes()
+        assert same == (not shows_finding(r["view"], "lv_thrombus")), r["view"]
+
+
+def test_lv_thrombus_prevalence_persistence_and_independence():
+    from echosearch.synth.anatomy import draw_thrombus
+
+    rng = np.random.default_rng(0)
+    first = np.mean([draw_thrombus(None, rng) for _ in range(4000)])
+    kept = np.mean([draw_thrombus(replace(BASE, lv_thrombus=True), rng) for _ in range(4000)])
+    new = np.mean([draw_thrombus(BASE, rng) for _ in range(4000)])
+    assert 0.12 < first < 0.18 and 0.45 < kept < 0.55 and 0.05 < new < 0.11
 
 
 @pytest.mark.parametrize("view", ALL_VIEWS)

@@ -33,7 +33,8 @@ class Anatomy:
 
 @dataclass(frozen=True)
 class Findings:
-    """Ground truth of one study; every field is drawn into the pixels and written in the report."""
+    """Ground truth of one study; every field is drawn into the pixels and, but for ``lv_thrombus``,
+    written in the report."""
 
     ef: int  # ejection fraction in percent (LV area change over the cycle)
     lv_size: int  # 0 normal, 1 mild, 2 moderate, 3 severe dilation
@@ -45,6 +46,9 @@ class Findings:
     tavr: bool  # transcatheter aortic valve (bright ring at the aortic valve)
     effusion: int  # pericardial effusion 0 none, 1 small, 2 moderate, 3 large
     heart_rate: int  # beats per minute
+    # LV apical mural thrombus: drawn, never written in a report, so that no demo model learns its
+    # name and a few-shot probe has a finding to be measured on (see ``draw_thrombus``)
+    lv_thrombus: bool = False
 
     @property
     def lv_function(self) -> int:
@@ -123,3 +127,14 @@ def follow_up(prev: Findings, rng: np.random.Generator) -> Findings:
         effusion=effusion,
         heart_rate=int(np.clip(prev.heart_rate + rng.normal(0, 8), 50, 115)),
     )
+
+
+def draw_thrombus(prev: Findings | None, rng: np.random.Generator) -> bool:
+    """Whether the study shows an LV apical thrombus: in 15% of first studies, independent of every
+    other finding (so a probe cannot find it through EF); half resolve by the next study, 8% appear.
+
+    Drawn from its own random stream (the caller's), so the other findings and pixels of an archive
+    are the same with or without it."""
+    if prev is None:
+        return bool(rng.random() < 0.15)
+    return bool(rng.random() < (0.5 if prev.lv_thrombus else 0.08))

@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -21,7 +21,14 @@ import numpy as np
 from tqdm import tqdm
 
 from echosearch.errors import UsageError
-from echosearch.synth.anatomy import Anatomy, Findings, draw_anatomy, draw_baseline, follow_up
+from echosearch.synth.anatomy import (
+    Anatomy,
+    Findings,
+    draw_anatomy,
+    draw_baseline,
+    draw_thrombus,
+    follow_up,
+)
 from echosearch.synth.render import compose, render_sector
 from echosearch.synth.reports import REPORT_STYLES, study_report
 from echosearch.synth.views import LEGACY_VIEWS, VIEW_SPECS, parse_views
@@ -51,8 +58,9 @@ FORMAT_CYCLE = (
 MANIFEST_FIELDS = (
     "path", "format", "patient_id", "study_uid", "accession", "study_date", "study_index", "series_uid",
     "sop_uid", "view", "frames", "fps", "heart_rate", "ef", "lv_function", "lv_size", "rv_size", "la_size",
-    "ra_size", "pacer", "mitraclip", "tavr", "effusion",
+    "ra_size", "pacer", "mitraclip", "tavr", "effusion", "lv_thrombus",
 )  # fmt: skip
+SUMMARY_FINDINGS = ("pacer", "mitraclip", "tavr", "effusion", "lv_thrombus")  # clips counted per finding
 VENDORS = (("SYNTHECHO", "Vivid S-Synth"), ("ACME ULTRASOUND", "EchoStar 9"), ("NORTHWIND MEDICAL", "NW-5C"))
 _LAST = ("ALDERWICK", "BRANTLEY", "CORVANE", "DELMORE", "ESTRIDGE", "FALLOWAY", "GRISSOM", "HOLLENBY",
          "IVERSEN", "JARROWAY", "KESTLER", "LANGMOOR", "MERRIDEW", "NORTHAM", "OAKRIDGE", "PELLINGTON")  # fmt: skip
@@ -170,6 +178,7 @@ def synthesize_archive(
         for s in range(int(prng.integers(studies[0], studies[1] + 1))):
             srng = _rng(seed, p, s + 1, 0)
             findings = draw_baseline(srng) if prior is None else follow_up(prior, srng)
+            findings = replace(findings, lv_thrombus=draw_thrombus(prior, _rng(seed, p, s + 1, 0, 3)))
             study = _write_study(
                 out, seed, patient, s, when, findings, prior, srng, cycle, clips_per_study, frames, rows,
                 chosen_views, report_style,
@@ -193,7 +202,7 @@ def synthesize_archive(
         clips=len(rows),
         formats=dict(sorted(Counter(r["format"] for r in rows).items())),
         views=dict(sorted(Counter(r["view"] for r in rows).items())),
-        findings={k: sum(int(r[k]) > 0 for r in rows) for k in ("pacer", "mitraclip", "tavr", "effusion")},
+        findings={k: sum(int(r[k]) > 0 for r in rows) for k in SUMMARY_FINDINGS},
         seconds=time.perf_counter() - start,
         manifest=manifest,
         reports=reports,
@@ -295,6 +304,7 @@ def _write_study(
                 "mitraclip": int(findings.mitraclip),
                 "tavr": int(findings.tavr),
                 "effusion": findings.effusion,
+                "lv_thrombus": int(findings.lv_thrombus),
             }
         )
     return {"study_uid": study_uid, "accession": accession, "report": report}

@@ -5,7 +5,8 @@ transducer negative) so a patient's anatomy (tilt, size, offset) is one transfor
 clip. Chambers are axis-aligned or tilted ellipses evaluated on the sector's pixels only; a frame is a
 few dozen vectorised numpy operations, no per-pixel Python. Findings are drawn so that they are
 visible to a model: EF is the LV area change over the cycle, dilation scales chambers, devices are
-bright echoes with acoustic shadows, an effusion is a dark rim inside a bright pericardium.
+bright echoes with acoustic shadows, an effusion is a dark rim inside a bright pericardium, an LV
+thrombus a mass at the apex (the one finding no report names).
 
 Each view has its own draw function (:data:`DRAW`) and pose (:mod:`echosearch.synth.views`, which also
 says what each view shows, hence which findings it draws). A5C and SC4C reuse the 4-chamber heart: the
@@ -158,6 +159,16 @@ def _lv_axes(f: Findings, anat: Anatomy, c: float) -> tuple[float, float, float]
     return short, long, wall0 * (1 + 0.6 * (f.ef / 60.0) * c)
 
 
+def _apical_thrombus(cv: _Canvas, lv: tuple, anat: Anatomy) -> None:
+    """An LV apical mural thrombus: a rounded mass a little brighter than the myocardium, ~1.5 x 1.2 cm,
+    attached to the apex inside the cavity (``lv`` is the cavity ellipse; the mass moves with it)."""
+    cx, cy, _, b, tilt = lv
+    depth = b - 8.0  # centre of the mass, 8 px in from the apical endocardium along the long axis
+    mx, my = cx + np.sin(tilt) * depth, cy - np.cos(tilt) * depth
+    inside = cv.ellipse(*lv) < 1
+    cv.paint((cv.ellipse(mx, my, 11.0, 9.0, tilt) < 1) & inside, 1.25 * anat.wall_brightness)
+
+
 def _draw_a4c(
     cv: _Canvas,
     f: Findings,
@@ -204,6 +215,8 @@ def _draw_a4c(
     blood = ((cv.ellipse(*lv) < 1) | (cv.ellipse(*rv) < 1)) & above
     blood |= ((cv.ellipse(*la) < 1) | (cv.ellipse(*ra) < 1)) & below
     cv.paint(blood, BLOOD)
+    if f.lv_thrombus:
+        _apical_thrombus(cv, lv, anat)
     root = None
     if five:  # LVOT and aortic root, running from the LV base down between the atria
         root = (sep / 2 + 3.0, 20.0, 11.0, 26.0, 0.15)
@@ -361,6 +374,8 @@ def _draw_a2c(cv: _Canvas, f: Findings, anat: Anatomy, c: float, o: float, ao: f
     blood = (cv.ellipse(*lv) < 1) & (cv.y < 0)
     blood |= ((cv.ellipse(*la) < 1) | (cv.ellipse(*laa) < 1)) & (cv.y >= 0)
     cv.paint(blood, BLOOD)
+    if f.lv_thrombus:
+        _apical_thrombus(cv, lv, anat)
     return _mitral(cv, 0.0, 0.55 * s_lv, s_lv, o, f.mitraclip)
 
 
@@ -383,6 +398,8 @@ def _draw_a3c(cv: _Canvas, f: Findings, anat: Anatomy, c: float, o: float, ao: f
     blood |= (cv.ellipse(*la) < 1) & (cv.y >= 0)
     blood |= (cv.ellipse(*aorta) < 1) | (cv.ellipse(av[0] - 3.0, -5.0, 10.0, 7.0) < 1)  # root + LVOT
     cv.paint(blood, BLOOD)
+    if f.lv_thrombus:
+        _apical_thrombus(cv, lv, anat)
     across = (axis[1], -axis[0])
     for side in (-1, 1):  # aortic cusps: meet mid-root in diastole, lie against the walls in systole
         hinge = (av[0] + side * 10 * across[0], av[1] + side * 10 * across[1])

@@ -20,6 +20,7 @@ from echosearch.errors import UsageError
 
 # what a view can show; findings are drawn only in views that show their structure
 LV, RV, LA, RA, MV, AV, TV = "LV", "RV", "LA", "RA", "MV", "AV", "TV"
+APEX = "LV apex"  # the apical views cut the LV apex, where a mural thrombus sits
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,11 @@ def _spec(code, phrase, weight, shows, pose) -> ViewSpec:
 VIEW_SPECS: dict[str, ViewSpec] = {
     s.code: s
     for s in (
-        _spec("A4C", "APICAL FOUR CHAMBER VIEW.", 1.0, (LV, RV, LA, RA, MV, TV, AV), (188.0, 0.0, 1.0)),
+        _spec("A4C", "APICAL FOUR CHAMBER VIEW.", 1.0, (LV, RV, LA, RA, MV, TV, AV, APEX), (188.0, 0.0, 1.0)),
         _spec("PLAX", "PARASTERNAL LONG AXIS VIEW.", 1.0, (LV, RV, LA, MV, AV), (150.0, -8.0, 1.0)),
-        _spec("A2C", "APICAL TWO CHAMBER VIEW.", 0.8, (LV, LA, MV), (188.0, 0.0, 1.0)),
-        _spec("A3C", "APICAL THREE CHAMBER VIEW.", 0.6, (LV, LA, MV, AV), (188.0, 0.0, 1.0)),
-        _spec("A5C", "APICAL FIVE CHAMBER VIEW.", 0.5, (LV, RV, LA, RA, MV, TV, AV), (188.0, 0.0, 1.0)),
+        _spec("A2C", "APICAL TWO CHAMBER VIEW.", 0.8, (LV, LA, MV, APEX), (188.0, 0.0, 1.0)),
+        _spec("A3C", "APICAL THREE CHAMBER VIEW.", 0.6, (LV, LA, MV, AV, APEX), (188.0, 0.0, 1.0)),
+        _spec("A5C", "APICAL FIVE CHAMBER VIEW.", 0.5, (LV, RV, LA, RA, MV, TV, AV, APEX), (188.0, 0.0, 1.0)),
         _spec(
             "PSAX-PM",
             "PARASTERNAL SHORT AXIS VIEW AT THE PAPILLARY MUSCLE LEVEL.",
@@ -69,14 +70,15 @@ VIEW_SPECS: dict[str, ViewSpec] = {
             (RV, LA, RA, AV, TV),
             (130.0, 0.0, 1.0),
         ),
-        _spec("SC4C", "SUBCOSTAL FOUR CHAMBER VIEW.", 0.4, (LV, RV, LA, RA, MV, TV), (185.0, 72.0, 0.8)),
+        _spec("SC4C", "SUBCOSTAL FOUR CHAMBER VIEW.", 0.4, (LV, RV, LA, RA, MV, TV, APEX), (185.0, 72.0, 0.8)),
     )
 }
 ALL_VIEWS = tuple(VIEW_SPECS)
 
 #: The structures a view must cut before a finding of the manifest can be seen in it (the renderer
 #: draws each finding only there): a lead in the RA or RV, a MitraClip at the MV, a TAVR at the AV,
-#: EF, LV size and LV function in the LV. Other findings (effusion) show in every view.
+#: EF, LV size and LV function in the LV, an LV thrombus at the apex (apical and subcostal views).
+#: Other findings (effusion) show in every view.
 FINDING_STRUCTURES: dict[str, frozenset[str]] = {
     "pacer": frozenset({RA, RV}),
     "mitraclip": frozenset({MV}),
@@ -84,6 +86,7 @@ FINDING_STRUCTURES: dict[str, frozenset[str]] = {
     "ef": frozenset({LV}),
     "lv_size": frozenset({LV}),
     "lv_function": frozenset({LV}),
+    "lv_thrombus": frozenset({APEX}),
 }
 
 
