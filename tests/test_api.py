@@ -92,6 +92,7 @@ def _error(r, status: int, code: str | None = None, parameter: str | None = None
 
 
 def _audit(archive) -> list[AuditLog]:
+    archive["engine"].audit.flush()  # the server writes audit rows from a background thread
     with archive["engine"].db.session() as s:
         return list(s.scalars(select(AuditLog).order_by(AuditLog.id)))
 

@@ -141,6 +141,32 @@ def test_queries_are_audited(engine):
     assert last.who == "dr-test" and last.query["texts"] == ["MitraClip"]
 
 
+def test_a_server_writes_audit_rows_in_the_background_in_order_at_the_time_asked(tmp_path, engine):
+    from echosearch.store.schema import utcnow
+
+    engine.audit.write_in_background()
+    try:
+        asked = utcnow()
+        with engine.db.session() as s:
+            before = s.scalars(select(AuditLog.id).order_by(AuditLog.id.desc())).first() or 0
+        for i in range(30):
+            engine.who = f"api:user{i % 3}"
+            engine.audit.record("probe", {"n": i})
+        engine.audit.flush()
+        with engine.db.session() as s:
+            rows = list(s.scalars(select(AuditLog).where(AuditLog.id > before).order_by(AuditLog.id)))
+        assert [r.query["n"] for r in rows] == list(range(30))
+        assert [r.who for r in rows] == [f"api:user{i % 3}" for i in range(30)]
+        assert all(
+            abs((r.at.replace(tzinfo=None) - asked.replace(tzinfo=None)).total_seconds()) < 60 for r in rows
+        )
+        engine.audit.record("last", {})
+    finally:
+        engine.audit.close()  # writes what is queued and goes back to writing as rows come
+    with engine.db.session() as s:
+        assert s.scalars(select(AuditLog).order_by(AuditLog.id.desc())).first().action == "last"
+
+
 def test_bad_where_is_a_usage_error():
     with pytest.raises(UsageError):
         parse_where(["bogus"])

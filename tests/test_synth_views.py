@@ -142,7 +142,9 @@ def test_lv_thrombus_is_in_the_manifest_never_in_a_report_and_changes_no_other_d
             mp.setattr("echosearch.synth.archive.draw_thrombus", lambda prev, rng, v=present: v)
             synthesize_archive(out, **ARGS)
     rows = {k: read_manifest(v) for k, v in made.items()}
-    assert {r["lv_thrombus"] for r in rows[True]} == {"1"} and {r["lv_thrombus"] for r in rows[False]} == {"0"}
+    assert {r["lv_thrombus"] for r in rows[True]} == {"1"} and {r["lv_thrombus"] for r in rows[False]} == {
+        "0"
+    }
     drop = lambda r: {k: v for k, v in r.items() if k != "lv_thrombus"}  # noqa: E731
     assert [drop(r) for r in rows[True]] == [drop(r) for r in rows[False]]
     assert _reports(made[True]) == _reports(made[False])

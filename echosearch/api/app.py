@@ -59,6 +59,7 @@ def create_app(
         if settings.preload_model:
             _warm(engine)
         state = ApiState(engine=engine, accounts=Accounts(engine.db), settings=settings)
+        engine.audit.write_in_background()  # a request does not wait for its audit row's commit
     except BaseException:
         if owned:
             engine.close()
@@ -68,6 +69,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         state.jobs.stop()
+        engine.audit.flush()
         if owned:
             engine.close()
 

@@ -93,6 +93,7 @@ class Engine:
             raise
 
     def close(self) -> None:
+        self.audit.close()  # rows still queued by a server are written first
         self.archive.db.close()
 
     def __enter__(self) -> Engine:

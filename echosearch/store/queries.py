@@ -429,10 +429,16 @@ def clear_failures(s: Session, path: str) -> None:
 
 
 def audit(
-    s: Session, action: str, query: Mapping[str, Any] | None = None, who: str | None = None
+    s: Session,
+    action: str,
+    query: Mapping[str, Any] | None = None,
+    who: str | None = None,
+    at: dt.datetime | None = None,
 ) -> AuditLog:
-    """Append to the audit log (who ran which query when)."""
-    entry = AuditLog(action=action, query=dict(query) if query is not None else None, who=who)
+    """Append to the audit log (who ran which query when; ``at``: when it was asked, default now)."""
+    entry = AuditLog(
+        action=action, query=dict(query) if query is not None else None, who=who, at=at or utcnow()
+    )
     s.add(entry)
     s.flush()
     return entry

@@ -158,6 +158,7 @@ def _lv_axes(f: Findings, anat: Anatomy, c: float) -> tuple[float, float, float]
     wall0 = wall0 - 0.9 * f.lv_size
     return short, long, wall0 * (1 + 0.6 * (f.ef / 60.0) * c)
 
+
 #: Semi-axes of an LV thrombus in px, across and along the LV: ~2.3 x 1.8 cm, a large one (with a 1.4 x
 #: 1.1 cm mass the demo model's clip vectors barely moved: probe AUC 0.66 on paired clips, vs 0.87 at 2.5 x 2 cm)
 THROMBUS_AXES = (18.0, 14.0)

@@ -70,7 +70,9 @@ VIEW_SPECS: dict[str, ViewSpec] = {
             (RV, LA, RA, AV, TV),
             (130.0, 0.0, 1.0),
         ),
-        _spec("SC4C", "SUBCOSTAL FOUR CHAMBER VIEW.", 0.4, (LV, RV, LA, RA, MV, TV, APEX), (185.0, 72.0, 0.8)),
+        _spec(
+            "SC4C", "SUBCOSTAL FOUR CHAMBER VIEW.", 0.4, (LV, RV, LA, RA, MV, TV, APEX), (185.0, 72.0, 0.8)
+        ),
     )
 }
 ALL_VIEWS = tuple(VIEW_SPECS)

@@ -90,6 +90,7 @@ def audit(
     engine = api.engine_for(caller)
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)
+    engine.audit.flush()  # the rows of the requests answered so far, written from the queue
     with engine.db.session() as s:
         rows, total = q.audit_rows(s, limit=limit, offset=offset, who=who, action=action, since=since)
         results = [{"id": r.id, "at": r.at, "who": r.who, "action": r.action, "query": r.query} for r in rows]
