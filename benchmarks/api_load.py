@@ -167,6 +167,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=3.0, help="Seconds of load before measuring.")
+    ap.add_argument("--workers", type=int, default=2, help="Server processes (`serve --workers`).")
     args = ap.parse_args()
 
     ensure_index(args.data, args.patients)
@@ -185,6 +186,8 @@ def main() -> None:
             str(port),
             "--rate-limit",
             "0",
+            "--workers",
+            str(args.workers),
         ],
         stdout=log,
         stderr=log,
@@ -230,7 +233,7 @@ def report(out: dict, wall: float, args: argparse.Namespace) -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"{args.clients} clients, {args.seconds:.0f} s on loopback, {cores} cores (load average {load:.1f}), index {args.data}"
+        f"{args.clients} clients, {args.workers} server workers, {args.seconds:.0f} s on loopback, {cores} cores (load average {load:.1f}), index {args.data}"
     )
     print()
     print("| endpoint | requests | errors | req/s | p50 ms | p95 ms | max ms |")

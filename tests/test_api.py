@@ -523,3 +523,96 @@ def test_a_live_uvicorn_on_loopback(archive, caplog):
         server.should_exit = True
         thread.join(30)
     assert not thread.is_alive()
+
+
+# ---------------------------------------------------------------- several workers (serve --workers N)
+
+
+@pytest.fixture()
+def two_workers(ui_archive, tmp_path):
+    """Two apps on their own Engines over one copy of the data dir, sharing one runtime file: what
+    the two worker processes of `serve --workers 2` are (each process holds one app)."""
+    data, root = tmp_path / "data", tmp_path / "incoming"
+    shutil.copytree(ui_archive["data"], data)
+    root.mkdir()
+    with Engine.open(data) as engine:
+        accounts = Accounts(engine.db)
+        accounts.add_user("ian", "indexer")
+        token = accounts.create_token("ian").token
+    settings = {"runtime_path": tmp_path / "runtime.sqlite3", "index_roots": (root,)}
+    apps = [
+        create_app(
+            data, settings=ApiSettings(bad_token_failures=4, rate_per_minute=600, rate_burst=6, **settings)
+        )
+        for _ in range(2)
+    ]
+    with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+        yield {"a": a, "b": b, "apps": apps, "token": token, "root": root}
+
+
+def test_workers_share_the_bad_token_lockout_and_the_rate_limit(two_workers):
+    a, b, token = two_workers["a"], two_workers["b"], two_workers["token"]
+    good = {"Authorization": f"Bearer {token}"}
+    for i in range(2):  # two bad tokens on each worker: four from this client in all
+        _error(a.get(f"{V1}/me", headers={"Authorization": f"Bearer es_bad{i}"}), 401)
+        _error(b.get(f"{V1}/me", headers={"Authorization": f"Bearer es_bad{i}"}), 401)
+    _error(a.get(f"{V1}/me", headers=good), 429, "too_many_bad_tokens")
+    _error(b.get(f"{V1}/me", headers=good), 429, "too_many_bad_tokens")
+    other = [TestClient(app, client=("10.2.2.2", 4000)) for app in two_workers["apps"]]
+    codes = [other[i % 2].get(f"{V1}/me", headers=good).status_code for i in range(8)]
+    assert codes[:6] == [200] * 6 and codes[-1] == 429  # one bucket of 6 for the token, across both
+
+
+def test_a_job_on_one_worker_is_seen_and_reloaded_by_the_other(two_workers):
+    from echosearch.synth import synthesize_archive
+
+    a, b = two_workers["a"], two_workers["b"]
+    h = {"Authorization": f"Bearer {two_workers['token']}"}
+
+    def vectors_loaded() -> int:  # the vectors of worker b's own Engine (the database counts are shared)
+        return b.get(f"{V1}/stats", headers=h).json()["spaces"][0]["index"]["ntotal"]
+
+    before = vectors_loaded()
+    new = two_workers["root"] / "new"
+    synthesize_archive(new, patients=1, seed=99, studies=(1, 1), clips_per_study=(2, 2), frames=(8, 10))
+    job = a.post(f"{V1}/index", headers=h, json={"paths": [str(new)]}).json()
+    assert b.get(f"{V1}/jobs/{job['id']}", headers=h).status_code == 200  # any worker answers for it
+    for _ in range(600):
+        seen = b.get(f"{V1}/jobs/{job['id']}", headers=h).json()
+        if seen["state"] in ("done", "failed"):
+            break
+        time.sleep(0.2)
+    assert seen["state"] == "done", seen
+    assert [j["id"] for j in a.get(f"{V1}/jobs", headers=h).json()["results"]][0] == job["id"]
+    time.sleep(1.1)  # the other worker looks at the index generation at most once a second
+    b.get(f"{V1}/me", headers=h)
+    assert vectors_loaded() == before + 2
+
+
+def test_serve_with_two_workers_answers_on_loopback(archive):
+    import subprocess
+    import sys
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "echosearch", "serve", "--data", str(archive["data"]), "--port", str(port),
+         "--workers", "2", "--no-preload"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}{V1}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+            assert proc.poll() is None, proc.stdout.read()
+        with httpx.Client(timeout=60) as http:
+            codes = {http.get(f"{base}/stats", headers=auth(archive, "vera")).status_code for _ in range(6)}
+            assert codes == {200}
+            assert http.get(f"{base}/stats").status_code == 401
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    assert "2 workers" in out and "Traceback" not in out, out[-3000:]

@@ -8,7 +8,10 @@ each request names its caller for the audit log in its own thread (``engine.who`
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -70,6 +73,8 @@ def create_app(
         yield
         state.jobs.stop()
         engine.audit.flush()
+        if state.private_runtime:
+            shutil.rmtree(state.runtime.path.parent, ignore_errors=True)
         if owned:
             engine.close()
 
@@ -96,6 +101,30 @@ def create_app(
         public_paths=(f"{PREFIX}/docs", app.openapi_url),
     )
     return app
+
+
+#: The environment variable through which ``serve --workers N`` hands each worker its configuration.
+CONFIG_ENV = "ECHOSEARCH_API_CONFIG"
+
+
+def worker_config(data_dir: str | Path | None, space: str | None, settings: ApiSettings) -> str:
+    """The JSON a worker process reads back in :func:`app_from_environment`."""
+    fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()}
+    fields["index_roots"] = [str(p) for p in settings.index_roots]
+    return json.dumps({"data_dir": str(data_dir) if data_dir else None, "space": space, "settings": fields})
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker of ``echosearch serve --workers N`` (uvicorn imports and calls this in
+    each worker process), configured by :data:`CONFIG_ENV`."""
+    config = json.loads(os.environ[CONFIG_ENV])
+    fields = dict(config["settings"])
+    fields["index_roots"] = tuple(Path(p) for p in fields.get("index_roots", ()))
+    if fields.get("runtime_path"):
+        fields["runtime_path"] = Path(fields["runtime_path"])
+    logging.getLogger("echosearch.api").setLevel(logging.INFO)
+    logging.getLogger("echosearch.api.access").setLevel(logging.INFO)
+    return create_app(config["data_dir"], space=config["space"], settings=ApiSettings(**fields))
 
 
 def _serve_docs(app: FastAPI) -> None:

@@ -1,11 +1,16 @@
-"""What one API process holds: the Engine (opened once), the accounts, the throttles and the jobs."""
+"""What one API process holds: the Engine (opened once), the accounts, and its handle on the state
+the server's workers share (throttles, jobs, index generation: :mod:`echosearch.api.runtime`)."""
 
 from __future__ import annotations
 
+import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from echosearch.accounts import Accounts, Caller, FailureThrottle, RateLimiter
+from echosearch.accounts import Accounts, Caller
+from echosearch.api.runtime import GENERATION_CHECK_S, Runtime, SharedFailureThrottle, SharedRateLimiter
 from echosearch.search import Engine
 
 
@@ -31,6 +36,8 @@ class ApiSettings:
     preload_model: bool = True
     #: Workers of an index job (0: read clips in the job's thread).
     index_workers: int = 0
+    #: The runtime file the server's workers share (None: a private one for this process).
+    runtime_path: Path | None = None
 
 
 @dataclass
@@ -38,19 +45,48 @@ class ApiState:
     engine: Engine
     accounts: Accounts
     settings: ApiSettings
-    bad_tokens: FailureThrottle = field(init=False)
-    rate: RateLimiter = field(init=False)
+    bad_tokens: SharedFailureThrottle = field(init=False)
+    rate: SharedRateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.bad_tokens = FailureThrottle(s.bad_token_failures, s.bad_token_window_s, s.bad_token_lockout_s)
-        self.rate = RateLimiter(s.rate_per_minute, s.rate_burst)
+        path = s.runtime_path
+        self.private_runtime = path is None
+        if path is None:
+            path = Path(tempfile.mkdtemp(prefix="echosearch-api-")) / "runtime.sqlite3"
+        self.runtime = Runtime(path)
+        self.bad_tokens = SharedFailureThrottle(
+            self.runtime, s.bad_token_failures, s.bad_token_window_s, s.bad_token_lockout_s
+        )
+        self.rate = SharedRateLimiter(self.runtime, s.rate_per_minute, s.rate_burst)
+        self._generation = self.runtime.generation()
+        self._checked = time.monotonic()
+        self._reloading = threading.Lock()
         from echosearch.api.jobs import JobRunner
 
         self.jobs = JobRunner(self)
 
     def engine_for(self, caller: Caller) -> Engine:
         """The Engine with the audit user of this request thread set to the caller (call it in the
-        endpoint's own thread: FastAPI may run dependencies in another)."""
+        endpoint's own thread: FastAPI may run dependencies in another); reloaded first when
+        another worker's job changed the index."""
+        self._follow_generation()
         self.engine.who = caller.who
         return self.engine
+
+    def index_changed(self) -> None:
+        """This worker changed the index (and reloaded its Engine): the other workers will reload."""
+        self._generation = self.runtime.bump_generation()
+
+    def _follow_generation(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < GENERATION_CHECK_S or not self._reloading.acquire(blocking=False):
+            return
+        try:
+            self._checked = now
+            generation = self.runtime.generation()
+            if generation != self._generation:
+                self.engine.reload()
+                self._generation = generation
+        finally:
+            self._reloading.release()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from echosearch.cli.common import data_option, space_option
@@ -49,35 +47,65 @@ from echosearch.cli.main import cli
 @click.option(
     "--no-preload", is_flag=True, help="Load the model on the first text or upload query, not at start."
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes, each with its own copy of the model and index (one per core answers "
+    "concurrent clients on every core); they share throttles, jobs and reloads.",
+)
 def serve(
-    data, model, host, port, index_roots, rate_limit, max_upload_mb, forwarded_allow_ips, no_preload
+    data, model, host, port, index_roots, rate_limit, max_upload_mb, forwarded_allow_ips, no_preload, workers
 ) -> None:
     """Serve the archive over HTTP under /api/v1 (OpenAPI docs at /api/v1/docs); tokens: `echosearch tokens`."""
+    import os
+    import shutil
+    import tempfile
     from pathlib import Path
 
     import uvicorn
 
-    from echosearch.api import ApiSettings, create_app
+    from echosearch.api import ApiSettings
+    from echosearch.api.app import CONFIG_ENV, worker_config
+    from echosearch.search import Engine
 
+    shared = Path(tempfile.mkdtemp(prefix="echosearch-serve-"))  # the workers' runtime file (0700)
     settings = ApiSettings(
         rate_per_minute=float(rate_limit),
         max_upload_bytes=max_upload_mb * 1024 * 1024,
         index_roots=tuple(Path(r).resolve() for r in index_roots),
         preload_model=not no_preload,
+        runtime_path=shared / "runtime.sqlite3",
     )
-    app = create_app(data, space=model, settings=settings)
-    api = app.state.api
-    if not api.accounts.has_accounts():
-        click.echo(
-            f"note: no accounts yet; every request will be refused: `echosearch users add NAME --role viewer "
-            f"--data {api.engine.data_dir}` then `echosearch tokens create NAME`",
-            err=True,
-        )
-    logging.getLogger("echosearch.api").setLevel(logging.INFO)
-    logging.getLogger("echosearch.api.access").setLevel(logging.INFO)
+    with Engine.open(data, space=model) as engine:  # a bad data dir or space fails here, once, clearly
+        from echosearch.accounts import Accounts
+
+        if not Accounts(engine.db).has_accounts():
+            click.echo(
+                f"note: no accounts yet; every request will be refused: `echosearch users add NAME --role viewer "
+                f"--data {engine.data_dir}` then `echosearch tokens create NAME`",
+                err=True,
+            )
+        data_dir, model_name = engine.data_dir, engine.model_name
     click.echo(
-        f"echosearch API on http://{host}:{port}/api/v1 (docs /api/v1/docs; model {api.engine.model_name})",
+        f"echosearch API on http://{host}:{port}/api/v1 (docs /api/v1/docs; model {model_name}; "
+        f"{workers} worker{'s' if workers > 1 else ''})",
         err=True,
     )
+    os.environ[CONFIG_ENV] = worker_config(data_dir, model, settings)
     kwargs = {"forwarded_allow_ips": forwarded_allow_ips} if forwarded_allow_ips else {}
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", server_header=False, **kwargs)
+    try:
+        uvicorn.run(
+            "echosearch.api.app:app_from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            access_log=False,
+            log_level="info",
+            server_header=False,
+            **kwargs,
+        )
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
