@@ -107,8 +107,7 @@ class QueryVectors:
             if video_id not in archive.index:
                 raise UsageError(f"video {video_id} is not in the index")
             with archive.db.session() as s:
-                card = q.video_cards(s, [video_id]).get(video_id)
-                study_uid = card.study_uid if card is not None else None
+                study_uid = q.study_uid_of_video(s, video_id)
             return archive.index.reconstruct([video_id])[0], video_id, study_uid
         from echosearch.video import EchoClip, preprocess_frames, read_clip
 

@@ -704,6 +704,13 @@ def excluded_video_ids(s: Session, f: VideoFilter) -> np.ndarray:
     return np.asarray(sorted(ids), dtype=np.int64)
 
 
+def study_uid_of_video(s: Session, video_id: int) -> str | None:
+    """The study UID of one clip (None: no such clip, or no study): what video -> video needs to
+    leave the query's own study out, without reading the whole card."""
+    stmt = select(Study.study_uid).join(Video, Video.study_id == Study.id).where(Video.id == int(video_id))
+    return s.scalars(stmt).first()
+
+
 def video_cards(s: Session, video_ids: Iterable[int]) -> dict[int, Row]:
     """What a result card shows of each clip and its study and report, in one query (plain rows,
     not ORM objects: building a page of hits is on every search's path)."""
