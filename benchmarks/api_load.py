@@ -2,9 +2,10 @@
 
     python benchmarks/api_load.py                          # demo index in /tmp/echosearch-api-bench, 8 clients, 20 s
     python benchmarks/api_load.py --clients 16 --seconds 60 --data DIR   # an existing indexed data dir
+    python benchmarks/api_load.py --workers 1                             # one server process
 
-It starts `echosearch serve` as its own process (uvicorn, the model preloaded, the per-token rate limit
-off), gives every client its own token (one account, revoked at the end), and each client loops over
+It starts `echosearch serve --workers N` (default 4: twice the cores of the 2-core reference machine;
+uvicorn, the model preloaded, the per-token rate limit off), gives every client its own token (one account, revoked at the end), and each client loops over
 a fixed mix of endpoints with a keep-alive connection: text search, similar clips by id, a clip, a
 study, a clip's labels, a thumbnail. It prints requests, errors, throughput and p50/p95 latency per
 endpoint, and whether the issue's targets hold (0 errors; similar-by-id p95 <= 50 ms and text search
@@ -167,7 +168,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=3.0, help="Seconds of load before measuring.")
-    ap.add_argument("--workers", type=int, default=2, help="Server processes (`serve --workers`).")
+    ap.add_argument("--workers", type=int, default=4, help="Server processes (`serve --workers`).")
     args = ap.parse_args()
 
     ensure_index(args.data, args.patients)
