@@ -589,6 +589,25 @@ def test_a_job_on_one_worker_is_seen_and_reloaded_by_the_other(two_workers):
     assert vectors_loaded() == before + 2
 
 
+def test_a_job_whose_worker_died_is_failed_not_left_running(two_workers):
+    import subprocess
+    import sys
+
+    a, h = two_workers["a"], {"Authorization": f"Bearer {two_workers['token']}"}
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    doc = {"id": "0badc0ffee00", "kind": "index", "submitted_by": "api:ian", "params": {}, "state": "running",
+           "submitted_at": "2026-01-01T00:00:00+00:00", "started_at": None, "finished_at": None,
+           "summary": None, "error": None}  # fmt: skip
+    with two_workers["apps"][1].state.api.runtime.transaction() as db:  # as the other worker wrote it
+        db.execute(
+            "INSERT INTO jobs VALUES (?, 1, ?, 'running', ?)", (doc["id"], json.dumps(doc), int(dead.stdout))
+        )
+    job = a.get(f"{V1}/jobs/{doc['id']}", headers=h).json()
+    assert job["state"] == "failed" and "stopped" in job["error"]
+
+
 def test_serve_with_two_workers_answers_on_loopback(archive):
     import subprocess
     import sys

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -73,8 +72,6 @@ def create_app(
         yield
         state.jobs.stop()
         engine.audit.flush()
-        if state.private_runtime:
-            shutil.rmtree(state.runtime.path.parent, ignore_errors=True)
         if owned:
             engine.close()
 

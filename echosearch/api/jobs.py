@@ -101,11 +101,17 @@ class JobRunner:
         return job
 
     def get(self, job_id: str) -> Job | None:
+        self._reap()
         rows = jobs_rows(self.runtime, "WHERE id = ?", (job_id,))
         return Job(**rows[0]) if rows else None
 
     def list(self) -> list[Job]:
+        self._reap()
         return [Job(**doc) for doc in jobs_rows(self.runtime)]
+
+    def _reap(self) -> None:
+        with self.runtime.transaction() as db:
+            self._fail_orphans(db)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Let the running job finish (up to ``timeout``); this worker's queued ones fail."""
@@ -135,9 +141,8 @@ class JobRunner:
 
     def _fail_orphans(self, db) -> None:  # noqa: ANN001
         """Jobs whose worker died (killed mid-job): failed, so that they neither block nor linger."""
-        for job_id, doc, pid in db.execute(
-            "SELECT id, doc, pid FROM jobs WHERE state IN ('queued', 'running')"
-        ):
+        rows = db.execute("SELECT id, doc, pid FROM jobs WHERE state IN ('queued', 'running')").fetchall()
+        for job_id, doc, pid in rows:
             if not pid_alive(pid):
                 job = Job(**json.loads(doc))
                 job.state, job.error, job.finished_at = (

@@ -3,9 +3,11 @@ the server's workers share (throttles, jobs, index generation: :mod:`echosearch.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,9 +53,9 @@ class ApiState:
     def __post_init__(self) -> None:
         s = self.settings
         path = s.runtime_path
-        self.private_runtime = path is None
-        if path is None:
+        if path is None:  # a private file, removed with this state
             path = Path(tempfile.mkdtemp(prefix="echosearch-api-")) / "runtime.sqlite3"
+            weakref.finalize(self, shutil.rmtree, path.parent, True)
         self.runtime = Runtime(path)
         self.bad_tokens = SharedFailureThrottle(
             self.runtime, s.bad_token_failures, s.bad_token_window_s, s.bad_token_lockout_s
