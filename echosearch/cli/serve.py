@@ -70,13 +70,11 @@ def serve(
     from echosearch.api.app import CONFIG_ENV, worker_config
     from echosearch.search import Engine
 
-    shared = Path(tempfile.mkdtemp(prefix="echosearch-serve-"))  # the workers' runtime file (0700)
     settings = ApiSettings(
         rate_per_minute=float(rate_limit),
         max_upload_bytes=max_upload_mb * 1024 * 1024,
         index_roots=tuple(Path(r).resolve() for r in index_roots),
         preload_model=not no_preload,
-        runtime_path=shared / "runtime.sqlite3",
     )
     with Engine.open(data, space=model) as engine:  # a bad data dir or space fails here, once, clearly
         from echosearch.accounts import Accounts
@@ -93,6 +91,8 @@ def serve(
         f"{workers} worker{'s' if workers > 1 else ''})",
         err=True,
     )
+    shared = Path(tempfile.mkdtemp(prefix="echosearch-serve-"))  # the workers' runtime file (0700)
+    settings.runtime_path = shared / "runtime.sqlite3"
     os.environ[CONFIG_ENV] = worker_config(data_dir, model, settings)
     kwargs = {"forwarded_allow_ips": forwarded_allow_ips} if forwarded_allow_ips else {}
     try:
