@@ -13,6 +13,7 @@ from echosearch.labels.calibration import load_thresholds, save_thresholds
 from echosearch.labels.encoding import (
     as_values,
     derived_keys,
+    grade_key,
     is_derived,
     positive_key,
     probability_key,
@@ -30,8 +31,9 @@ def test_keys_of_a_binary_task():
         "pacemaker.positive",
         "pacemaker.probability",
     )
-    assert derived_keys("pacemaker") == ("pacemaker.positive", "pacemaker.probability")
+    assert derived_keys("pacemaker") == ("pacemaker.positive", "pacemaker.probability", "pacemaker.grade")
     assert is_derived("pacemaker.positive") and is_derived("pacemaker.probability")
+    assert grade_key("lv_size") == "lv_size.grade" and is_derived("lv_size.grade")
     assert not is_derived("pacemaker") and not is_derived("lv_size")
 
 
@@ -61,6 +63,14 @@ def test_result_rows_per_task_kind_and_the_view():
         "view": "A4C",
     }
     assert view == "A4C"
+    graded = ScoreResults()  # a graded categorical task: its class and how far along its scale
+    graded["lv_size"] = np.array([2])
+    graded.classes["lv_size"] = ("normal", "mild", "moderate", "severe")
+    graded.grades["lv_size"] = np.array([2.4], np.float32)
+    assert result_rows(graded, 0)[0] == [
+        ("lv_size", 2.0, "moderate"),
+        ("lv_size.grade", pytest.approx(2.4), None),
+    ]
     bare = ScoreResults()  # a binary task without a threshold or a Platt fit: its raw score only
     bare["pacemaker"] = np.array([0.3], np.float32)
     assert result_rows(bare, 0) == ([("pacemaker", pytest.approx(0.3), None)], None)
@@ -73,7 +83,7 @@ def test_probes_store_the_same_keys_as_zero_shot_tasks():
     probe = fit_probe("rv_dilation", "binary", x, y.tolist())
     rows = probe.label_rows([7], x[:1])
     assert {r[0] for r in rows} == {7}
-    assert {r[1] for r in rows} == {"rv_dilation", *derived_keys("rv_dilation")}
+    assert {r[1] for r in rows} == {"rv_dilation", positive_key("rv_dilation"), probability_key("rv_dilation")}
     labels = as_values(r[1:] for r in rows)
     assert labels[positive_key("rv_dilation")] == float(labels[probability_key("rv_dilation")] >= 0.5)
 

@@ -59,6 +59,31 @@ def test_an_ef_range_is_graded_by_how_likely_the_estimate_lies_in_it():
     assert signal(band, source, {"ejection_fraction": "n/a"}) == 0.0
 
 
+def test_a_graded_finding_ranks_clips_by_their_expected_grade_else_their_class():
+    from echosearch.labels.scoring import expected_grade
+
+    grades = expected_grade(np.array([[0.0, 0.0, 0.3, 0.0], [0.1, 0.1, 0.1, 0.1], [0.3, 0.0, 0.0, 0.0]]))
+    assert grades[0] == pytest.approx(2.0, abs=1e-3) and grades[1] == pytest.approx(1.5)
+    assert grades[2] == pytest.approx(0.0, abs=1e-3)
+    classes = ["normal", "mild", "moderate", "severe"]
+    source = LabelSource(
+        "categorical", class_grades={c: c for c in classes}, grade="lv_size.grade", classes=classes
+    )
+    severe = Condition("label", "lv_size", "lv_size", 1.0, grades=["severe"])
+    dilated = Condition("label", "lv_size", "lv_size", 1.0, grades=["mild", "moderate", "severe"])
+    scores = [
+        signal(severe, source, {"lv_size": "moderate", "lv_size.grade": g}) for g in (1.0, 2.2, 2.7, 3.0)
+    ]
+    assert scores == sorted(scores) and scores[0] == 0.0 and scores[-1] == 1.0
+    assert signal(dilated, source, {"lv_size": "normal", "lv_size.grade": 0.4}) == pytest.approx(0.4)
+    assert signal(dilated, source, {"lv_size": "mild", "lv_size.grade": 1.6}) == 1.0
+    # an index relabelled before grades were stored: the class decides
+    assert (
+        signal(severe, source, {"lv_size": "severe"}) == 1.0
+        and signal(severe, source, {"lv_size": "mild"}) == 0.0
+    )
+
+
 def test_study_pooling_mixes_each_clip_with_its_studys_mean():
     signals = np.array([[1.0, 0.0], [0.0, 0.0], [0.5, 1.0]], np.float32)  # rows: three clips
     # candidates: clip 0 (study of clips 0 and 1) and clip 2 (alone in its study)

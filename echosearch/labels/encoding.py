@@ -15,7 +15,9 @@ space):
   probe);
 - regression: ``TASK`` the estimate;
 - categorical: ``TASK`` the class index in ``value`` and the class name in ``category``; the class
-  of a task named ``view`` also becomes the clip's ``Video.view``.
+  of a task named ``view`` also becomes the clip's ``Video.view``; ``TASK.grade`` (zero-shot tasks
+  but the view) the expected class index, how far along its classes' scale the clip is (a search
+  for "severe" ranks clips by it).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any
 #: The suffix words of a binary task's derived labels (``TASK.positive``, ``TASK.probability``).
 POSITIVE = "positive"
 PROBABILITY = "probability"
-DERIVED = (POSITIVE, PROBABILITY)
+GRADE = "grade"
+DERIVED = (POSITIVE, PROBABILITY, GRADE)
 #: The categorical task whose class becomes ``Video.view`` when a model has it.
 VIEW_TASK = "view"
 
@@ -44,13 +47,18 @@ def probability_key(task: str) -> str:
     return f"{task}.{PROBABILITY}"
 
 
-def derived_keys(task: str) -> tuple[str, str]:
-    """Every label stored beside a binary task's raw score (to delete them with it)."""
-    return positive_key(task), probability_key(task)
+def grade_key(task: str) -> str:
+    """The stored expected class index of a categorical task: ``TASK.grade``."""
+    return f"{task}.{GRADE}"
+
+
+def derived_keys(task: str) -> tuple[str, ...]:
+    """Every label stored beside a task's own value (to delete them with it)."""
+    return positive_key(task), probability_key(task), grade_key(task)
 
 
 def is_derived(key: str) -> bool:
-    """Whether a stored label is a binary task's decision or probability, not a task of its own."""
+    """Whether a stored label is a task's decision, probability or grade, not a task of its own."""
     return key.endswith(tuple(f".{field}" for field in DERIVED))
 
 
@@ -79,6 +87,8 @@ def result_rows(results: Any, j: int) -> tuple[list[Row], str | None]:
         if name in results.classes:
             row = class_row(name, values[j], results.classes[name])
             rows.append(row)
+            if name in results.grades:
+                rows.append((grade_key(name), float(results.grades[name][j]), None))
             if name == VIEW_TASK:
                 view = row[2]
         else:

@@ -205,6 +205,7 @@ class ScoreResults(dict):
         self.offsets: dict[str, dict[str, float]] = {}  # categorical: calibrated offset per class
         self.probabilities: dict[str, np.ndarray] = {}  # binary tasks with a fitted Platt sigmoid
         self.errors: dict[str, float] = {}  # regression: calibration mean absolute error
+        self.grades: dict[str, np.ndarray] = {}  # categorical: expected class index (see expected_grade)
 
 
 def encode_prompts(texts: Sequence[str], encode_text: Callable[[list[str]], Any]) -> np.ndarray:
@@ -267,9 +268,28 @@ def score_tasks(
             results[task.name] = pred.index
             results.classes[task.name] = pred.classes
             results.class_scores[task.name] = pred.scores
+            if task.name != VIEW_TASK:
+                results.grades[task.name] = expected_grade(pred.scores)
         log.debug("scored zero-shot task %s (%d prompts)", task.name, len(texts))
     _apply_view_calibrations(tasks, results, thresholds)
     return results
+
+
+#: Scale of the class scores (cosines) before the softmax of :func:`expected_grade`: CLIP's logit
+#: scale at its cap. On the calibration archive, ranking "severe dilated LV" and the other LV size and
+#: function grades by the expected grade gave precision@10 0.775 against 0.700 for the predicted
+#: class alone (0.750 at scale 30, near the demo model's own 28.8: not sensitive).
+GRADE_SOFTMAX_SCALE = 100.0
+
+
+def expected_grade(class_scores: np.ndarray) -> np.ndarray:
+    """The expected class index of each clip ([N, C] scores -> [N] in 0..C-1) under a softmax of its
+    class scores: for classes in order (normal, mild, moderate, severe) how far along the scale the
+    clip is, so a graded finding ranks clips by degree, not by their predicted class alone."""
+    z = GRADE_SOFTMAX_SCALE * (class_scores - class_scores.max(axis=1, keepdims=True))
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    return (p @ np.arange(class_scores.shape[1], dtype=np.float64)).astype(np.float32)
 
 
 def _apply_view_calibrations(

@@ -31,6 +31,9 @@ class LabelSource:
     class_grades: dict[str, str] = field(default_factory=dict)  # class name -> plain grade
     #: the space's raw scores, sorted, per ``videos.view`` (a clip's is its labels' "view")
     by_view: dict[str | None, np.ndarray] | None = None
+    #: categorical: the stored expected class index ("TASK.grade") and the classes in their order
+    grade: str | None = None
+    classes: list[str] = field(default_factory=list)
 
 
 #: Fewest clips of a view whose own score distribution ranks its clips (else all views' together).
@@ -92,6 +95,11 @@ def signal(cond: Condition, source: LabelSource, labels: dict[str, Any]) -> floa
             return 0.0
         return float((decision >= 0.5) == cond.present)
     if source.kind == "categorical":
+        expected = labels.get(source.grade) if source.grade else None
+        wanted = [i for i, c in enumerate(source.classes) if source.class_grades.get(c) in cond.grades]
+        if isinstance(expected, (int, float)) and wanted:  # by degree: 1 within the wanted grades, 0 a class away
+            gap = max(0.0, wanted[0] - float(expected), float(expected) - wanted[-1])
+            return max(0.0, 1.0 - gap)
         return float(source.class_grades.get(value) in cond.grades)
     return 0.0
 

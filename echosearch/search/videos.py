@@ -12,7 +12,7 @@ import numpy as np
 
 from echosearch.errors import UsageError
 from echosearch.labels.calibration import binary_threshold
-from echosearch.labels.encoding import VIEW_TASK, positive_key, probability_key
+from echosearch.labels.encoding import VIEW_TASK, grade_key, positive_key, probability_key
 from echosearch.search.context import OpenSpace
 from echosearch.search.hits import Hits
 from echosearch.search.label_stats import LabelStats
@@ -212,6 +212,8 @@ class VideoSearch:
                 probability,
                 threshold if threshold is not None else 0.0,
                 class_grades(classes, self.vectors.lexicon),
+                grade=grade_key(task.name) if grade_key(task.name) in stored else None,
+                classes=classes,
             )
             if task.kind == "binary":
                 with self.archive.db.session() as s:
@@ -288,7 +290,12 @@ class VideoSearch:
                 return []
             mates = q.study_clips(s, ids.tolist())
             everyone = sorted({m for i in ids for m in mates.get(int(i), [int(i)])})
-            needed = {key for c, src, _ in prefs for key in (c.task, src.decision, src.probability) if key}
+            needed = {
+                key
+                for c, src, _ in prefs
+                for key in (c.task, src.decision, src.probability, src.grade)
+                if key
+            }
             labels = q.labels_for(s, everyone, archive.space_id, tasks=needed)
             for vid, view in q.views_of(s, everyone).items():  # as label_values_by_view groups them
                 labels[vid][VIEW_TASK] = view
