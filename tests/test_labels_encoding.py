@@ -83,7 +83,11 @@ def test_probes_store_the_same_keys_as_zero_shot_tasks():
     probe = fit_probe("rv_dilation", "binary", x, y.tolist())
     rows = probe.label_rows([7], x[:1])
     assert {r[0] for r in rows} == {7}
-    assert {r[1] for r in rows} == {"rv_dilation", positive_key("rv_dilation"), probability_key("rv_dilation")}
+    assert {r[1] for r in rows} == {
+        "rv_dilation",
+        positive_key("rv_dilation"),
+        probability_key("rv_dilation"),
+    }
     labels = as_values(r[1:] for r in rows)
     assert labels[positive_key("rv_dilation")] == float(labels[probability_key("rv_dilation")] >= 0.5)
 
