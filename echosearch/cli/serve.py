@@ -52,8 +52,8 @@ from echosearch.cli.main import cli
     default=1,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Server processes, each with its own copy of the model and index (one per core answers "
-    "concurrent clients on every core); they share throttles, jobs and reloads.",
+    help="Server processes, each with its own copy of the model and index, so that concurrent clients "
+    "are answered on every core (twice the cores measured best); they share throttles, jobs and reloads.",
 )
 def serve(
     data, model, host, port, index_roots, rate_limit, max_upload_mb, forwarded_allow_ips, no_preload, workers
