@@ -82,9 +82,8 @@ def _index(work: Path, patients: int, model: str) -> tuple[Path, Path]:
 
 def _sayable(engine: Engine, task: Task) -> bool:
     """Whether the model's tokenizer reads every prompt of the task (a template vocabulary may not)."""
-    tok = engine.encoder.tokenizer
-    return all(not tok.explain(p).unmatched and not tok.explain(p).matched_nothing
-               for p in task.prompts + task.negative_prompts)  # fmt: skip
+    read = [engine.encoder.tokenizer.explain(p) for p in task.prompts + task.negative_prompts]
+    return all(not r.unmatched and not r.matched_nothing for r in read)
 
 
 def _zero_shot(engine: Engine, ids: list[int]) -> dict[str, np.ndarray]:

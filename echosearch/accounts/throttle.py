@@ -9,10 +9,27 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 #: Keys remembered at most (oldest forgotten first): an attacker cycling through keys costs bounded memory.
 MAX_KEYS = 10_000
+
+
+def failures_in_window(
+    earlier: Iterable[float], now: float, window_s: float, failures: int
+) -> tuple[list[float], bool]:
+    """A key's failure times after one more at ``now`` (those within the window), and whether they
+    reach ``failures``: then a lockout starts and the times are forgotten. The one rule of both
+    throttles, this process's and the API workers' shared one (:mod:`echosearch.api.runtime`)."""
+    times = [t for t in earlier if t >= now - window_s] + [now]
+    return ([], True) if len(times) >= failures else (times, False)
+
+
+def take_one(level: float, last: float, now: float, rate: float, burst: float) -> tuple[float, float]:
+    """A token bucket of ``level`` at ``last``, refilled at ``rate`` a second up to ``burst``, asked for
+    one request at ``now``: (its level after, 0 when the request is allowed else the seconds to wait)."""
+    level = min(burst, level + max(0.0, now - last) * rate)
+    return (level - 1.0, 0.0) if level >= 1.0 else (level, (1.0 - level) / rate)
 
 
 class FailureThrottle:
@@ -48,16 +65,13 @@ class FailureThrottle:
         """Record one failure of ``key``; the lockout it now has (0 when none)."""
         now = self._clock()
         with self._lock:
-            times = self._seen.pop(key, None) or deque()
-            times.append(now)
-            while times and times[0] < now - self.window_s:
-                times.popleft()
-            self._seen[key] = times
+            earlier = self._seen.pop(key, None) or ()
+            times, locked = failures_in_window(earlier, now, self.window_s, self.failures)
+            self._seen[key] = deque(times)
             while len(self._seen) > MAX_KEYS:
                 self._seen.popitem(last=False)
-            if len(times) >= self.failures:
+            if locked:
                 self._locked[key] = now + self.lockout_s
-                times.clear()
                 if len(self._locked) > MAX_KEYS:
                     for stale in [k for k, t in self._locked.items() if t <= now]:
                         del self._locked[stale]
@@ -90,13 +104,8 @@ class RateLimiter:
         now = self._clock()
         with self._lock:
             level, last = self._buckets.pop(key, (self.burst, now))
-            level = min(self.burst, level + (now - last) * self.rate)
-            if level >= 1.0:
-                self._buckets[key] = (level - 1.0, now)
-                wait = 0.0
-            else:
-                self._buckets[key] = (level, now)
-                wait = (1.0 - level) / self.rate
+            level, wait = take_one(level, last, now, self.rate, self.burst)
+            self._buckets[key] = (level, now)
             while len(self._buckets) > MAX_KEYS:
                 self._buckets.popitem(last=False)
             return wait

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from echosearch.accounts.throttle import failures_in_window, take_one
+
 #: Seconds between a worker's looks at the index generation (a reload is seen within this).
 GENERATION_CHECK_S = 1.0
 #: Keys (client addresses, tokens) remembered at most per table: an attacker cycling through
@@ -92,8 +94,8 @@ class Runtime:
 
 class SharedFailureThrottle:
     """``failures`` failed attempts from one key within ``window_s`` lock the key for ``lockout_s``,
-    across every worker of the server (the in-process :class:`echosearch.accounts.FailureThrottle`'s
-    interface)."""
+    across every worker of the server (the rule and the calls of the in-process
+    :class:`echosearch.accounts.FailureThrottle`, its state in the runtime file)."""
 
     def __init__(
         self,
@@ -118,10 +120,10 @@ class SharedFailureThrottle:
         now = self._clock()
         with self.runtime.transaction() as db:
             row = db.execute("SELECT times FROM failures WHERE key = ?", (key,)).fetchone()
-            times = [t for t in (json.loads(row[0]) if row else []) if t >= now - self.window_s] + [now]
-            locked = None
-            if len(times) >= self.failures:
-                locked, times = now + self.lockout_s, []
+            times, lock = failures_in_window(
+                json.loads(row[0]) if row else [], now, self.window_s, self.failures
+            )
+            locked = now + self.lockout_s if lock else None
             db.execute(
                 "INSERT INTO failures (key, times, locked_until) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
                 "SET times = excluded.times, locked_until = COALESCE(excluded.locked_until, locked_until)",
@@ -129,11 +131,6 @@ class SharedFailureThrottle:
             )
             _bound(db, "failures", "COALESCE(locked_until, 0) < ?", now)
         return self.lockout_s if locked is not None else 0.0
-
-    def succeeded(self, key: str) -> None:
-        """A success forgets the key's earlier failures (not a lockout in force)."""
-        with self.runtime.transaction() as db:
-            db.execute("UPDATE failures SET times = '[]' WHERE key = ?", (key,))
 
 
 class SharedRateLimiter:
@@ -160,11 +157,7 @@ class SharedRateLimiter:
         now = self._clock()
         with self.runtime.transaction() as db:
             row = db.execute("SELECT level, last FROM buckets WHERE key = ?", (key,)).fetchone()
-            level, last = row if row else (self.burst, now)
-            level = min(self.burst, level + max(0.0, now - last) * self.rate)
-            wait = 0.0 if level >= 1.0 else (1.0 - level) / self.rate
-            if level >= 1.0:
-                level -= 1.0
+            level, wait = take_one(*(row or (self.burst, now)), now, self.rate, self.burst)
             db.execute(
                 "INSERT INTO buckets (key, level, last) VALUES (?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET level = excluded.level, last = excluded.last",

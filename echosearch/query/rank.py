@@ -97,9 +97,8 @@ def signal(cond: Condition, source: LabelSource, labels: dict[str, Any]) -> floa
     if source.kind == "categorical":
         expected = labels.get(source.grade) if source.grade else None
         wanted = [i for i, c in enumerate(source.classes) if source.class_grades.get(c) in cond.grades]
-        if (
-            isinstance(expected, (int, float)) and wanted
-        ):  # by degree: 1 within the wanted grades, 0 a class away
+        # by degree: 1 while the expected grade lies within the wanted grades, 0 a class away
+        if isinstance(expected, (int, float)) and wanted:
             gap = max(0.0, wanted[0] - float(expected), float(expected) - wanted[-1])
             return max(0.0, 1.0 - gap)
         return float(source.class_grades.get(value) in cond.grades)
