@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -137,9 +138,30 @@ def test_numbers_become_a_phrase_and_a_filter_on_the_ef_label(demo):
 def test_a_label_that_measures_the_finding_better_joins_the_ranking(demo):
     plan = interpret("severe LV dysfunction", *demo)
     prefs = {(c.kind, c.task) for c in plan.preferences}
-    assert prefs == {("label", "lv_function"), ("range", "ejection_fraction")}
+    assert prefs == {("label", "lv_function"), ("range", "ejection_fraction"), ("text_grade", None)}
     ef = next(c for c in plan.preferences if c.kind == "range")
     assert (ef.low, ef.high) == (0, 30)
+
+
+def test_a_graded_finding_also_asks_for_its_degree_read_off_each_grades_phrases(demo):
+    lex, tok = demo
+    plan = interpret("severely dilated RV", lex, tok)
+    (cond,) = [c for c in plan.preferences if c.kind == "text_grade"]
+    assert (
+        cond.finding == "rv_size" and cond.grades == ["severe"] and cond.weight == lex.text_grade_weight > 0
+    )
+    assert list(cond.grade_phrases) == ["normal", "mild", "moderate", "severe"]
+    assert "NORMAL RIGHT VENTRICULAR CAVITY SIZE." in cond.grade_phrases["normal"]
+    assert "MODERATE DILATED RIGHT VENTRICLE." in cond.grade_phrases["moderate"]
+    assert all(_reads_fully(tok, p) for ps in cond.grade_phrases.values() for p in ps)
+    assert "(graded by sentence likeness)" in plan.summary()
+    dilated = next(c for c in interpret("RV enlargement", lex, tok).preferences if c.kind == "text_grade")
+    assert dilated.grades == ["mild", "moderate", "severe"]
+    # a "no" is the absent phrase's and the stored label's job; an ungraded finding has no degree
+    assert not [c for c in interpret("no RV dilation", lex, tok).preferences if c.kind == "text_grade"]
+    assert not [c for c in interpret("pacemaker", lex, tok).preferences if c.kind == "text_grade"]
+    off = replace(lex, text_grade_weight=0.0)
+    assert not [c for c in interpret("severely dilated RV", off, tok).preferences if c.kind == "text_grade"]
 
 
 def test_negation_is_a_negative_term_and_a_filter_never_a_wiped_query(demo):

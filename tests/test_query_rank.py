@@ -84,6 +84,27 @@ def test_a_graded_finding_ranks_clips_by_their_expected_grade_else_their_class()
     )
 
 
+def test_a_grade_read_from_phrase_vectors_is_each_clips_expected_grade():
+    from echosearch.query.rank import text_grade_source, text_grades
+
+    grades = ["normal", "mild", "moderate", "severe"]
+    cond = Condition(
+        "text_grade", None, "rv_size", 2.0, grades=["severe"], grade_phrases={g: [g] for g in grades}
+    )
+    axes = np.eye(4, 8, dtype=np.float32)  # one direction per grade; two phrases for "severe"
+    phrase_vectors = [axes[[0]], axes[[1]], axes[[2]], np.stack([axes[3], axes[3]])]
+    source = text_grade_source(cond, phrase_vectors)
+    assert source.classes == grades and source.grade == "rv_size.text_grade"
+    np.testing.assert_allclose(np.linalg.norm(source.class_vectors, axis=1), 1.0, rtol=1e-6)
+    clips = np.stack([axes[0], axes[3], (axes[2] + axes[3]) / np.sqrt(2)])
+    expected = text_grades(clips, source)
+    assert expected[0] == pytest.approx(0.0, abs=1e-3) and expected[1] == pytest.approx(3.0, abs=1e-3)
+    assert expected[2] == pytest.approx(2.5, abs=1e-3)  # halfway between moderate and severe
+    # ranked like a stored grade
+    ranked = [signal(cond, source, {source.grade: float(g)}) for g in expected]
+    assert ranked[1] == 1.0 and ranked[0] == 0.0 and ranked[2] == pytest.approx(0.5, abs=1e-3)
+
+
 def test_study_pooling_mixes_each_clip_with_its_studys_mean():
     signals = np.array([[1.0, 0.0], [0.0, 0.0], [0.5, 1.0]], np.float32)  # rows: three clips
     # candidates: clip 0 (study of clips 0 and 1) and clip 2 (alone in its study)

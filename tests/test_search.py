@@ -243,6 +243,46 @@ def test_label_preferences_rank_matching_clips_first(engine):
     assert np.mean([h.labels["pacemaker"] for h in weak[: len(weak) // 3]]) < np.mean(first)
 
 
+def test_a_graded_finding_without_a_stored_grade_is_graded_by_its_phrases(engine):
+    from echosearch.query.rank import text_grade_source, text_grades
+
+    result = engine.search_text("severely dilated RV", k=1000)
+    (pref,) = [c for c in result.interpretation["preferences"] if c["kind"] == "text_grade"]
+    assert pref["finding"] == "rv_size" and pref["grades"] == ["severe"]
+    plan = engine.vectors.interpret("severely dilated RV")
+    cond = next(c for c in plan.preferences if c.kind == "text_grade")
+    source = text_grade_source(cond, [engine.vectors.encode_texts(p) for p in cond.grade_phrases.values()])
+    ids = [h.video_id for h in result.results]
+    grades = text_grades(engine.vectors.archive.index.reconstruct(np.asarray(ids, np.int64)), source)
+    third = max(1, len(ids) // 3)
+    assert grades[:third].mean() > grades[third:].mean()  # the more severe clips first
+    # where the space stores the finding's grade (LV function), the stored one is used and shown
+    shown = engine.search_text("severe LV dysfunction", k=3).interpretation["preferences"]
+    if any(c.get("task") == "lv_function" for c in shown) and "lv_function.grade" in engine.label_tasks():
+        assert not [c for c in shown if c["kind"] == "text_grade"]
+
+
+def test_an_interpreted_querys_similarity_is_mixed_with_its_studys_mean(engine):
+    from echosearch.store import queries as q
+
+    result = engine.search_text("mitral regurgitation", k=1000)  # phrases only: no label preference
+    assert result.interpretation["preferences"] == [] and len(result.results) > 1
+    vec, _ = engine.vectors.plan_vector(engine.vectors.interpret("mitral regurgitation"))
+    index, share = engine.vectors.archive.index, engine.vectors.lexicon.study_share
+    with engine.db.session() as s:
+        mates = q.study_clips(s, [h.video_id for h in result.results])
+    for hit in result.results:
+        own = float(index.reconstruct([hit.video_id])[0] @ vec)
+        study = float((index.reconstruct(mates[hit.video_id]) @ vec).mean())
+        assert hit.score == pytest.approx((1 - share) * own + share * study, abs=1e-5)
+    literal = engine.search_text("MILD MITRAL VALVE REGURGITATION BY COLOR DOPPLER.", k=3, literal=True)
+    first = literal.results[0]
+    with engine.db.session() as s:
+        assert len(q.study_clips(s, [first.video_id])[first.video_id]) >= 1
+    vec_literal, _ = engine.vectors.text_vector("MILD MITRAL VALVE REGURGITATION BY COLOR DOPPLER.")
+    assert first.score == pytest.approx(float(index.reconstruct([first.video_id])[0] @ vec_literal), abs=1e-4)
+
+
 def test_nothing_understood_returns_a_reason_and_filled_suggestions_not_an_empty_page(engine):
     result = engine.search_text("xyzzy plugh", k=5)
     assert result.results == []

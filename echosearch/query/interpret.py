@@ -43,8 +43,10 @@ class Condition:
 
     ``kind``: ``label`` (the finding's grades: ``["normal"]`` means absent, the abnormal grades mean
     present; the Engine matches them to the task's kind: a yes/no decision, class names, or nothing),
-    ``range`` (``low``..``high`` of a numeric label such as the EF estimate, either may be None) or
-    ``view`` (``views``; ``exclude`` for "not A4C").
+    ``range`` (``low``..``high`` of a numeric label such as the EF estimate, either may be None),
+    ``view`` (``views``; ``exclude`` for "not A4C") or ``text_grade`` (the wanted ``grades`` of a
+    graded finding, read off each candidate clip at query time from its likeness to the vocabulary's
+    phrase for every grade, ``grade_phrases``: for a space that stores no grade of the finding).
     """
 
     kind: str
@@ -57,6 +59,7 @@ class Condition:
     views: list[str] = field(default_factory=list)
     exclude: bool = False
     display: str | None = None  # the task's display name, where the space's task file gives one
+    grade_phrases: dict[str, list[str]] = field(default_factory=dict)  # grade -> phrases, in order
 
     @property
     def present(self) -> bool:
@@ -66,6 +69,8 @@ class Condition:
         name = self.display or (self.task or self.finding).replace("_", " ")
         if self.kind == "view":
             return ("view not " if self.exclude else "view ") + "/".join(self.views)
+        if self.kind == "text_grade":
+            return f"{name} {'/'.join(self.grades)} (graded by sentence likeness)"
         if self.kind == "label":
             if self.grades == ["normal"]:
                 return f"{name}: no"
@@ -135,7 +140,7 @@ class Interpretation:
 
 
 def _condition_dict(c: Condition) -> dict[str, Any]:
-    out = {k: v for k, v in asdict(c).items() if v not in (None, [], False)}
+    out = {k: v for k, v in asdict(c).items() if v not in (None, [], False, {})}
     out["text"] = c.describe()
     return out
 
@@ -236,7 +241,30 @@ def _label_conditions(mention: Mention, real: Realisation, lex: Lexicon) -> list
     if spans:
         low, high = min(s[0] for s in spans), max(s[1] for s in spans)
         out.append(Condition("range", real.ef_task, mention.finding, real.weight, low=low, high=high))
+    if not mention.negated:
+        out += _text_grade_condition(mention.finding, plain, real, lex)
     return out
+
+
+def _text_grade_condition(
+    finding: str, grades: list[str], real: Realisation, lex: Lexicon
+) -> list[Condition]:
+    """A graded finding ("severely dilated RV", "large effusion") ranked by degree even where the
+    space stores no grade of it: the vocabulary's phrases for each grade, normal to severe, let the
+    Engine grade every candidate clip the way a zero-shot categorical task would.
+
+    Why: the text similarity to "SEVERE DILATED RIGHT VENTRICLE." also rewards a mildly dilated RV
+    (the sentences differ in one word); compared with its likeness to the other grades' phrases, a
+    clip's degree stands out. Only for findings the lexicon grades and writes at every grade, and not
+    for a negated one (a "no" is the stored label's or the absent phrase's job).
+    """
+    if lex.text_grade_weight <= 0 or not lex.rules[finding].graded or not real.absent:
+        return []
+    phrases = {grade: _filled(real, grade, lex) for grade in ("normal", *ABNORMAL_GRADES)}
+    if not all(phrases.values()):
+        return []
+    weight = lex.text_grade_weight
+    return [Condition("text_grade", None, finding, weight, grades=grades, grade_phrases=phrases)]
 
 
 def _add_mention(interp: Interpretation, mention: Mention, lex: Lexicon) -> None:

@@ -51,7 +51,7 @@ _CLINICAL_KEYS = {
     "organ_findings",
 }
 _FINDING_RULE_KEYS = {"when", "graded", "number", "graded_as"}
-_MODEL_KEYS = {"version", "vocabulary", "severity_values", "findings", "study_share"}
+_MODEL_KEYS = {"version", "vocabulary", "severity_values", "findings", "study_share", "text_grade_weight"}
 _REALISATION_KEYS = {"present", "absent", "value", "label", "weight"}
 _LABEL_KEYS = {"task", "view", "ef_task"}
 
@@ -106,7 +106,8 @@ class Lexicon:
     findings: dict[str, Realisation]
     known_words: set[str] = field(default_factory=set)
     max_surface: int = 1
-    study_share: float = 0.0  # how much a clip's label evidence is its study's mean (rank.study_pooled)
+    study_share: float = 0.0  # how much a clip's score is its study's mean score (rank.study_pooled)
+    text_grade_weight: float = 0.0  # a graded finding the space stores no grade of: see interpret
     source: str = ""
 
     @cached_property
@@ -316,10 +317,8 @@ def _read_model(path: Path, lex: Lexicon) -> None:
         if grade not in GRADES:
             raise ConfigError(f"{path}: severity_values: unknown grade {grade!r}")
         lex.severity_values[grade] = tuple(_str_list(f"{path}: severity_values.{grade}", values))
-    share = data.get("study_share", 0.0)
-    if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1:
-        raise ConfigError(f"{path}: study_share: expected a number from 0 to 1")
-    lex.study_share = float(share)
+    lex.study_share = _number(path, data, "study_share", high=1.0)
+    lex.text_grade_weight = _number(path, data, "text_grade_weight")
     for name, raw in (data["findings"] or {}).items():
         if name not in lex.rules:
             raise ConfigError(f"{path}: findings.{name}: not a finding of clinical.yaml")
@@ -391,3 +390,16 @@ def lexicon_for(model_name: str, tokenizer: Any = None) -> Lexicon:
         if best is not None and best_share >= 0.5:
             return best
     return load_lexicon("echoclip-r")
+
+
+def _number(path: Path, data: dict, key: str, high: float | None = None) -> float:
+    """A number >= 0 (and <= ``high``) at the top of a lexicon file; 0 when not given."""
+    value = data.get(key, 0.0)
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or value < 0
+        or (high is not None and value > high)
+    ):
+        raise ConfigError(f"{path}: {key}: expected a number from 0{'' if high is None else f' to {high:g}'}")
+    return float(value)

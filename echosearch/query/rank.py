@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from echosearch.labels.scoring import expected_grade
 from echosearch.query.interpret import EF_TOLERANCE, Condition
 from echosearch.query.lexicon import GRADE_SPAN, Lexicon, words_of
 from echosearch.store import queries as q
@@ -34,6 +35,30 @@ class LabelSource:
     #: categorical: the stored expected class index ("TASK.grade") and the classes in their order
     grade: str | None = None
     classes: list[str] = field(default_factory=list)
+    #: a grade read at query time (a ``text_grade`` condition): one unit text vector per class, in
+    #: order; the Engine puts each candidate's expected class index under ``grade`` in its labels
+    class_vectors: np.ndarray | None = None
+
+
+def text_grade_source(cond: Condition, phrase_vectors: list[np.ndarray]) -> LabelSource:
+    """How a ``text_grade`` condition is answered: a categorical source whose classes are the grades
+    (normal to severe), each the mean of its phrases' unit vectors."""
+    means = np.stack([v.mean(axis=0) for v in phrase_vectors]).astype(np.float32)
+    means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    grades = list(cond.grade_phrases)
+    return LabelSource(
+        "categorical",
+        class_grades={g: g for g in grades},
+        grade=f"{cond.finding}.text_grade",
+        classes=grades,
+        class_vectors=means,
+    )
+
+
+def text_grades(vectors: np.ndarray, source: LabelSource) -> np.ndarray:
+    """Each clip's expected grade under a softmax of its similarities to the grades' vectors, as a
+    stored categorical task's ``.grade`` is computed from its class scores."""
+    return expected_grade(vectors.astype(np.float32) @ source.class_vectors.T)
 
 
 #: Fewest clips of a view whose own score distribution ranks its clips (else all views' together).
@@ -107,6 +132,8 @@ def signal(cond: Condition, source: LabelSource, labels: dict[str, Any]) -> floa
 
 def sql_condition(cond: Condition, source: LabelSource, classes: list[str]) -> list[q.LabelCondition]:
     """The same condition as a hard filter on stored labels (ANDed conditions), or [] if none fits."""
+    if cond.task is None:  # a grade read at query time is no stored label
+        return []
     if cond.kind == "range":
         out = []
         if cond.low is not None:
@@ -127,11 +154,13 @@ def sql_condition(cond: Condition, source: LabelSource, classes: list[str]) -> l
 
 def study_pooled(signals: np.ndarray, own: list[int], members: list[list[int]], share: float) -> np.ndarray:
     """Each candidate's signals (row ``own[i]`` of ``signals``) mixed with the mean over its study's
-    clips (rows ``members[i]``): ``(1 - share) * own + share * study mean``.
+    clips (rows ``members[i]``): ``(1 - share) * own + share * study mean``. Used for the label
+    evidence and the text similarity alike.
 
     Why: a finding belongs to the study (its report says it), while one clip often cannot show it
-    (a lead is not cut by every view, an EF read off a PSAX at the aortic valve is noise); the
-    study's other clips are more evidence about the same heart, as multi-view models pool them.
+    (a lead is not cut by every view, an EF read off a PSAX at the aortic valve is noise, a dilated
+    RV shows little in a PLAX); the study's other clips are more evidence about the same heart, as
+    multi-view models pool them.
     """
     mine = signals[own] if signals.size else signals.reshape(len(own), 0)
     if mine.size == 0 or share <= 0:

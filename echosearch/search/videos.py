@@ -106,7 +106,11 @@ class VideoSearch:
         if clips and len(exclude):
             filters = with_excluded_videos(filters, exclude)
         filters = self._with_conditions(filters, conditions, notes)
-        hits = self._ranked(total, k, filters, self._resolve_preferences(preferences))
+        prefs = self._resolve_preferences(preferences)
+        used = {id(c) for c, _, _ in prefs}
+        for plan in interpretations:  # a grade the space stores made the text's one moot: not shown
+            plan.preferences = [c for c in plan.preferences if c.kind != "text_grade" or id(c) in used]
+        hits = self._ranked(total, k, filters, prefs, by_study=bool(interpretations) and not clips)
         result = SearchResult(query_doc, hits, notes, model=model)
         if interpretations:
             result.interpretation = interpretations[0].to_dict()
@@ -251,21 +255,42 @@ class VideoSearch:
         return f
 
     def _resolve_preferences(self, preferences: list) -> list[tuple[Any, Any, list[str]]]:
-        """(condition, its label source, class names) for each preference the space can answer."""
+        """(condition, its label source, class names) for each preference the space can answer. A
+        grade read by the text tower stands in only where the space stores no grade of the finding
+        (a stored grade is calibrated; measured better where both exist)."""
+        from echosearch.query.rank import text_grade_source
+
         sources = self._context()["sources"]
         out = []
         for cond in preferences:
-            if cond.task in sources and cond.weight > 0:
+            if cond.weight <= 0:
+                continue
+            if cond.kind == "text_grade":
+                if not self._stores_grade_of(cond.finding, sources):
+                    vectors = [self.vectors.encode_texts(p) for p in cond.grade_phrases.values()]
+                    source = text_grade_source(cond, vectors)
+                    out.append((cond, source, source.classes))
+            elif cond.task in sources:
                 source, classes = sources[cond.task]
                 out.append((cond, source, classes))
         return out
 
-    def _ranked(self, vec: np.ndarray, k: int, filters: q.VideoFilter | None, prefs: list) -> list[VideoHit]:
-        """Search by the text vector alone, or, with label preferences, rank a candidate pool (the
-        nearest clips by text plus the clips each preferred label picks) by similarity + preferences."""
-        from echosearch.query.rank import combined_scores, signal, sql_condition, study_pooled
+    def _stores_grade_of(self, finding: str, sources: dict[str, Any]) -> bool:
+        real = self.vectors.lexicon.findings.get(finding)
+        task = real.task if real is not None else None
+        return task in sources and sources[task][0].grade is not None
 
-        if not prefs:
+    def _ranked(
+        self, vec: np.ndarray, k: int, filters: q.VideoFilter | None, prefs: list, by_study: bool = False
+    ) -> list[VideoHit]:
+        """Search by the vector alone, or rank a candidate pool (the nearest clips by text plus the
+        clips each preferred label picks) by similarity + preferences. The label evidence is mixed
+        with its study's mean, and so is the similarity of an interpreted query (``by_study``: its
+        findings belong to the study; a clip given as the query asks for clips like that clip)."""
+        from echosearch.query.rank import combined_scores, signal, sql_condition, study_pooled, text_grades
+
+        share = self.vectors.lexicon.study_share if by_study else 0.0
+        if not prefs and share <= 0:
             return self.nearest(vec, k, filters)
         if k < 1:
             raise UsageError("k must be at least 1")
@@ -293,19 +318,29 @@ class VideoSearch:
             needed = {
                 key
                 for c, src, _ in prefs
-                for key in (c.task, src.decision, src.probability, src.grade)
+                for key in (
+                    c.task,
+                    src.decision,
+                    src.probability,
+                    src.grade if src.class_vectors is None else None,
+                )
                 if key
             }
             labels = q.labels_for(s, everyone, archive.space_id, tasks=needed)
             for vid, view in q.views_of(s, everyone).items():  # as label_values_by_view groups them
                 labels[vid][VIEW_TASK] = view
-        similarity = archive.index.reconstruct(ids) @ vec.astype(np.float32)
+        vectors = archive.index.reconstruct(np.asarray(everyone, dtype=np.int64))
+        for _, src, _ in prefs:
+            if src.class_vectors is not None:  # a grade read now: put where a stored one would be
+                for v, grade in zip(everyone, text_grades(vectors, src), strict=True):
+                    labels[v][src.grade] = float(grade)
         row = {v: n for n, v in enumerate(everyone)}
-        signals = np.array([[signal(c, src, labels[v]) for c, src, _ in prefs] for v in everyone], np.float32)
         own = [row[int(i)] for i in ids]
         members = [[row[m] for m in mates.get(int(i), [int(i)])] for i in ids]
-        signals = signals.reshape(len(everyone), len(prefs))
-        signals = study_pooled(signals, own, members, self.vectors.lexicon.study_share)
+        similarity = study_pooled((vectors @ vec.astype(np.float32))[:, None], own, members, share)[:, 0]
+        signals = np.array([[signal(c, src, labels[v]) for c, src, _ in prefs] for v in everyone], np.float32)
+        label_share = self.vectors.lexicon.study_share
+        signals = study_pooled(signals.reshape(len(everyone), len(prefs)), own, members, label_share)
         weights = np.array([c.weight for c, _, _ in prefs], np.float32)
         scores = combined_scores(similarity, signals, weights)
         order = np.argsort(-scores, kind="stable")[:k]
