@@ -251,6 +251,25 @@ def test_lexicon_files_are_validated_strictly(tmp_path):
     (tmp_path / "fine.yaml").write_text(model)
     with pytest.raises(ConfigError, match="quote"):
         load_lexicon(tmp_path / "fine.yaml")
+    (tmp_path / "clinical.yaml").write_text(
+        (clinical / "clinical.yaml").read_text().replace("all_normal: [lv_size,", "all_normal: [lv_sise,")
+    )
+    with pytest.raises(ConfigError, match="lv_sise"):
+        load_lexicon(tmp_path / "fine.yaml")
+
+
+def test_a_normal_study_asks_every_finding_it_covers_to_be_normal_unless_the_query_names_it(demo):
+    lex, tok = demo
+    plan = interpret("structurally normal heart", lex, tok)
+    grades = {(c.task or c.finding, c.kind): c.grades for c in plan.preferences if c.kind != "range"}
+    assert grades[("pacemaker", "label")] == ["normal"] and grades[("tavr", "label")] == ["normal"]
+    assert grades[("lv_size", "label")] == ["normal"] and grades[("rv_size", "text_grade")] == ["normal"]
+    assert not plan.filters  # preferences: one label's error never hides a normal study
+    assert all(not c.present for c in plan.preferences if c.kind != "range")
+    paced = interpret("normal echo with pacemaker", lex, tok)
+    pacer = [c for c in paced.preferences if c.task == "pacemaker"]
+    assert len(pacer) == 1 and pacer[0].present  # what the query names wins over "normal"
+    assert [c.finding for c in interpret("not a normal study", lex, tok).preferences] == []
 
 
 def test_an_unknown_lexicon_name_is_a_usage_error():

@@ -299,6 +299,21 @@ def _add_mention(interp: Interpretation, mention: Mention, lex: Lexicon) -> None
             interp.preferences.append(condition)
 
 
+def _all_normal_conditions(findings: list[str], lex: Lexicon) -> list[Condition]:
+    """What "a structurally normal heart" says of each finding it covers: the finding normal or
+    absent, as preferences (the stored labels rank clips normal on all of them first; a label's
+    error never hides a clip). Why: the vocabulary's "normal study" sentence alone ranks by how a
+    clip looks like that one sentence, while every label of the space knows its own finding better."""
+    out: list[Condition] = []
+    for finding in findings:
+        real = lex.findings.get(finding)
+        if real is not None and not real.views:
+            graded = lex.rules[finding].graded
+            normal = Mention(finding, grade="normal") if graded else Mention(finding, negated=True)
+            out += _label_conditions(normal, real, lex)
+    return out
+
+
 def interpret(text: str, lex: Lexicon, tokenizer: Any = None) -> Interpretation:
     """Interpret free clinical text for a model whose vocabulary ``lex`` describes.
 
@@ -316,6 +331,11 @@ def interpret(text: str, lex: Lexicon, tokenizer: Any = None) -> Interpretation:
     )
     for mention in parsed.mentions:
         _add_mention(interp, mention, lex)
+    named = {m.finding for m in parsed.mentions}
+    for mention in parsed.mentions:  # "normal study": every other finding it covers normal
+        if not mention.negated and mention.number is None:
+            covered = [f for f in lex.rules[mention.finding].all_normal if f not in named]
+            interp.preferences += _all_normal_conditions(covered, lex)
     explanation = tokenizer.explain(text) if tokenizer is not None and text.strip() else None
     if explanation is not None and explanation.phrases and not explanation.unmatched:
         # Every word of the query is a phrase of the vocabulary: read it as typed.

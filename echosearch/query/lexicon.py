@@ -50,7 +50,7 @@ _CLINICAL_KEYS = {
     "default_organ",
     "organ_findings",
 }
-_FINDING_RULE_KEYS = {"when", "graded", "number", "graded_as"}
+_FINDING_RULE_KEYS = {"when", "graded", "number", "graded_as", "all_normal"}
 _MODEL_KEYS = {"version", "vocabulary", "severity_values", "findings", "study_share", "text_grade_weight"}
 _REALISATION_KEYS = {"present", "absent", "value", "label", "weight"}
 _LABEL_KEYS = {"task", "view", "ef_task"}
@@ -76,6 +76,7 @@ class FindingRule:
     graded: bool = False
     number: bool = False
     graded_as: str | None = None
+    all_normal: tuple[str, ...] = ()  # findings this one says are all normal or absent ("normal study")
 
 
 @dataclass(frozen=True)
@@ -238,11 +239,21 @@ def _read_clinical(path: Path, lex: Lexicon) -> None:
                 raise ConfigError(f"{where}: unknown atom(s) {', '.join(sorted(unknown))}")
             sets.append(frozenset(group))
         lex.rules[name] = FindingRule(
-            name, tuple(sets), bool(rule.get("graded")), bool(rule.get("number")), rule.get("graded_as")
+            name,
+            tuple(sets),
+            bool(rule.get("graded")),
+            bool(rule.get("number")),
+            rule.get("graded_as"),
+            tuple(_str_list(f"{where}.all_normal", rule.get("all_normal", []))),
         )
     for rule in lex.rules.values():
         if rule.graded_as is not None and rule.graded_as not in lex.rules:
             raise ConfigError(f"{path}: findings.{rule.name}: graded_as names no finding")
+        unknown = set(rule.all_normal) - set(lex.rules)
+        if unknown:
+            raise ConfigError(
+                f"{path}: findings.{rule.name}.all_normal: not findings: {', '.join(sorted(unknown))}"
+            )
     for grade, bounds in (data["ef_grades"] or {}).items():
         if grade not in GRADES or not isinstance(bounds, list) or len(bounds) != 2:
             raise ConfigError(f"{path}: ef_grades.{grade}: expected a known grade and [low, high]")
