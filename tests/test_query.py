@@ -64,6 +64,11 @@ DEMO_TABLE = {
     "normal LV function": ["LEFT VENTRICULAR SYSTOLIC FUNCTION IS NORMAL."],
     "EF 25%": ["THE LEFT VENTRICULAR EJECTION FRACTION IS 25%."],
     "A4C": ["APICAL FOUR CHAMBER VIEW."],
+    "HFpEF": ["LEFT VENTRICULAR SYSTOLIC FUNCTION IS NORMAL."],
+    "hyperdynamic LV": ["LEFT VENTRICULAR SYSTOLIC FUNCTION IS NORMAL."],
+    "moderate LAE": ["MODERATE DILATED LEFT ATRIUM."],
+    "transcatheter AVR": ["A TRANSCATHETER AORTIC VALVE PROSTHESIS IS PRESENT."],
+    "permanent pacemaker": ["A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE."],
     "apical 4 chamber view with pacer": [
         "APICAL FOUR CHAMBER VIEW.",
         "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE.",
@@ -175,6 +180,25 @@ def test_negation_is_a_negative_term_and_a_filter_never_a_wiped_query(demo):
     # an unknown negated word does not empty a valid query
     plan = interpret("pacemaker, not foobar", *demo)
     assert plan.phrases and plan.unmatched == ["foobar"]
+
+
+def test_a_negation_after_the_finding_negates_its_clause(demo):
+    for query in ("pacer absent", "pacemaker not seen", "absent pacemaker", "pacer ruled out"):
+        plan = interpret(query, *demo)
+        assert [(m.finding, m.negated) for m in plan.mentions] == [("pacemaker", True)], query
+        assert not plan.unmatched
+    plan = interpret("dilated LV, effusion absent", *demo)
+    assert [(m.finding, m.negated) for m in plan.mentions] == [
+        ("lv_size", False),
+        ("pericardial_effusion", True),
+    ]
+
+
+def test_ranges_are_read_in_words_too(demo):
+    for query in ("EF between 40 and 50", "EF from 40 to 50%", "EF 40-50%", "ef 40 to 50"):
+        plan = interpret(query, *demo)
+        assert [(f.low, f.high) for f in plan.filters] == [(40, 50)], query
+    assert interpret("ejection fraction 30 percent", *demo).unmatched == []
 
 
 def test_negation_carries_over_or_and_graded_negation_means_normal(demo):

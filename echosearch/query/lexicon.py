@@ -41,6 +41,7 @@ _CLINICAL_KEYS = {
     "version",
     "stopwords",
     "negations",
+    "post_negations",
     "separators",
     "severities",
     "comparators",
@@ -205,11 +206,13 @@ def _add_surface(lex: Lexicon, surface: str, kind: str, value: str) -> None:
 
 def _read_clinical(path: Path, lex: Lexicon) -> None:
     data = _load_yaml(path)
-    _check_keys(str(path), data, _CLINICAL_KEYS, _CLINICAL_KEYS - {"version"})
+    _check_keys(str(path), data, _CLINICAL_KEYS, _CLINICAL_KEYS - {"version", "post_negations"})
     for word in _str_list(f"{path}: stopwords", data["stopwords"]):
         _add_surface(lex, word, "stop", "")
     for word in _str_list(f"{path}: negations", data["negations"]):
         _add_surface(lex, word, "neg", "")
+    for word in _str_list(f"{path}: post_negations", data.get("post_negations", [])):
+        _add_surface(lex, word, "postneg", "")
     for word in _str_list(f"{path}: separators", data["separators"]):
         _add_surface(lex, word, "sep", word.lower())
     for grade, words in (data["severities"] or {}).items():

@@ -23,7 +23,11 @@ from rapidfuzz.distance import Levenshtein
 from echosearch.query.lexicon import Lexicon, words_of
 
 _CLAUSE_BREAK = re.compile(r"[,;!?\n]|\.(?!\d)")
-_RANGE = re.compile(r"(\d+(?:\.\d+)?)\s*%?\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)(\s*%)?")
+_RANGE = re.compile(
+    r"\bbetween\s+(\d+(?:\.\d+)?)\s*%?\s*and\s+(\d+(?:\.\d+)?)(\s*%)?"  # "between 40 and 50"
+    r"|(?:\bfrom\s+)?(\d+(?:\.\d+)?)\s*%?\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)(\s*%)?",  # "30-40%", "from 30 to 40"
+    re.IGNORECASE,
+)
 _NUMBER = re.compile(r"^(\d+(?:\.\d+)?)(%?)$")
 _RANGE_TOKEN = re.compile(r"^range(\d+(?:\.\d+)?)to(\d+(?:\.\d+)?)$")
 
@@ -95,7 +99,7 @@ def _correct(word: str, lex: Lexicon, corrections: dict[str, str]) -> str:
 
 
 def _tokens(chunk: str, lex: Lexicon, corrections: dict[str, str]) -> list[str]:
-    chunk = _RANGE.sub(lambda m: f" range{m.group(1)}to{m.group(2)} ", chunk)
+    chunk = _RANGE.sub(lambda m: f" range{m.group(1) or m.group(4)}to{m.group(2) or m.group(5)} ", chunk)
     return [_correct(w, lex, corrections) for w in words_of(chunk)]
 
 
@@ -144,7 +148,9 @@ def _clauses(text: str, lex: Lexicon, parsed: Parsed) -> list[_Clause]:
                 current.atoms.append(value)
             elif kind == "grade":
                 current.grades.append(value)
-            elif kind == "neg":
+            elif kind == "postneg" and (current.atoms or current.grades):  # "pacer absent"
+                current.negated = True
+            elif kind in ("neg", "postneg"):
                 if current.atoms or current.grades:  # "pacemaker without effusion": a new clause
                     if surface:
                         current.words.pop()
