@@ -114,6 +114,32 @@ def test_study_pooling_mixes_each_clip_with_its_studys_mean():
     assert study_pooled(np.zeros((2, 0), np.float32), [0, 1], [[0, 1], [0, 1]], 0.5).shape == (2, 0)
 
 
+def test_only_clips_whose_view_shows_a_finding_are_its_evidence():
+    # one study of three clips: a PLAX and an A5C see the valve, a PSAX-PM does not; two signals
+    signals = np.array([[0.8, 0.2], [0.6, 0.4], [1.0, 0.9]], np.float32)
+    seen = np.array([[True, True], [True, True], [False, True]])  # signal 0 (TAVR) not in clip 2
+    members = [[0, 1, 2]] * 3
+    pooled = study_pooled(signals, [0, 1, 2], members, share=0.5, seen=seen)
+    # TAVR: the study mean of the clips that show it (0.7); the PSAX-PM clip takes that mean
+    np.testing.assert_allclose(pooled[:, 0], [0.75, 0.65, 0.7], rtol=1e-6)
+    np.testing.assert_allclose(pooled[:, 1], study_pooled(signals, [0, 1, 2], members, 0.5)[:, 1], rtol=1e-6)
+    # a study none of whose clips shows the finding: all of them count, as without views
+    blind = np.zeros_like(seen)
+    np.testing.assert_allclose(
+        study_pooled(signals, [0, 2], [[0, 1, 2]] * 2, 0.5, blind),
+        study_pooled(signals, [0, 2], [[0, 1, 2]] * 2, 0.5),
+    )
+
+
+def test_the_views_that_show_a_finding_are_clinical_data():
+    lex = load_lexicon("demo")
+    assert {"PLAX", "PSAX-AV", "A5C"} <= lex.rules["tavr"].seen_in and "PSAX-PM" not in lex.rules[
+        "tavr"
+    ].seen_in
+    assert "A2C" not in lex.rules["pacemaker"].seen_in and "PSAX-AV" not in lex.rules["lv_function"].seen_in
+    assert not lex.rules["pericardial_effusion"].seen_in  # every view shows an effusion
+
+
 def test_study_clips_names_the_indexed_clips_of_each_clips_study(tmp_path):
     db = open_db(tmp_path)
     with db.session() as s:

@@ -51,7 +51,7 @@ _CLINICAL_KEYS = {
     "default_organ",
     "organ_findings",
 }
-_FINDING_RULE_KEYS = {"when", "graded", "number", "graded_as", "all_normal"}
+_FINDING_RULE_KEYS = {"when", "graded", "number", "graded_as", "all_normal", "seen_in"}
 _MODEL_KEYS = {"version", "vocabulary", "severity_values", "findings", "study_share", "text_grade_weight"}
 _REALISATION_KEYS = {"present", "absent", "value", "label", "weight"}
 _LABEL_KEYS = {"task", "view", "ef_task"}
@@ -78,6 +78,7 @@ class FindingRule:
     number: bool = False
     graded_as: str | None = None
     all_normal: tuple[str, ...] = ()  # findings this one says are all normal or absent ("normal study")
+    seen_in: frozenset[str] = frozenset()  # the views that image it (stored view codes); empty: all
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,7 @@ def _read_clinical(path: Path, lex: Lexicon) -> None:
             bool(rule.get("number")),
             rule.get("graded_as"),
             tuple(_str_list(f"{where}.all_normal", rule.get("all_normal", []))),
+            frozenset(_str_list(f"{where}.seen_in", rule.get("seen_in", []))),
         )
     for rule in lex.rules.values():
         if rule.graded_as is not None and rule.graded_as not in lex.rules:

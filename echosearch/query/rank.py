@@ -152,21 +152,42 @@ def sql_condition(cond: Condition, source: LabelSource, classes: list[str]) -> l
     return []
 
 
-def study_pooled(signals: np.ndarray, own: list[int], members: list[list[int]], share: float) -> np.ndarray:
+def study_pooled(
+    signals: np.ndarray,
+    own: list[int],
+    members: list[list[int]],
+    share: float,
+    seen: np.ndarray | None = None,
+) -> np.ndarray:
     """Each candidate's signals (row ``own[i]`` of ``signals``) mixed with the mean over its study's
     clips (rows ``members[i]``): ``(1 - share) * own + share * study mean``. Used for the label
     evidence and the text similarity alike.
 
+    ``seen`` (same shape as ``signals``, optional) says which clips' views show each signal's finding:
+    the study mean is then taken over those clips only, and a clip whose view does not show the
+    finding takes the study mean for its own signal (where no clip of the study shows it, all count).
+
     Why: a finding belongs to the study (its report says it), while one clip often cannot show it
     (a lead is not cut by every view, an EF read off a PSAX at the aortic valve is noise, a dilated
     RV shows little in a PLAX); the study's other clips are more evidence about the same heart, as
-    multi-view models pool them.
+    multi-view models pool them, and a view that cannot image the finding is no evidence at all
+    (a PSAX at the papillary muscles "scores" TAVR from its likeness to other views, not a valve).
     """
     mine = signals[own] if signals.size else signals.reshape(len(own), 0)
-    if mine.size == 0 or share <= 0:
+    if mine.size == 0 or (share <= 0 and seen is None):
         return mine
-    study = np.stack([signals[m].mean(axis=0) for m in members])
-    return (1.0 - share) * mine + share * study
+    if seen is None:
+        study = np.stack([signals[m].mean(axis=0) for m in members])
+        return (1.0 - share) * mine + share * study
+    out = np.empty_like(mine)
+    for i, (row, rows) in enumerate(zip(own, members, strict=True)):
+        shown = seen[rows]  # [m, P]
+        counted = shown.any(axis=0)  # per signal: does any clip of the study show it
+        weights = np.where(counted, shown, True).astype(np.float32)
+        study = (weights * signals[rows]).sum(axis=0) / weights.sum(axis=0)
+        own_value = np.where(seen[row] | ~counted, signals[row], study)
+        out[i] = (1.0 - share) * own_value + share * study
+    return out
 
 
 def combined_scores(similarity: np.ndarray, signals: np.ndarray, weights: np.ndarray) -> np.ndarray:

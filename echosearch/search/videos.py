@@ -280,6 +280,18 @@ class VideoSearch:
         task = real.task if real is not None else None
         return task in sources and sources[task][0].grade is not None
 
+    def _seen(self, prefs: list, views: list[str | None]) -> np.ndarray:
+        """[clips, preferences]: whether each clip's view shows each preference's finding (the
+        finding's ``seen_in`` views in clinical.yaml; a clip of no stored view, or a finding without
+        that list, always counts)."""
+        rules = self.vectors.lexicon.rules
+        seen = np.ones((len(views), len(prefs)), dtype=bool)
+        for j, (cond, _, _) in enumerate(prefs):
+            rule = rules.get(cond.finding)
+            if rule is not None and rule.seen_in:
+                seen[:, j] = [view is None or view in rule.seen_in for view in views]
+        return seen
+
     def _ranked(
         self, vec: np.ndarray, k: int, filters: q.VideoFilter | None, prefs: list, by_study: bool = False
     ) -> list[VideoHit]:
@@ -339,8 +351,9 @@ class VideoSearch:
         members = [[row[m] for m in mates.get(int(i), [int(i)])] for i in ids]
         similarity = study_pooled((vectors @ vec.astype(np.float32))[:, None], own, members, share)[:, 0]
         signals = np.array([[signal(c, src, labels[v]) for c, src, _ in prefs] for v in everyone], np.float32)
+        seen = self._seen(prefs, [labels[v].get(VIEW_TASK) for v in everyone])
         label_share = self.vectors.lexicon.study_share
-        signals = study_pooled(signals.reshape(len(everyone), len(prefs)), own, members, label_share)
+        signals = study_pooled(signals.reshape(len(everyone), len(prefs)), own, members, label_share, seen)
         weights = np.array([c.weight for c, _, _ in prefs], np.float32)
         scores = combined_scores(similarity, signals, weights)
         order = np.argsort(-scores, kind="stable")[:k]
