@@ -54,6 +54,36 @@ def test_empty_db_migrates_to_head_and_matches_orm(tmp_path):
     engine.dispose()
 
 
+def _open_when_released(url: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        open_db(url).close()
+        results.put("ok")
+    except Exception as exc:  # the failure itself is what the test reports
+        results.put(str(exc))
+
+
+def test_processes_creating_the_same_new_sqlite_database_at_once_all_open_it(tmp_path):
+    """A search opening the database while the PACS listener creates it (a deferred migration
+    transaction failed at once with "database is locked")."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for trial in range(3):
+        url = f"sqlite:///{tmp_path / f'new-{trial}.db'}"
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_when_released, args=(url, barrier, results)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(30)
+        assert outcomes == ["ok"] * 4
+        db = open_db(url)
+        assert current_revision(db.engine) == head_revision()
+        db.close()
+
+
 def test_migrations_compile_for_postgresql(capsys):
     """Offline mode renders the migrations as PostgreSQL DDL: nothing SQLite-only in them."""
     cfg = alembic_config("postgresql://user@localhost/echosearch")

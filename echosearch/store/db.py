@@ -30,6 +30,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -140,16 +141,27 @@ def alembic_config(url: str):  # -> alembic.config.Config
 
 
 def upgrade_to_head(url_or_engine: str | Engine) -> None:
-    """Bring the database schema to the newest Alembic revision (creates it when empty)."""
+    """Bring the database schema to the newest Alembic revision (creates it when empty).
+
+    A database already at the newest revision is only read. Otherwise the migration runs in a
+    transaction that takes SQLite's write lock when it begins: a migration reads the version table
+    and then writes, and in a deferred transaction a second process opening the same new database at
+    the same moment (a search while the listener creates it) fails at once with "database is
+    locked"; with the lock taken first it waits its turn, then finds the schema at head.
+    """
     from alembic import command
 
     engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
-    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-    if isinstance(url_or_engine, str):
-        engine.dispose()
+    try:
+        if current_revision(engine) == head_revision():
+            return
+        cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+        with engine.execution_options(**{IMMEDIATE_OPTION: True}).begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        if isinstance(url_or_engine, str):
+            engine.dispose()
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -160,6 +172,7 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@lru_cache(maxsize=1)
 def head_revision() -> str:
     """The newest revision shipped with this version of echosearch."""
     from alembic.script import ScriptDirectory
