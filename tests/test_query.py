@@ -69,6 +69,9 @@ DEMO_TABLE = {
     "moderate LAE": ["MODERATE DILATED LEFT ATRIUM."],
     "transcatheter AVR": ["A TRANSCATHETER AORTIC VALVE PROSTHESIS IS PRESENT."],
     "permanent pacemaker": ["A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE."],
+    "mod LV dysfx": ["MODERATE REDUCED LEFT VENTRICULAR SYSTOLIC FUNCTION."],
+    "LVSD": ["SEVERE REDUCED LEFT VENTRICULAR SYSTOLIC FUNCTION."],
+    "tiny effusion": ["THERE IS A MILD PERICARDIAL EFFUSION."],
     "apical 4 chamber view with pacer": [
         "APICAL FOUR CHAMBER VIEW.",
         "A PACEMAKER LEAD IS SEEN IN THE RIGHT ATRIUM AND RIGHT VENTRICLE.",
@@ -194,11 +197,24 @@ def test_a_negation_after_the_finding_negates_its_clause(demo):
     ]
 
 
-def test_ranges_are_read_in_words_too(demo):
-    for query in ("EF between 40 and 50", "EF from 40 to 50%", "EF 40-50%", "ef 40 to 50"):
+def test_ranges_and_bounds_are_read_in_words_too(demo):
+    for query, bounds in (
+        ("EF between 40 and 50", (40, 50)),
+        ("EF from 40 to 50%", (40, 50)),
+        ("ef 40 to 50", (40, 50)),
+        ("EF in the 30s", (30, 39)),
+        ("EF 50's", (50, 59)),
+        ("EF no more than 35", (None, 35)),
+        ("EF 35% or less", (None, 35)),
+        ("EF 55%+", (55, None)),
+        ("EF 55 or higher", (55, None)),
+        ("EF 45 %", (35, 55)),
+    ):
         plan = interpret(query, *demo)
-        assert [(f.low, f.high) for f in plan.filters] == [(40, 50)], query
+        assert [(f.low, f.high) for f in plan.filters] == [bounds], query
+        assert not plan.unmatched, query
     assert interpret("ejection fraction 30 percent", *demo).unmatched == []
+    assert [m.finding for m in interpret("pacer + TAVR", *demo).mentions] == ["pacemaker", "tavr"]
 
 
 def test_negation_carries_over_or_and_graded_negation_means_normal(demo):

@@ -29,6 +29,12 @@ _RANGE = re.compile(
     re.IGNORECASE,
 )
 _NUMBER = re.compile(r"^(\d+(?:\.\d+)?)(%?)$")
+_SPACED_PERCENT = re.compile(r"(\d)\s+%")  # "45 %"
+_DECADE = re.compile(r"\b(?:in\s+the\s+)?(\d)0'?s\b", re.IGNORECASE)  # "EF in the 30s": 30 to 39
+_OR_LESS = re.compile(r"(\d+(?:\.\d+)?%?)\s+(?:or|and)\s+(?:less|lower|below|under)\b", re.IGNORECASE)
+_OR_MORE = re.compile(
+    r"(\d+(?:\.\d+)?%?)(?:\s+(?:or|and)\s+(?:more|greater|higher|above|over)\b|\+(?=\s|$))", re.I
+)
 _RANGE_TOKEN = re.compile(r"^range(\d+(?:\.\d+)?)to(\d+(?:\.\d+)?)$")
 
 
@@ -99,6 +105,9 @@ def _correct(word: str, lex: Lexicon, corrections: dict[str, str]) -> str:
 
 
 def _tokens(chunk: str, lex: Lexicon, corrections: dict[str, str]) -> list[str]:
+    chunk = _SPACED_PERCENT.sub(r"\1%", chunk)
+    chunk = _DECADE.sub(lambda m: f" {m.group(1)}0-{m.group(1)}9 ", chunk)
+    chunk = _OR_LESS.sub(r"< \1", _OR_MORE.sub(r"> \1", chunk))
     chunk = _RANGE.sub(lambda m: f" range{m.group(1) or m.group(4)}to{m.group(2) or m.group(5)} ", chunk)
     return [_correct(w, lex, corrections) for w in words_of(chunk)]
 
