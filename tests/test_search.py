@@ -262,6 +262,20 @@ def test_a_graded_finding_without_a_stored_grade_is_graded_by_its_phrases(engine
         assert not [c for c in shown if c["kind"] == "text_grade"]
 
 
+def test_the_reading_shown_is_the_one_an_edit_starts_from(engine):
+    """The UI's edit form keeps or drops conditions by their place in the shown reading and applies
+    the flags to ``interpret``'s plan: both must list the same conditions in the same order."""
+    for query in ("structurally normal heart", "severe LV dysfunction, dilated RV", "large effusion"):
+        shown = engine.search_text(query, k=3).interpretation
+        plan = engine.interpret(query)
+        assert [c["text"] for c in shown["preferences"]] == [c.describe() for c in plan.preferences]
+        assert [c["text"] for c in shown["filters"]] == [c.describe() for c in plan.filters]
+        dropped = plan.edited(
+            [p.text for p in plan.phrases], [True] * len(plan.filters), [False] * len(plan.preferences)
+        )
+        assert dropped.preferences == [] and dropped.phrases
+
+
 def test_an_interpreted_querys_similarity_is_mixed_with_its_studys_mean(engine):
     from echosearch.store import queries as q
 

@@ -194,7 +194,7 @@ class Engine:
 
     def interpret(self, text: str):
         """How a free-text query is read for this space's model (an ``Interpretation``)."""
-        return self.vectors.interpret(text)
+        return self.videos.interpret(text)
 
     def suggest(self, query: str, n: int = 5) -> list[str]:
         return self.vectors.suggest(query, n)

@@ -73,7 +73,7 @@ class VideoSearch:
                     total += weight * vec
                     notes += text_notes
                 else:
-                    plans = [*plans, (self.vectors.interpret(text), weight)]
+                    plans = [*plans, (self.interpret(text), weight)]
             for plan, weight in plans:
                 interpretations.append(plan)
                 vec, text_notes = self.vectors.plan_vector(plan)
@@ -107,9 +107,6 @@ class VideoSearch:
             filters = with_excluded_videos(filters, exclude)
         filters = self._with_conditions(filters, conditions, notes)
         prefs = self._resolve_preferences(preferences)
-        used = {id(c) for c, _, _ in prefs}
-        for plan in interpretations:  # a grade the space stores made the text's one moot: not shown
-            plan.preferences = [c for c in plan.preferences if c.kind != "text_grade" or id(c) in used]
         hits = self._ranked(total, k, filters, prefs, by_study=bool(interpretations) and not clips)
         result = SearchResult(query_doc, hits, notes, model=model)
         if interpretations:
@@ -253,6 +250,19 @@ class VideoSearch:
                 notes.append(f"{cond.describe()}: not applied, this index stores no such label")
             f.labels = [*f.labels, *parts]
         return f
+
+    def interpret(self, text: str):
+        """How a free-text query is read for this space: the model's interpretation, less a grade
+        read off the phrases where the space stores the finding's grade (that one is used instead,
+        so the reading shown and edited is the one that ranks)."""
+        plan = self.vectors.interpret(text)
+        sources = self._context()["sources"]
+        plan.preferences = [
+            c
+            for c in plan.preferences
+            if c.kind != "text_grade" or not self._stores_grade_of(c.finding, sources)
+        ]
+        return plan
 
     def _resolve_preferences(self, preferences: list) -> list[tuple[Any, Any, list[str]]]:
         """(condition, its label source, class names) for each preference the space can answer. A
