@@ -262,6 +262,19 @@ def test_a_graded_finding_without_a_stored_grade_is_graded_by_its_phrases(engine
         assert not [c for c in shown if c["kind"] == "text_grade"]
 
 
+def test_a_label_of_a_finding_the_clips_view_does_not_image_reads_not_seen(engine):
+    unseen = engine.labels.unseen("PSAX-PM")  # the papillary muscle level: no aortic valve
+    assert "tavr" in unseen and "pericardial_effusion" not in unseen and "pacemaker" not in unseen
+    assert engine.labels.unseen("PLAX").isdisjoint({"tavr", "pacemaker", "lv_size"})
+    assert engine.labels.unseen(None) == set()
+    labels = {"view": "PSAX-PM", "tavr": 0.3, "tavr.positive": 1.0, "tavr.probability": 0.86}
+    phrases = engine.readable_labels(labels)
+    if any(p.startswith("TAVR") for p in phrases):
+        assert "TAVR: not seen in this view" in phrases
+    labels["view"] = "PSAX-AV"
+    assert not any("not seen" in p for p in engine.readable_labels(labels))
+
+
 def test_the_reading_shown_is_the_one_an_edit_starts_from(engine):
     """The UI's edit form keeps or drops conditions by their place in the shown reading and applies
     the flags to ``interpret``'s plan: both must list the same conditions in the same order."""

@@ -92,6 +92,23 @@ def test_a_card_names_the_report_ef_and_the_estimate_and_only_present_findings()
     assert clinical.card_markdown(hit, [], None).startswith("**A4C** · 2020-01-02  \nno labels")
 
 
+def test_a_finding_the_clips_view_does_not_image_is_said_so_not_guessed():
+    unseen = {"pacemaker", "ejection_fraction", "lv_size"}  # e.g. a view that cuts neither RV nor LV
+    items = readable_items(LABELS, TASKS, {"ejection_fraction": 7.0}, unseen=unseen)
+    by_task = {i.task: i for i in items}
+    assert by_task["pacemaker"].phrase == "Pacemaker: not seen in this view"
+    assert by_task["pacemaker"].present is None and by_task["pacemaker"].probability is None
+    assert not by_task["ejection_fraction"].assessable and by_task["ejection_fraction"].estimate is None
+    assert by_task["pericardial_effusion"].assessable  # an effusion shows in every view
+    hit = SimpleNamespace(view="PSAX-AV", study_date="2020-01-02", video_id=5, manufacturer=None, score=None)
+    lines = clinical.card_markdown(hit, items, None).split("  \n")
+    assert not any("Pacemaker" in line or "EF" in line or "LV size" in line for line in lines)
+    shown, everything = clinical.findings(items)
+    assert "Pacemaker: not seen in this view" in everything and "EF: not seen in this view" in everything
+    assert not any("not seen" in t for t in shown)
+    assert readable_items({}, TASKS, unseen=unseen) == []  # no value, nothing to say
+
+
 def test_run_counts_read_as_words():
     counts = {"found": 53, "new": 50, "unchanged": 3, "failed": 0, "frames": 848, "seconds": 47.7,
               "reports": {"rows": 18}, "model": "demo", "failed_by_reason": {}}  # fmt: skip

@@ -52,7 +52,7 @@ def report_ef_text(report: str | None) -> str | None:
 
 def model_ef(items: Iterable[Any]) -> Any | None:
     """The EF estimate among a clip's readable labels (a regression item), or None."""
-    return next((i for i in items if i.kind == "regression" and is_ef(i.task)), None)
+    return next((i for i in items if i.kind == "regression" and is_ef(i.task) and i.assessable), None)
 
 
 def ef_line(items: Sequence[Any], report: str | None) -> str | None:
@@ -78,7 +78,7 @@ def ef_line(items: Sequence[Any], report: str | None) -> str | None:
 
 def finding_text(item: Any) -> str:
     """One finding in plain words: "Pacemaker: yes (probability 0.98)", "LV size: mild"."""
-    if item.kind == "binary" and item.calibrated:
+    if item.kind == "binary" and item.calibrated and item.assessable:
         answer = "yes" if item.present else "no"
         return f"{item.title}: {answer}" + (
             f" (probability {item.probability:.2f})" if item.probability is not None else ""
@@ -91,9 +91,11 @@ def findings(items: Sequence[Any]) -> tuple[list[str], list[str]]:
     details). Uncalibrated raw scores only ever appear in the details, marked as such."""
     shown, everything = [], []
     for item in items:
-        if item.kind == "regression" and is_ef(item.task):
+        if item.kind == "regression" and is_ef(item.task) and item.assessable:
             continue  # on the EF line
         everything.append(finding_text(item))
+        if not item.assessable:
+            continue  # "not seen in this view": in the details only
         if item.kind == "binary":
             if item.calibrated and item.present:
                 shown.append(finding_text(item))

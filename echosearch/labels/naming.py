@@ -170,9 +170,14 @@ class ReadableLabel:
     probability: float | None = None  # a binary task's calibrated probability
     estimate: float | None = None  # a regression task's value
     calibrated: bool = True  # False: a binary task shown by its raw score (never calibrated)
+    assessable: bool = True  # False: the clip's view does not image the finding (no value shown)
 
     def __str__(self) -> str:
         return self.phrase
+
+
+#: What a card says of a finding the clip's view cannot image.
+NOT_SEEN = "not seen in this view"
 
 
 def readable_items(
@@ -180,15 +185,25 @@ def readable_items(
     tasks: Sequence[Task],
     errors: Mapping[str, float] | None = None,
     estimates: Collection[str] = (),
+    unseen: Collection[str] = (),
 ) -> list[ReadableLabel]:
     """A clip's labels as :class:`ReadableLabel` items, one per task that has a value, in task order
-    (what :func:`readable` says, with the parts a card or a table needs kept apart)."""
+    (what :func:`readable` says, with the parts a card or a table needs kept apart).
+
+    ``unseen`` names tasks whose finding the clip's view does not image (a TAVR in a PSAX at the
+    papillary muscles): their value is a model's guess from a view it was not calibrated on, so the
+    item says "not seen in this view" instead of a yes/no or an estimate."""
     errors = errors or {}
     out = []
     for task in tasks:
         name, title = task.name, task.title
         value = labels.get(name)
-        if task.kind == "binary":
+        has_value = value is not None or labels.get(positive_key(name)) is not None
+        if name in unseen and has_value:
+            out.append(
+                ReadableLabel(name, title, task.kind, f"{title}: {NOT_SEEN}", NOT_SEEN, assessable=False)
+            )
+        elif task.kind == "binary":
             decision, prob = labels.get(positive_key(name)), labels.get(probability_key(name))
             prob = prob if isinstance(prob, int | float) else None
             if isinstance(decision, int | float) or prob is not None:

@@ -46,7 +46,7 @@ class Engine:
     def __init__(self, archive: OpenSpace):
         self.archive = archive
         self.audit = Audit(archive)
-        self.labels = LabelStats(archive)
+        self.labels = LabelStats(archive, lambda: self.vectors.lexicon)
         self.vectors = QueryVectors(archive, self.labels.titles)
         self.hits = Hits(archive)
         self.videos = VideoSearch(archive, self.vectors, self.labels, self.hits)

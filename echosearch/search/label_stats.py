@@ -5,13 +5,14 @@ labels (stored, or computed for a new file). Scoring itself belongs to the label
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from echosearch.labels.calibration import binary_threshold
-from echosearch.labels.encoding import is_derived, positive_key, probability_key
+from echosearch.labels.encoding import VIEW_TASK, is_derived, positive_key, probability_key
 from echosearch.search.context import OpenSpace
 from echosearch.search.query_vectors import as_video_id
 from echosearch.store import queries as q
@@ -23,8 +24,10 @@ READABLE_TTL_S = 30
 class LabelStats:
     """Label names, values, statistics and readable text for one space."""
 
-    def __init__(self, archive: OpenSpace):
+    def __init__(self, archive: OpenSpace, lexicon: Callable[[], Any] | None = None):
         self.archive = archive
+        self._lexicon = lexicon  # the model's query lexicon (which views image which finding)
+        self._views_of_task: dict[str, frozenset[str]] | None = None
         self._readable: tuple | None = None  # (when, tasks, errors, probe names)
         self._titles: dict[str, str] | None = None
 
@@ -152,7 +155,22 @@ class LabelStats:
             probes = list_probes(self.archive.space)
             self._readable = (now, tasks, errors_of(tasks, thresholds, probes), {p.name for p in probes})
         _, tasks, errors, estimates = self._readable
-        return readable_items(labels, tasks, errors, estimates)
+        return readable_items(labels, tasks, errors, estimates, self.unseen(labels.get(VIEW_TASK)))
+
+    def unseen(self, view: str | None) -> set[str]:
+        """The tasks whose finding a clip of this view does not image (``seen_in`` of the finding
+        the lexicon measures with the task; none for an unknown view or a finding without that list)."""
+        if view is None or self._lexicon is None:
+            return set()
+        if self._views_of_task is None:
+            lex = self._lexicon()
+            out: dict[str, frozenset[str]] = {}
+            for finding, real in lex.findings.items():
+                seen_in = lex.rules[finding].seen_in if finding in lex.rules else frozenset()
+                if real.task and seen_in:
+                    out.setdefault(real.task, seen_in)
+            self._views_of_task = out
+        return {task for task, views in self._views_of_task.items() if view not in views}
 
     def flag_condition(self, task: str) -> q.LabelCondition:
         """The label condition for "has <task>": the stored yes/no decision when the index has one,
