@@ -197,6 +197,88 @@ def test_a_negation_after_the_finding_negates_its_clause(demo):
     ]
 
 
+def _read(query: str, lex) -> list[tuple[str, str | None, bool]]:
+    return [(m.finding, m.grade, m.negated) for m in interpret(query, lex).mentions]
+
+
+def test_a_negation_after_what_is_measured_negates_that_clause_not_a_new_one(demo):
+    lex = demo[0]
+    assert _read("LV size is not enlarged", lex) == [("lv_size", None, True)]
+    assert _read("EF not reduced", lex) == [("lv_function", None, True)]
+    plan = interpret("EF not reduced", lex)
+    assert not plan.notes and not plan.unmatched  # not "'EF': give a value"
+    # a negation before another finding still opens its own clause
+    assert _read("pacemaker without effusion", lex) == [
+        ("pacemaker", None, False),
+        ("pericardial_effusion", None, True),
+    ]
+    assert _read("LV no effusion", lex)[-1] == ("pericardial_effusion", None, True)
+
+
+def test_a_grade_said_once_for_chambers_joined_by_and_grades_each(demo):
+    lex = demo[0]
+    assert _read("nl LA and RA size", lex) == [("la_size", "normal", False), ("ra_size", "normal", False)]
+    assert _read("severely dilated LV and RV", lex) == [
+        ("lv_size", "severe", False),
+        ("rv_size", "severe", False),
+    ]
+    assert _read("severe LV and RV dilation", lex) == [
+        ("lv_size", "severe", False),
+        ("rv_size", "severe", False),
+    ]
+    assert _read("LV and RV dilated", lex) == [("lv_size", None, False), ("rv_size", None, False)]
+    # a comma is a list, not one phrase: each clause keeps its own (absent) grade
+    assert _read("severe LV dysfunction, RV dilated", lex) == [
+        ("lv_function", "severe", False),
+        ("rv_size", None, False),
+    ]
+
+
+def test_a_group_word_means_each_of_its_findings(demo):
+    lex = demo[0]
+    devices = [("pacemaker", None, True), ("mitraclip", None, True), ("tavr", None, True)]
+    assert _read("no devices", lex) == devices
+    assert _read("without any device", lex) == devices
+    assert [f for f, _, neg in _read("any device", lex) if not neg] == ["pacemaker", "mitraclip", "tavr"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("mild LVE", [("lv_size", "mild", False)]),
+        ("sm pericardial eff", [("pericardial_effusion", "mild", False)]),
+        ("nl LV fxn", [("lv_function", "normal", False)]),
+        ("dil RV", [("rv_size", None, False)]),
+        ("HFmrEF", [("lv_function", "mild", False)]),
+        ("transcatheter AV prosthesis", [("tavr", None, False)]),
+        ("prosthetic aortic valve", [("tavr", None, False)]),
+        ("subxiphoid 4 chamber", [("view_sc4c", None, False)]),
+        ("large effusion r/o tamponade", [("pericardial_effusion", "severe", False)]),
+        ("findings c/w dilated cardiomyopathy", [("lv_size", None, False), ("lv_function", None, False)]),
+        (
+            "biventricular dilation w/ reduced EF",
+            [("lv_size", None, False), ("rv_size", None, False), ("lv_function", None, False)],
+        ),
+    ],
+)
+def test_shorthand_clinicians_type_is_understood(demo, query, expected):
+    plan = interpret(query, demo[0])
+    assert [(m.finding, m.grade, m.negated) for m in plan.mentions] == expected
+    assert not plan.unmatched and not plan.notes
+
+
+def test_rule_out_asks_for_the_finding_and_ruled_out_negates_it(demo):
+    lex = demo[0]
+    assert _read("r/o pericardial effusion", lex) == [("pericardial_effusion", None, False)]
+    assert _read("effusion ruled out", lex) == [("pericardial_effusion", None, True)]
+
+
+def test_worse_and_better_than_are_bounds(demo):
+    lex = demo[0]
+    assert [m.number.describe() for m in interpret("EF worse than 30", lex).mentions] == ["< 30"]
+    assert [m.number.describe() for m in interpret("LVEF better than 50%", lex).mentions] == ["> 50"]
+
+
 def test_ranges_and_bounds_are_read_in_words_too(demo):
     for query, bounds in (
         ("EF between 40 and 50", (40, 50)),

@@ -50,8 +50,9 @@ _CLINICAL_KEYS = {
     "ef_grades",
     "default_organ",
     "organ_findings",
+    "subjects",
 }
-_FINDING_RULE_KEYS = {"when", "graded", "number", "graded_as", "all_normal", "seen_in"}
+_FINDING_RULE_KEYS = {"when", "graded", "number", "graded_as", "all_normal", "seen_in", "means"}
 _MODEL_KEYS = {"version", "vocabulary", "severity_values", "findings", "study_share", "text_grade_weight"}
 _REALISATION_KEYS = {"present", "absent", "value", "label", "weight"}
 _LABEL_KEYS = {"task", "view", "ef_task"}
@@ -79,6 +80,7 @@ class FindingRule:
     graded_as: str | None = None
     all_normal: tuple[str, ...] = ()  # findings this one says are all normal or absent ("normal study")
     seen_in: frozenset[str] = frozenset()  # the views that image it (stored view codes); empty: all
+    means: tuple[str, ...] = ()  # a group word's findings ("devices"): read as each of them
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ class Lexicon:
     @cached_property
     def organs(self) -> set[str]:
         return set(self.organ_findings)
+
+    subjects: set[str] = field(default_factory=set)  # atoms naming what is measured ("size", "EF")
 
     @cached_property
     def attribute_atoms(self) -> set[str]:
@@ -207,7 +211,7 @@ def _add_surface(lex: Lexicon, surface: str, kind: str, value: str) -> None:
 
 def _read_clinical(path: Path, lex: Lexicon) -> None:
     data = _load_yaml(path)
-    _check_keys(str(path), data, _CLINICAL_KEYS, _CLINICAL_KEYS - {"version", "post_negations"})
+    _check_keys(str(path), data, _CLINICAL_KEYS, _CLINICAL_KEYS - {"version", "post_negations", "subjects"})
     for word in _str_list(f"{path}: stopwords", data["stopwords"]):
         _add_surface(lex, word, "stop", "")
     for word in _str_list(f"{path}: negations", data["negations"]):
@@ -250,19 +254,24 @@ def _read_clinical(path: Path, lex: Lexicon) -> None:
             rule.get("graded_as"),
             tuple(_str_list(f"{where}.all_normal", rule.get("all_normal", []))),
             frozenset(_str_list(f"{where}.seen_in", rule.get("seen_in", []))),
+            tuple(_str_list(f"{where}.means", rule.get("means", []))),
         )
     for rule in lex.rules.values():
         if rule.graded_as is not None and rule.graded_as not in lex.rules:
             raise ConfigError(f"{path}: findings.{rule.name}: graded_as names no finding")
-        unknown = set(rule.all_normal) - set(lex.rules)
-        if unknown:
-            raise ConfigError(
-                f"{path}: findings.{rule.name}.all_normal: not findings: {', '.join(sorted(unknown))}"
-            )
+        for key in ("all_normal", "means"):
+            unknown = set(getattr(rule, key)) - set(lex.rules)
+            if unknown:
+                raise ConfigError(
+                    f"{path}: findings.{rule.name}.{key}: not findings: {', '.join(sorted(unknown))}"
+                )
     for grade, bounds in (data["ef_grades"] or {}).items():
         if grade not in GRADES or not isinstance(bounds, list) or len(bounds) != 2:
             raise ConfigError(f"{path}: ef_grades.{grade}: expected a known grade and [low, high]")
         lex.ef_grades[grade] = (float(bounds[0]), float(bounds[1]))
+    lex.subjects = set(_str_list(f"{path}: subjects", data.get("subjects", [])))
+    if lex.subjects - atoms:
+        raise ConfigError(f"{path}: subjects: unknown atom(s) {', '.join(sorted(lex.subjects - atoms))}")
     lex.default_organ = str(data["default_organ"])
     for organ, findings in (data["organ_findings"] or {}).items():
         if organ not in atoms:

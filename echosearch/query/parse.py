@@ -8,7 +8,10 @@ another's, the more specific one wins ("PSAX papillary" is the papillary view, n
 
 Clauses lean on their neighbours the way clinicians write: "dilated LV and RV" (the RV clause borrows
 "dilated"), "dilated RV with reduced function" (the function clause borrows the RV), "no pacer or
-ICD" (the ICD clause borrows the negation). Words that are not in the lexicon are corrected to the
+ICD" (the ICD clause borrows the negation), "severely dilated LV and RV" and "nl LA and RA size" (a
+grade said once for chambers joined by "and" grades each), "LV size is not enlarged" (a negation
+after what is measured negates the clause, not a new one). A group word ("no devices") is read as
+each finding it stands for. Words that are not in the lexicon are corrected to the
 nearest lexicon word within a small edit distance ("pacmaker" -> "pacemaker").
 """
 
@@ -82,6 +85,8 @@ class _Clause:
     numbers: list[Number] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
     joined_by_or: bool = False
+    joined_by: str | None = None  # the separator word before the clause ("and", "or", ...); None: , ;
+    after_subject: bool = False  # opened by a negation that followed what is measured ("LV size is not")
     pending_op: str | None = None
 
 
@@ -148,7 +153,7 @@ def _clauses(text: str, lex: Lexicon, parsed: Parsed) -> list[_Clause]:
         clauses.append(current)
         for kind, value, surface in _marks(_tokens(chunk, lex, parsed.corrections), lex):
             if kind == "sep":
-                current = _Clause(joined_by_or=value == "or")
+                current = _Clause(joined_by_or=value == "or", joined_by=value)
                 clauses.append(current)
                 continue
             if surface:
@@ -163,7 +168,8 @@ def _clauses(text: str, lex: Lexicon, parsed: Parsed) -> list[_Clause]:
                 if current.atoms or current.grades:  # "pacemaker without effusion": a new clause
                     if surface:
                         current.words.pop()
-                    current = _Clause(words=[surface] if surface else [])
+                    subject = _names_subject_only(current, lex)
+                    current = _Clause(words=[surface] if surface else [], after_subject=subject)
                     clauses.append(current)
                 current.negated = True
             elif kind == "cmp":
@@ -173,7 +179,38 @@ def _clauses(text: str, lex: Lexicon, parsed: Parsed) -> list[_Clause]:
                 current.pending_op = None
             elif kind == "word":
                 parsed.unmatched.append(surface)
-    return [c for c in clauses if c.words]
+    return _negated_predicates_merged([c for c in clauses if c.words], lex)
+
+
+def _names_subject_only(clause: _Clause, lex: Lexicon) -> bool:
+    """The clause names only what is measured ("LV size", "EF"), nothing said of it yet."""
+    atoms = set(clause.atoms)
+    return bool(atoms) and not clause.grades and not clause.negated and atoms <= lex.organs | lex.subjects
+
+
+def _negated_predicates_merged(clauses: list[_Clause], lex: Lexicon) -> list[_Clause]:
+    """ "LV size is not enlarged", "EF not reduced": a negated clause that only says a state
+    (attributes, no chamber or other finding) after a clause that only names what is measured is
+    that clause's predicate: one negated clause, not "LV size" and "not enlarged"."""
+    out: list[_Clause] = []
+    for clause in clauses:
+        atoms = set(clause.atoms)
+        if (
+            clause.after_subject
+            and out
+            and atoms
+            and atoms <= lex.attribute_atoms | lex.subjects
+            and not atoms & lex.organs
+            and not clause.numbers
+        ):
+            head = out[-1]
+            head.atoms += clause.atoms
+            head.grades += clause.grades
+            head.words += clause.words
+            head.negated = True
+            continue
+        out.append(clause)
+    return out
 
 
 def _number(token: str, op: str | None) -> Number:
@@ -217,11 +254,18 @@ def _read_clause(
         hits = _fire(atoms | (prev_atoms & lex.attribute_atoms), lex)
         next_atoms = set(following.atoms) if following is not None else set()
         lends = next_atoms & lex.attribute_atoms and not next_atoms & lex.organs  # "LV not dilated"
+        if not hits and _coordinated(following) and next_atoms & lex.organs:  # "LV and RV dilated"
+            hits = _fire(atoms | (next_atoms & lex.attribute_atoms), lex)
         if not hits and not lends:
             hits = {f: frozenset(organs) for o in organs for f in lex.organ_findings[o]}
     if hits:
         clause.atoms = sorted(atoms | set().union(*hits.values()))
     return hits
+
+
+def _coordinated(clause: _Clause | None) -> bool:
+    """Joined to the clause before by "and" (or "&", "+", "as well as"): one phrase of two chambers."""
+    return clause is not None and clause.joined_by in ("and", "&", "+", "as well as")
 
 
 def _grade(clause: _Clause) -> str | None:
@@ -235,11 +279,19 @@ def parse_query(text: str, lex: Lexicon) -> Parsed:
     previous: _Clause | None = None
     seen: set[tuple[str, bool]] = set()
     clauses = _clauses(text, lex, parsed)
+    chamber_only = [bool(c.atoms) and set(c.atoms) <= lex.organs for c in clauses]
     for i, clause in enumerate(clauses):
         if clause.joined_by_or and previous is not None and previous.negated:
             clause.negated = True
         hits = _read_clause(clause, previous, clauses[i + 1] if i + 1 < len(clauses) else None, lex)
         grade = _grade(clause)
+        if (
+            grade is None
+            and not clause.negated
+            and _coordinated(clause)
+            and (chamber_only[i] or chamber_only[i - 1])
+        ):
+            grade = _grade(clauses[i - 1])  # "severely dilated LV and RV", "nl LA and RA size"
         negated = clause.negated
         if negated and grade == "normal":  # "not normal LV function": abnormal, any grade
             grade, negated = None, False
@@ -247,7 +299,7 @@ def parse_query(text: str, lex: Lexicon) -> Parsed:
         if not hits and clause.numbers and any(w.endswith("%") for w in clause.words):
             number_rules = [r for r in lex.rules.values() if r.number][:1]
             hits = {r.name: frozenset() for r in number_rules}
-        for name in hits:
+        for name in [m for h in hits for m in (lex.rules[h].means or (h,))]:
             rule = lex.rules[name]
             mention = Mention(name, grade if rule.graded else None, negated, words=" ".join(clause.words))
             if rule.number:
