@@ -122,6 +122,11 @@ REAL_TABLE = {
     "severe pulmonary hypertension": {
         "PA SYSTOLIC PRESSURE IS CONSISTENT WITH SEVERE PULMONARY HYPERTENSION."
     },
+    "transcatheter AV prosthesis": {"A BIOPROSTHETIC STENT-VALVE IS PRESENT IN THE AORTIC POSITION."},
+    "sm pericardial eff": {"SMALL PERICARDIAL EFFUSION."},
+    "HFmrEF": {"MILD DEPRESSED LEFT VENTRICULAR SYSTOLIC FUNCTION."},
+    "nl LA and RA size": {"NORMAL RIGHT ATRIAL SIZE AND MORPHOLOGY."},
+    "LV size is not enlarged": {"NORMAL LEFT VENTRICULAR SIZE."},
 }
 
 
