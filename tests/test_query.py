@@ -272,6 +272,44 @@ def test_shorthand_clinicians_type_is_understood(demo, query, expected):
     assert not plan.unmatched and not plan.notes
 
 
+def test_chambers_joined_by_a_slash_a_shared_state_and_a_borrowed_chamber(demo):
+    lex = demo[0]
+    assert _read("LV/RV dilated", lex) == [("lv_size", None, False), ("rv_size", None, False)]
+    assert _read("dilated RA/RV", lex) == [("ra_size", None, False), ("rv_size", None, False)]
+    assert _read("s/p mild/moderate MR", lex) == [("mitral_regurgitation", "mild-moderate", False)]
+    assert _read("normal LV size and function", lex) == [
+        ("lv_size", "normal", False),
+        ("lv_function", "normal", False),
+    ]
+    assert [f for f, g, _ in _read("normal biventricular size and function", lex) if g == "normal"] == [
+        "lv_size",
+        "rv_size",
+        "lv_function",
+        "rv_function",
+    ]
+    # a function word after a chamber is that chamber's; an EF is always the LV's
+    assert _read("dilated RV with reduced function", lex) == [
+        ("rv_size", None, False),
+        ("rv_function", None, False),
+    ]
+    assert _read("dilated RV, reduced EF", lex) == [("rv_size", None, False), ("lv_function", None, False)]
+    assert _read("right heart enlargement", lex) == [("rv_size", None, False), ("ra_size", None, False)]
+
+
+def test_a_value_beside_a_graded_ef_word_is_used_and_sizes_in_mm_are_not_values(demo):
+    lex = demo[0]
+    plan = interpret("reduced LVEF (30%)", lex)
+    assert [(m.finding, m.number.describe() if m.number else None) for m in plan.mentions] == [
+        ("lv_function", None),
+        ("ejection_fraction", "30"),
+    ]
+    assert not plan.notes
+    plan = interpret("TAVR 26mm Sapien", lex)
+    assert [m.finding for m in plan.mentions] == ["tavr"] and not plan.unmatched and not plan.notes
+    assert _read("no significant effusion", lex) == [("pericardial_effusion", None, True)]
+    assert _read("EF approx 40%", lex) == [("ejection_fraction", None, False)]
+
+
 def test_rule_out_asks_for_the_finding_and_ruled_out_negates_it(demo):
     lex = demo[0]
     assert _read("r/o pericardial effusion", lex) == [("pericardial_effusion", None, False)]

@@ -39,6 +39,7 @@ _OR_MORE = re.compile(
     r"(\d+(?:\.\d+)?%?)(?:\s+(?:or|and)\s+(?:more|greater|higher|above|over)\b|\+(?=\s|$))", re.I
 )
 _RANGE_TOKEN = re.compile(r"^range(\d+(?:\.\d+)?)to(\d+(?:\.\d+)?)$")
+_MEASURE = re.compile(r"\b\d+(?:\.\d+)?\s*(?:mm|cm|ml|mmhg)\b", re.IGNORECASE)  # "26 mm Sapien": not a value
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,27 @@ def _tokens(chunk: str, lex: Lexicon, corrections: dict[str, str]) -> list[str]:
     chunk = _SPACED_PERCENT.sub(r"\1%", chunk)
     chunk = _DECADE.sub(lambda m: f" {m.group(1)}0-{m.group(1)}9 ", chunk)
     chunk = _OR_LESS.sub(r"< \1", _OR_MORE.sub(r"> \1", chunk))
+    chunk = _MEASURE.sub(" ", chunk)
     chunk = _RANGE.sub(lambda m: f" range{m.group(1) or m.group(4)}to{m.group(2) or m.group(5)} ", chunk)
-    return [_correct(w, lex, corrections) for w in words_of(chunk)]
+    return [_correct(w, lex, corrections) for w in _slashes_split(words_of(chunk), lex)]
+
+
+def _slashes_split(words: list[str], lex: Lexicon) -> list[str]:
+    """ "LV/RV", "RA/RV dilated": lexicon words joined by a slash are chambers joined by "and" (a
+    slash the lexicon knows stays one word: "s/p", "mild/moderate", "w/o")."""
+    out: list[str] = []
+    for word in words:
+        parts = word.split("/")
+        if (
+            len(parts) > 1
+            and (word.lower(),) not in lex.surfaces
+            and all((p.lower(),) in lex.surfaces for p in parts)
+        ):
+            for n, part in enumerate(parts):
+                out.extend(["and", part] if n else [part])
+        else:
+            out.append(word)
+    return out
 
 
 def _marks(tokens: list[str], lex: Lexicon) -> list[tuple[str, str, str]]:
@@ -242,11 +262,18 @@ def _read_clause(
     clause: _Clause, previous: _Clause | None, following: _Clause | None, lex: Lexicon
 ) -> dict[str, frozenset[str]]:
     atoms = set(clause.atoms)
+    prev_atoms = set(previous.atoms) if previous is not None else set()
+    if (
+        atoms and atoms <= lex.attribute_atoms and prev_atoms & lex.organs
+    ):  # "dilated RV with reduced function"
+        hits = _fire(atoms | (prev_atoms & lex.organs), lex)
+        if hits:
+            clause.atoms = sorted(atoms | set().union(*hits.values()))
+            return hits
     hits = _fire(atoms, lex)
     if hits:
         return hits
     organs, attributes = atoms & lex.organs, atoms & lex.attribute_atoms
-    prev_atoms = set(previous.atoms) if previous is not None else set()
     if attributes and not organs:
         borrowed = prev_atoms & lex.organs or {lex.default_organ}
         hits = _fire(atoms | borrowed, lex)
@@ -280,22 +307,28 @@ def parse_query(text: str, lex: Lexicon) -> Parsed:
     seen: set[tuple[str, bool]] = set()
     clauses = _clauses(text, lex, parsed)
     chamber_only = [bool(c.atoms) and set(c.atoms) <= lex.organs for c in clauses]
+    state_only = [bool(c.atoms) and set(c.atoms) <= lex.attribute_atoms for c in clauses]
     for i, clause in enumerate(clauses):
         if clause.joined_by_or and previous is not None and previous.negated:
             clause.negated = True
         hits = _read_clause(clause, previous, clauses[i + 1] if i + 1 < len(clauses) else None, lex)
         grade = _grade(clause)
-        if (
+        if (  # "severely dilated LV and RV", "nl LA and RA size", "normal LV size and function"
             grade is None
             and not clause.negated
             and _coordinated(clause)
-            and (chamber_only[i] or chamber_only[i - 1])
+            and (chamber_only[i] or chamber_only[i - 1] or state_only[i])
         ):
             grade = _grade(clauses[i - 1])  # "severely dilated LV and RV", "nl LA and RA size"
         negated = clause.negated
         if negated and grade == "normal":  # "not normal LV function": abnormal, any grade
             grade, negated = None, False
         number_rules = [lex.rules[h] for h in hits if lex.rules[h].number]
+        if clause.numbers and not number_rules:  # "reduced LVEF (30%)": the value is the EF's too
+            number_rules = [
+                r for r in lex.rules.values() if r.number and any(g <= set(clause.atoms) for g in r.when)
+            ]
+            hits = {**hits, **{r.name: frozenset() for r in number_rules}}
         if not hits and clause.numbers and any(w.endswith("%") for w in clause.words):
             number_rules = [r for r in lex.rules.values() if r.number][:1]
             hits = {r.name: frozenset() for r in number_rules}
