@@ -133,7 +133,7 @@ OTHER_WORDINGS: list[tuple[str, Callable[[Row], bool]]] = [
     ("EF less than 25", lambda r: r["ef"] < 25),
     ("ejection fraction over 50%", lambda r: r["ef"] > 50),
     ("LV enlarged", lambda r: r["lv_size"] >= 1),
-    ("big LV", lambda r: r["lv_size"] == 3),
+    ("big LV", lambda r: r["lv_size"] >= 1),  # enlarged, any degree: as two other authors read "big"
     ("mild LV enlargement", lambda r: r["lv_size"] == 1),
     ("RV dilated", lambda r: r["rv_size"] >= 1),
     ("enlarged right ventricle", lambda r: r["rv_size"] >= 1),

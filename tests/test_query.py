@@ -310,6 +310,87 @@ def test_a_value_beside_a_graded_ef_word_is_used_and_sizes_in_mm_are_not_values(
     assert _read("EF approx 40%", lex) == [("ejection_fraction", None, False)]
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("no pacer severe LV dysfunction", [("pacemaker", None, True), ("lv_function", "severe", False)]),
+        ("no effusion pacer", [("pericardial_effusion", None, True), ("pacemaker", None, False)]),
+        ("LV not dilated reduced EF", [("lv_size", None, True), ("lv_function", None, False)]),
+        ("RV dilated LV normal", [("rv_size", None, False), ("lv_size", "normal", False)]),
+        ("normal LV dilated RV", [("lv_size", "normal", False), ("rv_size", None, False)]),
+        ("small effusion dilated LV", [("pericardial_effusion", "mild", False), ("lv_size", None, False)]),
+        ("effusion large pacer", [("pericardial_effusion", "severe", False), ("pacemaker", None, False)]),
+        # one finding, however many words: no split
+        ("EF severely reduced", [("lv_function", "severe", False)]),
+        ("large pericardial effusion", [("pericardial_effusion", "severe", False)]),
+        ("pacer lead in RV", [("pacemaker", None, False)]),
+        ("severely dilated LA", [("la_size", "severe", False)]),
+    ],
+)
+def test_a_query_without_commas_is_split_where_a_second_finding_begins(demo, query, expected):
+    assert _read(query, demo[0]) == expected
+
+
+def test_chambers_that_say_where_a_device_is_are_not_findings(demo):
+    lex = demo[0]
+    for query in ("A device lead is seen in the right atrium and right ventricle.", "lead in RA and RV"):
+        assert _read(query, lex) == [("pacemaker", None, False)], query
+    assert _read("MitraClip device in place.", lex) == [("mitraclip", None, False)]
+
+
+def test_a_complication_negated_does_not_negate_its_finding(demo):
+    lex = demo[0]
+    assert _read("moderate pericardial effusion without tamponade physiology", lex) == [
+        ("pericardial_effusion", "moderate", False)
+    ]
+    assert _read("resolved pericardial effusion", lex) == [("pericardial_effusion", None, True)]
+    assert _read("pre-TAVR", lex) == [("tavr", None, True)]
+    assert _read("Prior MitraClip.", lex) == [("mitraclip", None, False)]
+
+
+@pytest.mark.parametrize(
+    ("query", "number"),
+    [
+        ("LVEF 0.35", "35"),
+        ("EF less than or equal to 35", "< 35"),
+        ("EF greater than or equal to 55", "> 55"),
+        ("EF 35 percent or less", "< 35"),
+        ("ef 35/40", "35-40"),
+        ("ef 35 40", "35-40"),
+        ("ef45", "45"),
+    ],
+)
+def test_ef_values_however_written(demo, query, number):
+    plan = interpret(query, demo[0])
+    assert [m.number.describe() for m in plan.mentions if m.number] == [number]
+    assert not plan.unmatched and not plan.notes
+
+
+def test_a_single_ef_value_asks_for_the_grade_it_lies_in(demo):
+    plan = interpret("ef 60", demo[0])
+    assert [c.grades for c in plan.preferences if c.task == "lv_function"] == [["normal"]]
+
+
+@pytest.mark.parametrize(
+    ("query", "findings"),
+    [
+        ("apical views with EF 20", ["view_apical", "ejection_fraction"]),
+        ("parasternal effusion", ["pericardial_effusion", "view_parasternal"]),
+        ("PSAX AV TAVR", ["tavr", "view_psax_av"]),
+        ("PSAX PM LV dysfunction", ["lv_function", "view_psax_pm"]),
+        ("A4 pacer", ["pacemaker", "view_a4c"]),
+        ("cardiomyopathy EF 20%", ["ejection_fraction", "lv_function"]),
+        ("atrial enlargement", ["la_size", "ra_size"]),
+        ("all four chambers are dilated", ["lv_size", "rv_size", "la_size", "ra_size"]),
+        ("large pcE", ["pericardial_effusion"]),
+    ],
+)
+def test_views_groups_and_words_of_the_second_author(demo, query, findings):
+    plan = interpret(query, demo[0])
+    assert sorted(m.finding for m in plan.mentions) == sorted(findings)
+    assert not plan.unmatched
+
+
 def test_rule_out_asks_for_the_finding_and_ruled_out_negates_it(demo):
     lex = demo[0]
     assert _read("r/o pericardial effusion", lex) == [("pericardial_effusion", None, False)]

@@ -223,6 +223,9 @@ def _graded_by_value(mention: Mention, bound: Condition, lex: Lexicon) -> list[C
         for g, (g_low, g_high) in lex.ef_grades.items()
         if (min(high, g_high) - max(low, g_low)) >= 0.5 * (g_high - g_low)
     ]
+    if mention.number is not None and mention.number.op == "=":  # "EF 60": the grade 60 is in, not its +-10
+        value = mention.number.value
+        grades = [g for g, (g_low, g_high) in lex.ef_grades.items() if g_low <= value < g_high] or grades
     if not grades:
         return []
     return [Condition("label", real.task, rule.graded_as, real.weight, grades=grades)]

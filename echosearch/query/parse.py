@@ -28,16 +28,23 @@ from echosearch.query.lexicon import Lexicon, words_of
 _CLAUSE_BREAK = re.compile(r"[,;!?\n]|\.(?!\d)")
 _RANGE = re.compile(
     r"\bbetween\s+(\d+(?:\.\d+)?)\s*%?\s*and\s+(\d+(?:\.\d+)?)(\s*%)?"  # "between 40 and 50"
-    r"|(?:\bfrom\s+)?(\d+(?:\.\d+)?)\s*%?\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)(\s*%)?",  # "30-40%", "from 30 to 40"
+    r"|(?:\bfrom\s+)?(\d+(?:\.\d+)?)\s*%?\s*(?:-|–|to|/)\s*(\d+(?:\.\d+)?)(\s*%)?",  # "30-40%", "from 30 to 40", "35/40"
     re.IGNORECASE,
 )
 _NUMBER = re.compile(r"^(\d+(?:\.\d+)?)(%?)$")
 _SPACED_PERCENT = re.compile(r"(\d)\s+%")  # "45 %"
 _DECADE = re.compile(r"\b(?:in\s+the\s+)?(\d)0'?s\b", re.IGNORECASE)  # "EF in the 30s": 30 to 39
-_OR_LESS = re.compile(r"(\d+(?:\.\d+)?%?)\s+(?:or|and)\s+(?:less|lower|below|under)\b", re.IGNORECASE)
-_OR_MORE = re.compile(
-    r"(\d+(?:\.\d+)?%?)(?:\s+(?:or|and)\s+(?:more|greater|higher|above|over)\b|\+(?=\s|$))", re.I
+_PERCENT_WORD = r"(?:\s*(?:%|percent\b|pct\b))?"  # "35 percent or less"
+_OR_LESS = re.compile(
+    r"(\d+(?:\.\d+)?)" + _PERCENT_WORD + r"\s+(?:or|and)\s+(?:less|lower|below|under)\b", re.I
 )
+_OR_MORE = re.compile(
+    r"(\d+(?:\.\d+)?)"
+    + _PERCENT_WORD
+    + r"(?:\s+(?:or|and)\s+(?:more|greater|higher|above|over)\b|\+(?=\s|$))",
+    re.I,
+)
+_GLUED_NUMBER = re.compile(r"^([a-z]+)(\d+(?:\.\d+)?%?)$", re.IGNORECASE)  # "ef45", "lvef35%"
 _RANGE_TOKEN = re.compile(r"^range(\d+(?:\.\d+)?)to(\d+(?:\.\d+)?)$")
 _MEASURE = re.compile(r"\b\d+(?:\.\d+)?\s*(?:mm|cm|ml|mmhg)\b", re.IGNORECASE)  # "26 mm Sapien": not a value
 
@@ -88,6 +95,9 @@ class _Clause:
     joined_by_or: bool = False
     joined_by: str | None = None  # the separator word before the clause ("and", "or", ...); None: , ;
     after_subject: bool = False  # opened by a negation that followed what is measured ("LV size is not")
+    # the grades and atoms added since the clause's findings last changed ("severe LV" in "no pacer severe LV ...")
+    tail: list[tuple[str, str, str]] = field(default_factory=list)
+    size_words: list[str] = field(default_factory=list)  # atoms of a word that is also a grade ("large")
     pending_op: str | None = None
 
 
@@ -113,10 +123,22 @@ def _correct(word: str, lex: Lexicon, corrections: dict[str, str]) -> str:
 def _tokens(chunk: str, lex: Lexicon, corrections: dict[str, str]) -> list[str]:
     chunk = _SPACED_PERCENT.sub(r"\1%", chunk)
     chunk = _DECADE.sub(lambda m: f" {m.group(1)}0-{m.group(1)}9 ", chunk)
-    chunk = _OR_LESS.sub(r"< \1", _OR_MORE.sub(r"> \1", chunk))
+    chunk = _OR_LESS.sub(r"< \1%", _OR_MORE.sub(r"> \1%", chunk))
     chunk = _MEASURE.sub(" ", chunk)
     chunk = _RANGE.sub(lambda m: f" range{m.group(1) or m.group(4)}to{m.group(2) or m.group(5)} ", chunk)
-    return [_correct(w, lex, corrections) for w in _slashes_split(words_of(chunk), lex)]
+    return [_correct(w, lex, corrections) for w in _glued_split(_slashes_split(words_of(chunk), lex), lex)]
+
+
+def _glued_split(words: list[str], lex: Lexicon) -> list[str]:
+    """ "ef45", "lvef35%": a lexicon word glued to its number is the word and the number."""
+    out: list[str] = []
+    for word in words:
+        m = _GLUED_NUMBER.match(word)
+        if m and (word.lower(),) not in lex.surfaces and (m.group(1).lower(),) in lex.surfaces:
+            out.extend([m.group(1), m.group(2)])
+        else:
+            out.append(word)
+    return out
 
 
 def _slashes_split(words: list[str], lex: Lexicon) -> list[str]:
@@ -171,17 +193,29 @@ def _clauses(text: str, lex: Lexicon, parsed: Parsed) -> list[_Clause]:
     for chunk in _CLAUSE_BREAK.split(text):
         current = _Clause()
         clauses.append(current)
+        match_kinds: set[str] = set()
         for kind, value, surface in _marks(_tokens(chunk, lex, parsed.corrections), lex):
+            match_kinds = {kind} if surface else match_kinds | {kind}
+            size_word = kind == "atom" and "grade" in match_kinds  # "large", "big": a grade first
             if kind == "sep":
                 current = _Clause(joined_by_or=value == "or", joined_by=value)
                 clauses.append(current)
                 continue
+            if kind == "atom" and not size_word and _starts_another_finding(current, value, lex):
+                current = _run_on_split(current, value, lex)
+                clauses.append(current)
             if surface:
                 current.words.append(surface)
             if kind == "atom":
+                before = set(_fire(_with_organ(set(current.atoms), lex), lex))
                 current.atoms.append(value)
+                if size_word:
+                    current.size_words.append(value)
+                changed = set(_fire(_with_organ(set(current.atoms), lex), lex)) != before
+                current.tail = [] if changed else [*current.tail, (kind, value, surface)]
             elif kind == "grade":
                 current.grades.append(value)
+                current.tail.append((kind, value, surface))
             elif kind == "postneg" and (current.atoms or current.grades):  # "pacer absent"
                 current.negated = True
             elif kind in ("neg", "postneg"):
@@ -200,6 +234,58 @@ def _clauses(text: str, lex: Lexicon, parsed: Parsed) -> list[_Clause]:
             elif kind == "word":
                 parsed.unmatched.append(surface)
     return _negated_predicates_merged([c for c in clauses if c.words], lex)
+
+
+def _with_organ(atoms: set[str], lex: Lexicon) -> set[str]:
+    """A state said without a chamber ("dilated", "reduced function") is of the default chamber."""
+    if atoms & lex.attribute_atoms and not atoms & lex.organs:
+        return atoms | {lex.default_organ}
+    return atoms
+
+
+def _starts_another_finding(clause: _Clause, atom: str, lex: Lexicon) -> bool:
+    """Whether a word begins a second finding in a clause that already names a whole one ("no
+    effusion pacer", "RV dilated LV normal", "no pacer severe LV dysfunction"): search-box queries
+    often have no commas. A chamber after a state said without one ("dilated LA") and a word that
+    only narrows the finding ("EF reduced") do not."""
+    atoms = set(clause.atoms) - set(clause.size_words)
+    if not atoms or (atom in lex.organs and not atoms & lex.organs):
+        return False
+    before = _fire(_with_organ(atoms, lex), lex)
+    if not before:
+        return False
+    if any(atom in g and g <= atoms | {atom} for name in before for g in lex.rules[name].when):
+        return False  # "reduced EF": the word is part of a finding already named
+    together = _with_organ(atoms | {atom}, lex)
+    for name in _fire(together, lex):
+        if name in before or lex.rules[name].means:  # "MitraClip device": not another finding
+            continue
+        groups = [g for g in lex.rules[name].when if g <= together]
+        if not any(b <= g for g in groups for b in before.values()):  # "EF reduced" narrows "EF"
+            return True
+    return False
+
+
+def _run_on_split(clause: _Clause, atom: str, lex: Lexicon) -> _Clause:
+    """The clause that a run-on query's next finding opens. The words said since the first finding
+    was whole ("severe LV" in "no pacer severe LV dysfunction") go with the next one, except a grade
+    the first finding needs when the next one takes none ("effusion large pacer")."""
+    old = _fire(_with_organ(set(clause.atoms), lex), lex)
+    new = _fire(_with_organ({atom}, lex), lex)
+    graded = lambda names: any(lex.rules[n].graded for n in names)  # noqa: E731
+    tail = clause.tail
+    own_grades = len(clause.grades) - sum(1 for kind, _, _ in tail if kind == "grade")
+    if graded(old) and not own_grades and not graded(new):
+        tail = [m for m in tail if m[0] != "grade"]
+    moved = _Clause(joined_by=None)
+    for kind, value, surface in tail:
+        (clause.atoms if kind == "atom" else clause.grades).remove(value)
+        (moved.atoms if kind == "atom" else moved.grades).append(value)
+        if surface and surface in clause.words:
+            clause.words.remove(surface)
+            moved.words.append(surface)
+    clause.tail = []
+    return moved
 
 
 def _names_subject_only(clause: _Clause, lex: Lexicon) -> bool:
@@ -278,6 +364,8 @@ def _read_clause(
         borrowed = prev_atoms & lex.organs or {lex.default_organ}
         hits = _fire(atoms | borrowed, lex)
     elif organs and not attributes:
+        if _names_a_place(previous, lex) and not clause.grades:  # "a lead in the RA and RV": where it is
+            return {}
         hits = _fire(atoms | (prev_atoms & lex.attribute_atoms), lex)
         next_atoms = set(following.atoms) if following is not None else set()
         lends = next_atoms & lex.attribute_atoms and not next_atoms & lex.organs  # "LV not dilated"
@@ -288,6 +376,15 @@ def _read_clause(
     if hits:
         clause.atoms = sorted(atoms | set().union(*hits.values()))
     return hits
+
+
+def _names_a_place(clause: _Clause | None, lex: Lexicon) -> bool:
+    """The clause names chambers none of its findings is about: where a device is ("lead in the RA")."""
+    if clause is None:
+        return False
+    atoms = set(clause.atoms)
+    used = set().union(*_fire(atoms, lex).values())
+    return bool(atoms & lex.organs) and bool(used) and not atoms & lex.organs & used
 
 
 def _coordinated(clause: _Clause | None) -> bool:
@@ -332,12 +429,18 @@ def parse_query(text: str, lex: Lexicon) -> Parsed:
         if not hits and clause.numbers and any(w.endswith("%") for w in clause.words):
             number_rules = [r for r in lex.rules.values() if r.number][:1]
             hits = {r.name: frozenset() for r in number_rules}
-        for name in [m for h in hits for m in (lex.rules[h].means or (h,))]:
+        named = [
+            m
+            for h in hits
+            if not set(lex.rules[h].means) & set(hits)  # "MitraClip device": the clip, not every device
+            for m in (lex.rules[h].means or (h,))
+        ]
+        for name in named:
             rule = lex.rules[name]
             mention = Mention(name, grade if rule.graded else None, negated, words=" ".join(clause.words))
             if rule.number:
                 if clause.numbers:
-                    mention.number = clause.numbers[0]
+                    mention.number = _as_percent(_one_number(clause.numbers))
                 elif grade is not None and rule.graded_as:
                     mention = Mention(rule.graded_as, grade, negated, words=mention.words)
                 else:
@@ -351,4 +454,25 @@ def parse_query(text: str, lex: Lexicon) -> Parsed:
                 f"the number in '{' '.join(clause.words)}' was not used (no finding takes it)"
             )
         previous = clause
+    positive = {m.finding for m in parsed.mentions if not m.negated}
+    parsed.mentions = [  # "effusion without tamponade": the effusion; negating a complication is not negating it
+        m
+        for m in parsed.mentions
+        if not (m.negated and m.grade is None and m.number is None and m.finding in positive)
+    ]
     return parsed
+
+
+def _one_number(numbers: list[Number]) -> Number:
+    """The clause's value: "EF 35 40" (two bare values) is the range between them."""
+    if len(numbers) >= 2 and numbers[0].op == numbers[1].op == "=":
+        low, high = sorted((numbers[0].value, numbers[1].value))
+        return Number("between", low, high)
+    return numbers[0]
+
+
+def _as_percent(number: Number) -> Number:
+    """An EF written as a fraction ("LVEF 0.35") is that many percent."""
+    if 0 < number.value <= 1 and (number.high is None or number.high <= 1):
+        return Number(number.op, number.value * 100, None if number.high is None else number.high * 100)
+    return number
