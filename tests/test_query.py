@@ -439,6 +439,14 @@ def test_typos_are_corrected_and_reported(demo):
     assert plan.corrections
 
 
+def test_short_everyday_words_are_not_corrected_into_findings(demo):
+    lex = demo[0]
+    for query in ("heart rate 80", "normal flow", "TAVR placed", "trial of therapy", "nine clips"):
+        plan = interpret(query, lex)
+        assert not plan.corrections, (query, plan.corrections)
+    assert [m.finding for m in interpret("TAVR placed", lex).mentions] == ["tavr"]
+
+
 def test_unknown_words_are_reported_and_nothing_understood_says_so(demo):
     plan = interpret("xyzzy flurb", *demo)
     assert not plan.understood and plan.unmatched == ["xyzzy", "flurb"]

@@ -101,8 +101,14 @@ class _Clause:
     pending_op: str | None = None
 
 
+#: Shortest word corrected, and shortest lexicon word a typo is corrected to. Why: a four-letter
+#: English word is one edit from too many short lexicon words ("rate" -> RAE, "flow" -> "low",
+#: "load" -> LVAD, "nine" -> "none"), while the typos clinicians make are in the long words.
+MIN_CORRECTED = 5
+
+
 def _max_typo_distance(word: str) -> int:
-    return 0 if len(word) < 4 else 1 if len(word) < 7 else 2
+    return 0 if len(word) < MIN_CORRECTED else 1 if len(word) < 7 else 2
 
 
 def _correct(word: str, lex: Lexicon, corrections: dict[str, str]) -> str:
@@ -113,7 +119,8 @@ def _correct(word: str, lex: Lexicon, corrections: dict[str, str]) -> str:
     limit = _max_typo_distance(low)
     if limit == 0:
         return word
-    best = process.extractOne(low, lex.known_words, scorer=Levenshtein.distance, score_cutoff=limit)
+    targets = [w for w in lex.known_words if len(w) >= MIN_CORRECTED - 1]
+    best = process.extractOne(low, targets, scorer=Levenshtein.distance, score_cutoff=limit)
     if best is None:
         return word
     corrections[word] = best[0]
