@@ -391,6 +391,56 @@ def test_views_groups_and_words_of_the_second_author(demo, query, findings):
     assert not plan.unmatched
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("cannot exclude small pericardial effusion", [("pericardial_effusion", "mild", False)]),
+        ("excluding patients with a MitraClip", [("mitraclip", None, True)]),
+        ("neither pacemaker nor TAVR", [("pacemaker", None, True), ("tavr", None, True)]),
+        ("pacemaker-free patients", [("pacemaker", None, True)]),
+        ("everything but TAVR", [("tavr", None, True)]),
+        ("the ventricle right is big", [("rv_size", None, False)]),
+        (
+            "mild MR normal right ventricle",
+            [
+                ("mitral_regurgitation", "mild", False),
+                ("rv_size", "normal", False),
+                ("rv_function", "normal", False),
+            ],
+        ),
+        ("left atrial dilatation, moderate", [("la_size", "moderate", False)]),
+        ("pericardial collection, small", [("pericardial_effusion", "mild", False)]),
+        ("moderate or severe mitral regurgitation", [("mitral_regurgitation", "moderate-severe", False)]),
+        ("a moderate or larger pericardial effusion", [("pericardial_effusion", "moderate-severe", False)]),
+        ("mitral regurgitation of any severity", [("mitral_regurgitation", None, False)]),
+        ("MR 3+", [("mitral_regurgitation", "moderate-severe", False)]),
+        ("TR 2/4", [("tricuspid_regurgitation", "moderate", False)]),
+        ("TR grade II", [("tricuspid_regurgitation", "moderate", False)]),
+    ],
+)
+def test_hedges_exceptions_word_order_and_valve_grades_of_the_third_author(demo, query, expected):
+    plan = interpret(query, demo[0])
+    assert [(m.finding, m.grade, m.negated) for m in plan.mentions] == expected
+    assert not plan.unmatched and not plan.notes
+
+
+@pytest.mark.parametrize(
+    ("query", "number"),
+    [
+        ("EF 55±5%", "50-60"),
+        ("EF＜40", "< 40"),
+        ("ＥＦ ３５％", "35"),
+        ("an ejection fraction of about thirty five percent", "35"),
+        ("reduced ejection fraction below 35 percent", "< 35"),
+        ("EF 55+", "> 55"),
+    ],
+)
+def test_ef_values_in_symbols_full_width_and_words(demo, query, number):
+    plan = interpret(query, demo[0])
+    assert [m.number.describe() for m in plan.mentions if m.number] == [number]
+    assert not plan.unmatched and not plan.notes
+
+
 def test_rule_out_asks_for_the_finding_and_ruled_out_negates_it(demo):
     lex = demo[0]
     assert _read("r/o pericardial effusion", lex) == [("pericardial_effusion", None, False)]

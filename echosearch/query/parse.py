@@ -18,6 +18,7 @@ nearest lexicon word within a small edit distance ("pacmaker" -> "pacemaker").
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 
 from rapidfuzz import process
@@ -44,6 +45,29 @@ _OR_MORE = re.compile(
     + r"(?:\s+(?:or|and)\s+(?:more|greater|higher|above|over)\b|\+(?=\s|$))",
     re.I,
 )
+_PLUS_MINUS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:±|\+/-|\+-)\s*(\d+(?:\.\d+)?)")  # "EF 55±5%": 50-60
+_TENS = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fourty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+}
+_UNITS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
+_SPELLED = re.compile(
+    rf"\b({'|'.join(_TENS)})(?:[\s-]({'|'.join(_UNITS)}))?\b", re.IGNORECASE
+)  # "thirty five"
+#: A regurgitation graded as clinicians write it: "MR 3+", "TR 2/4", "grade II" (1 mild ... 4 severe).
+_GRADE_WORDS = {"1": "mild", "2": "moderate", "3": "moderate-to-severe", "4": "severe"}
+_ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4"}
+_PLUS_GRADE = re.compile(
+    r"(?<![\d.])([1-4])\s*\+(?![\d+])|(?<![\d.])([1-4])\s*/\s*4\b|\bgrade\s+(iv|iii|ii|i|[1-4])\b", re.I
+)
+#: Words after which a chamber says where something is ("a lead in the RA"), not a finding of its own.
+PLACE_WORDS = frozenset({"in", "into", "at", "within", "through", "across", "inside", "from"})
 _GLUED_NUMBER = re.compile(r"^([a-z]+)(\d+(?:\.\d+)?%?)$", re.IGNORECASE)  # "ef45", "lvef35%"
 _RANGE_TOKEN = re.compile(r"^range(\d+(?:\.\d+)?)to(\d+(?:\.\d+)?)$")
 _MEASURE = re.compile(r"\b\d+(?:\.\d+)?\s*(?:mm|cm|ml|mmhg)\b", re.IGNORECASE)  # "26 mm Sapien": not a value
@@ -127,7 +151,22 @@ def _correct(word: str, lex: Lexicon, corrections: dict[str, str]) -> str:
     return best[0]
 
 
+def _plus_grade(m: re.Match) -> str:
+    digit = m.group(1) or m.group(2) or _ROMAN.get((m.group(3) or "").lower(), m.group(3))
+    return f" {_GRADE_WORDS[digit]} "
+
+
+def _spelled(m: re.Match) -> str:
+    return str(_TENS[m.group(1).lower()] + (_UNITS[m.group(2).lower()] if m.group(2) else 0))
+
+
 def _tokens(chunk: str, lex: Lexicon, corrections: dict[str, str]) -> list[str]:
+    chunk = _SPELLED.sub(_spelled, chunk)
+    chunk = _PLUS_MINUS.sub(
+        lambda m: f"{float(m.group(1)) - float(m.group(2)):g}-{float(m.group(1)) + float(m.group(2)):g}",
+        chunk,
+    )
+    chunk = _PLUS_GRADE.sub(_plus_grade, chunk)
     chunk = _SPACED_PERCENT.sub(r"\1%", chunk)
     chunk = _DECADE.sub(lambda m: f" {m.group(1)}0-{m.group(1)}9 ", chunk)
     chunk = _OR_LESS.sub(r"< \1%", _OR_MORE.sub(r"> \1%", chunk))
@@ -197,19 +236,29 @@ def _marks(tokens: list[str], lex: Lexicon) -> list[tuple[str, str, str]]:
 
 def _clauses(text: str, lex: Lexicon, parsed: Parsed) -> list[_Clause]:
     clauses: list[_Clause] = []
+    text = unicodedata.normalize("NFKC", text)  # full-width "ＥＦ＜４０" is "EF<40"
     for chunk in _CLAUSE_BREAK.split(text):
         current = _Clause()
         clauses.append(current)
         match_kinds: set[str] = set()
+        place = False  # the words since the last finding word say where: "in the"
         for kind, value, surface in _marks(_tokens(chunk, lex, parsed.corrections), lex):
             match_kinds = {kind} if surface else match_kinds | {kind}
             size_word = kind == "atom" and "grade" in match_kinds  # "large", "big": a grade first
+            at_place = (
+                place and kind == "atom" and value in lex.organs and bool(_fire(set(current.atoms), lex))
+            )
+            place = (place and kind == "stop") or (kind == "stop" and surface.lower() in PLACE_WORDS)
+            if kind == "sep" and current.negated and not current.atoms and not current.grades:
+                continue  # "excluding patients with a MitraClip": the negation reaches the finding
             if kind == "sep":
                 current = _Clause(joined_by_or=value == "or", joined_by=value)
                 clauses.append(current)
                 continue
-            if kind == "atom" and not size_word and _starts_another_finding(current, value, lex):
-                current = _run_on_split(current, value, lex)
+            splits = kind == "atom" and not size_word and not at_place
+            opened = _starts_another_finding(current, value, lex) if splits else set()
+            if opened:  # "no effusion pacer", "RV dilated LV normal"
+                current = _run_on_split(current, opened, lex)
                 clauses.append(current)
             if surface:
                 current.words.append(surface)
@@ -219,7 +268,10 @@ def _clauses(text: str, lex: Lexicon, parsed: Parsed) -> list[_Clause]:
                 if size_word:
                     current.size_words.append(value)
                 changed = set(_fire(_with_organ(set(current.atoms), lex), lex)) != before
-                current.tail = [] if changed else [*current.tail, (kind, value, surface)]
+                if changed:
+                    current.tail = []
+                elif not at_place:
+                    current.tail.append((kind, value, surface))
             elif kind == "grade":
                 current.grades.append(value)
                 current.tail.append((kind, value, surface))
@@ -240,7 +292,35 @@ def _clauses(text: str, lex: Lexicon, parsed: Parsed) -> list[_Clause]:
                 current.pending_op = None
             elif kind == "word":
                 parsed.unmatched.append(surface)
-    return _negated_predicates_merged([c for c in clauses if c.words], lex)
+    clauses = _chambers_left_over_split([c for c in clauses if c.words], lex)
+    return _trailing_grades_merged(_negated_predicates_merged(clauses, lex))
+
+
+def _chambers_left_over_split(clauses: list[_Clause], lex: Lexicon) -> list[_Clause]:
+    """ "mild MR normal right ventricle": a chamber said after a whole finding, that no finding of
+    the clause is about (and not where something is: "lead in the RV"), is a clause of its own."""
+    out: list[_Clause] = []
+    for clause in clauses:
+        out.append(clause)
+        fired = _fire(set(clause.atoms), lex)
+        used = set().union(*fired.values()) if fired else set()
+        loose = [a for kind, a, _ in clause.tail if kind == "atom" and a in lex.organs and a not in used]
+        if fired and loose and not clause.negated:
+            out.append(_run_on_split(clause, set(), lex))
+    return out
+
+
+def _trailing_grades_merged(clauses: list[_Clause]) -> list[_Clause]:
+    """ "left atrial dilatation, moderate": a grade alone after a comma grades the clause before it."""
+    out: list[_Clause] = []
+    for clause in clauses:
+        alone = clause.grades and not clause.atoms and not clause.numbers and not clause.negated
+        if alone and out and out[-1].atoms and not out[-1].grades:
+            out[-1].grades += clause.grades
+            out[-1].words += clause.words
+            continue
+        out.append(clause)
+    return out
 
 
 def _with_organ(atoms: set[str], lex: Lexicon) -> set[str]:
@@ -250,39 +330,39 @@ def _with_organ(atoms: set[str], lex: Lexicon) -> set[str]:
     return atoms
 
 
-def _starts_another_finding(clause: _Clause, atom: str, lex: Lexicon) -> bool:
+def _starts_another_finding(clause: _Clause, atom: str, lex: Lexicon) -> set[str]:
     """Whether a word begins a second finding in a clause that already names a whole one ("no
     effusion pacer", "RV dilated LV normal", "no pacer severe LV dysfunction"): search-box queries
     often have no commas. A chamber after a state said without one ("dilated LA") and a word that
     only narrows the finding ("EF reduced") do not."""
     atoms = set(clause.atoms) - set(clause.size_words)
     if not atoms or (atom in lex.organs and not atoms & lex.organs):
-        return False
+        return set()
     before = _fire(_with_organ(atoms, lex), lex)
     if not before:
-        return False
+        return set()
     if any(atom in g and g <= atoms | {atom} for name in before for g in lex.rules[name].when):
-        return False  # "reduced EF": the word is part of a finding already named
+        return set()  # "reduced EF": the word is part of a finding already named
     together = _with_organ(atoms | {atom}, lex)
+    opened = set()
     for name in _fire(together, lex):
         if name in before or lex.rules[name].means:  # "MitraClip device": not another finding
             continue
         groups = [g for g in lex.rules[name].when if g <= together]
         if not any(b <= g for g in groups for b in before.values()):  # "EF reduced" narrows "EF"
-            return True
-    return False
+            opened.add(name)
+    return opened
 
 
-def _run_on_split(clause: _Clause, atom: str, lex: Lexicon) -> _Clause:
+def _run_on_split(clause: _Clause, opened: set[str], lex: Lexicon) -> _Clause:
     """The clause that a run-on query's next finding opens. The words said since the first finding
     was whole ("severe LV" in "no pacer severe LV dysfunction") go with the next one, except a grade
     the first finding needs when the next one takes none ("effusion large pacer")."""
     old = _fire(_with_organ(set(clause.atoms), lex), lex)
-    new = _fire(_with_organ({atom}, lex), lex)
     graded = lambda names: any(lex.rules[n].graded for n in names)  # noqa: E731
     tail = clause.tail
     own_grades = len(clause.grades) - sum(1 for kind, _, _ in tail if kind == "grade")
-    if graded(old) and not own_grades and not graded(new):
+    if graded(old) and not own_grades and not graded(opened):
         tail = [m for m in tail if m[0] != "grade"]
     moved = _Clause(joined_by=None)
     for kind, value, surface in tail:
@@ -429,8 +509,10 @@ def parse_query(text: str, lex: Lexicon) -> Parsed:
             grade, negated = None, False
         number_rules = [lex.rules[h] for h in hits if lex.rules[h].number]
         if clause.numbers and not number_rules:  # "reduced LVEF (30%)": the value is the EF's too
-            number_rules = [
-                r for r in lex.rules.values() if r.number and any(g <= set(clause.atoms) for g in r.when)
+            number_rules = [  # also "reduced ejection fraction below 35": the finding the value grades
+                r
+                for r in lex.rules.values()
+                if r.number and (any(g <= set(clause.atoms) for g in r.when) or r.graded_as in hits)
             ]
             hits = {**hits, **{r.name: frozenset() for r in number_rules}}
         if not hits and clause.numbers and any(w.endswith("%") for w in clause.words):
