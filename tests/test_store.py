@@ -84,6 +84,29 @@ def test_processes_creating_the_same_new_sqlite_database_at_once_all_open_it(tmp
         db.close()
 
 
+def test_opening_a_new_database_waits_for_another_connections_write_lock(tmp_path):
+    """SQLite fails the switch to WAL at once (no busy wait) while another connection holds the
+    write lock of a file not yet in WAL mode: a process creating the same database at that moment.
+    Opening must wait for the lock, not fail with "database is locked"."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "new.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE scratch (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO scratch VALUES (1)")
+    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        db = open_db(f"sqlite:///{path}")
+    finally:
+        release.join()
+        other.close()
+    assert current_revision(db.engine) == head_revision()
+    db.close()
+
+
 def test_migrations_compile_for_postgresql(capsys):
     """Offline mode renders the migrations as PostgreSQL DDL: nothing SQLite-only in them."""
     cfg = alembic_config("postgresql://user@localhost/echosearch")

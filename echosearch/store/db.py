@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,15 +91,44 @@ def has_database(data_dir: str | Path, db: str | None = None) -> bool:
     return not is_sqlite(url) or Path(make_url(url).database or "").is_file()
 
 
+#: How long SQLite waits for another connection's lock (busy timeout), and how long a step that SQLite
+#: does not wait for by itself is retried.
+BUSY_TIMEOUT_MS = 30000
+
+
+def _locked(exc: BaseException) -> bool:
+    return "database is locked" in str(getattr(exc, "orig", None) or exc)
+
+
+def _when_unlocked(step):  # noqa: ANN001, ANN202
+    """Run ``step``, retrying while SQLite reports "database is locked", up to the busy timeout.
+
+    Why: SQLite skips its busy handler where waiting could deadlock, and fails at once instead:
+    switching a new file to WAL while another connection holds the write lock (a process creating
+    the same database at that moment), or a deferred transaction's read-then-write. Measured: the
+    WAL switch fails in 0.0 s with a 3 s busy timeout while another connection writes.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        try:
+            return step()
+        except Exception as exc:
+            if not _locked(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.5)
+
+
 def _sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see module doc)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if engine.url.database not in (None, "", ":memory:"):
-            cur.execute("PRAGMA journal_mode=WAL")
+            _when_unlocked(lambda: cur.execute("PRAGMA journal_mode=WAL"))
             cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
@@ -152,13 +182,20 @@ def upgrade_to_head(url_or_engine: str | Engine) -> None:
     from alembic import command
 
     engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
-    try:
+
+    def upgrade() -> None:
         if current_revision(engine) == head_revision():
             return
         cfg = alembic_config(engine.url.render_as_string(hide_password=False))
         with engine.execution_options(**{IMMEDIATE_OPTION: True}).begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    try:
+        if engine.url.get_backend_name() == "sqlite":
+            _when_unlocked(upgrade)
+        else:
+            upgrade()
     finally:
         if isinstance(url_or_engine, str):
             engine.dispose()
