@@ -113,13 +113,19 @@ class Lexicon:
     max_surface: int = 1
     study_share: float = 0.0  # how much a clip's score is its study's mean score (rank.study_pooled)
     text_grade_weight: float = 0.0  # a graded finding the space stores no grade of: see interpret
+    subjects: set[str] = field(default_factory=set)  # atoms naming what is measured ("size", "EF")
     source: str = ""
 
     @cached_property
     def organs(self) -> set[str]:
         return set(self.organ_findings)
 
-    subjects: set[str] = field(default_factory=set)  # atoms naming what is measured ("size", "EF")
+    @cached_property
+    def correction_targets(self) -> list[str]:
+        """The words a typo may be corrected to (see ``parse.MIN_CORRECTED``), listed once."""
+        from echosearch.query.parse import MIN_CORRECTED
+
+        return sorted(w for w in self.known_words if len(w) >= MIN_CORRECTED - 1)
 
     @cached_property
     def attribute_atoms(self) -> set[str]:

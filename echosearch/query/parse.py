@@ -143,8 +143,7 @@ def _correct(word: str, lex: Lexicon, corrections: dict[str, str]) -> str:
     limit = _max_typo_distance(low)
     if limit == 0:
         return word
-    targets = [w for w in lex.known_words if len(w) >= MIN_CORRECTED - 1]
-    best = process.extractOne(low, targets, scorer=Levenshtein.distance, score_cutoff=limit)
+    best = process.extractOne(low, lex.correction_targets, scorer=Levenshtein.distance, score_cutoff=limit)
     if best is None:
         return word
     corrections[word] = best[0]
@@ -364,7 +363,7 @@ def _run_on_split(clause: _Clause, opened: set[str], lex: Lexicon) -> _Clause:
     own_grades = len(clause.grades) - sum(1 for kind, _, _ in tail if kind == "grade")
     if graded(old) and not own_grades and not graded(opened):
         tail = [m for m in tail if m[0] != "grade"]
-    moved = _Clause(joined_by=None)
+    moved = _Clause()
     for kind, value, surface in tail:
         (clause.atoms if kind == "atom" else clause.grades).remove(value)
         (moved.atoms if kind == "atom" else moved.grades).append(value)
@@ -503,7 +502,7 @@ def parse_query(text: str, lex: Lexicon) -> Parsed:
             and _coordinated(clause)
             and (chamber_only[i] or chamber_only[i - 1] or state_only[i])
         ):
-            grade = _grade(clauses[i - 1])  # "severely dilated LV and RV", "nl LA and RA size"
+            grade = _grade(clauses[i - 1])
         negated = clause.negated
         if negated and grade == "normal":  # "not normal LV function": abnormal, any grade
             grade, negated = None, False
